@@ -1,0 +1,96 @@
+//! The core's error type and its mapping onto the wire's error codes.
+
+use coffer_meta::MetaError;
+use coffer_storage::StorageError;
+use coffer_types::{BlockId, ErrorCode};
+
+/// A failed domain operation. [`CoreError::code`] gives the wire code (and so
+/// the HTTP status); the message is for a person.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoreError {
+    #[error("the body's blake3 is {actual}, not the block id {expected} in the URL; the block was not stored")]
+    DigestMismatch { expected: BlockId, actual: BlockId },
+    #[error("the block is larger than the limit of {limit} bytes")]
+    BlockTooLarge { limit: u64 },
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("{0}")]
+    InvalidId(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error(
+        "missing or invalid token: send \"Authorization: Bearer <token>\" with a current token"
+    )]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the commit references {} block(s) the archive does not hold; upload them and commit again", .0.len())]
+    MissingBlocks(Vec<BlockId>),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    SessionClosed(String),
+    #[error("the storage is full ({0}); blocks already stored remain readable")]
+    StorageFull(String),
+    #[error("the storage backend cannot be reached ({0}); retry later")]
+    StorageUnavailable(String),
+    #[error("the byte range is outside the block of {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("the upload was interrupted: {0}")]
+    BodyAborted(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl CoreError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::DigestMismatch { .. } => ErrorCode::DigestMismatch,
+            Self::BlockTooLarge { .. } => ErrorCode::BlockTooLarge,
+            Self::BodyTooLarge { .. } => ErrorCode::BodyTooLarge,
+            Self::InvalidId(_) => ErrorCode::InvalidId,
+            Self::InvalidRequest(_) | Self::BodyAborted(_) => ErrorCode::InvalidRequest,
+            Self::Unauthorized => ErrorCode::Unauthorized,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::MissingBlocks(_) => ErrorCode::MissingBlocks,
+            Self::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            Self::SessionClosed(_) => ErrorCode::SessionClosed,
+            Self::StorageFull(_) => ErrorCode::StorageFull,
+            Self::StorageUnavailable(_) => ErrorCode::StorageUnavailable,
+            Self::RangeNotSatisfiable { .. } => ErrorCode::RangeNotSatisfiable,
+            Self::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// With `missing_blocks`: the ids to upload.
+    pub fn missing(&self) -> Option<&[BlockId]> {
+        match self {
+            Self::MissingBlocks(ids) => Some(ids),
+            _ => None,
+        }
+    }
+}
+
+impl From<MetaError> for CoreError {
+    fn from(e: MetaError) -> Self {
+        CoreError::Internal(format!("metadata: {e}"))
+    }
+}
+
+impl From<StorageError> for CoreError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::NotFound { id } => {
+                CoreError::NotFound(format!("block {id} is not stored"))
+            }
+            StorageError::Full { detail } => CoreError::StorageFull(detail),
+            StorageError::Unavailable { .. } => CoreError::StorageUnavailable(e.to_string()),
+            StorageError::Range { size, .. } => CoreError::RangeNotSatisfiable { size },
+            other => CoreError::Internal(format!("storage: {other}")),
+        }
+    }
+}

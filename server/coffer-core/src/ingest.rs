@@ -1,0 +1,211 @@
+//! Block ingest and reads: the hot path.
+//!
+//! `put_block` streams the body into the storage spool while hashing it,
+//! refuses it as soon as it passes the size limit, publishes it only if its
+//! blake3 is the id in the URL, records it in the metadata and answers only
+//! once both the bytes and the record are on stable storage.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use coffer_meta::{BlockRecord, DeviceRecord};
+use coffer_storage::BlockStream;
+use coffer_types::wire::{MissingResponse, PutBlockResponse, SessionState};
+use coffer_types::{BlockId, Name};
+use futures::{Stream, StreamExt};
+
+use crate::{Coffer, CoreError, Result};
+
+/// The result of a block read.
+pub struct BlockRead {
+    /// Size of the whole block.
+    pub size: u64,
+    /// The byte range sent, when a range was asked for.
+    pub range: Option<Range<u64>>,
+    pub stream: BlockStream,
+}
+
+impl std::fmt::Debug for BlockRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockRead")
+            .field("size", &self.size)
+            .field("range", &self.range)
+            .finish()
+    }
+}
+
+/// The answer to a block upload: the wire body, and whether it was created
+/// (201) or already present (200).
+pub type PutBlock = PutBlockResponse;
+
+pub(crate) fn parse_block_id(s: &str) -> Result<BlockId> {
+    s.parse().map_err(|e| CoreError::InvalidId(format!("{e}")))
+}
+
+impl Coffer {
+    /// The archive `archive` if `device` owns it. Any other archive, existing
+    /// or not, is "not found" with the same message: no existence oracle.
+    pub fn archive_of(&self, device: &DeviceRecord, archive: &str) -> Result<Name> {
+        if device.archive.as_str() == archive {
+            Ok(device.archive.clone())
+        } else {
+            Err(CoreError::NotFound(format!(
+                "archive {archive:?} not found"
+            )))
+        }
+    }
+
+    /// An open session of `archive`, for pinning.
+    fn open_session_named(&self, archive: &Name, session: &str) -> Result<Name> {
+        let sid = Name::new(session).map_err(|e| CoreError::InvalidId(format!("session: {e}")))?;
+        match self.meta.session(archive, &sid)? {
+            None => Err(CoreError::NotFound(format!("session {sid} not found"))),
+            Some(s) if s.state != SessionState::Open => Err(CoreError::SessionClosed(
+                format!(
+                    "session {sid} is closed ({:?}) and takes no more blocks",
+                    s.state
+                )
+                .to_lowercase(),
+            )),
+            Some(_) => Ok(sid),
+        }
+    }
+
+    /// Store one block. `content_length` (when the client sent one) lets an
+    /// oversized block be refused before any of it is read.
+    ///
+    /// On error nothing new is visible: an interrupted, oversized or
+    /// mismatching body leaves no block and no record. Cancelling the future
+    /// (client gone) likewise removes the spool file.
+    pub async fn put_block<S>(
+        &self,
+        archive: &Name,
+        id: &str,
+        content_length: Option<u64>,
+        session: Option<&str>,
+        mut body: S,
+    ) -> Result<PutBlockResponse>
+    where
+        S: Stream<Item = std::result::Result<Bytes, std::io::Error>> + Unpin,
+    {
+        let id = parse_block_id(id)?;
+        let limit = self.limits.max_block_bytes;
+        if content_length.is_some_and(|n| n > limit) {
+            return Err(CoreError::BlockTooLarge { limit });
+        }
+        let pin = session
+            .map(|s| self.open_session_named(archive, s))
+            .transpose()?;
+
+        if let Some(rec) = self.meta.block(archive, &id)? {
+            // Already stored: read and discard the body, then record the pin.
+            let mut seen = 0u64;
+            while let Some(chunk) = body.next().await {
+                seen += chunk
+                    .map_err(|e| CoreError::BodyAborted(e.to_string()))?
+                    .len() as u64;
+                if seen > limit {
+                    return Err(CoreError::BlockTooLarge { limit });
+                }
+            }
+            self.meta.insert_block(archive, &id, rec, pin.as_ref())?;
+            self.meta.durable().await?;
+            return Ok(PutBlockResponse {
+                id,
+                size: rec.size,
+                created: false,
+            });
+        }
+
+        let mut writer = self.storage.begin(archive.as_str(), content_length).await?;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| CoreError::BodyAborted(e.to_string()))?;
+            if writer.len() + chunk.len() as u64 > limit {
+                return Err(CoreError::BlockTooLarge { limit });
+            }
+            writer.write(chunk).await?;
+        }
+        let size = writer.len();
+        let actual = writer.finish().await?;
+        if actual != id {
+            return Err(CoreError::DigestMismatch {
+                expected: id,
+                actual,
+            });
+        }
+        writer.publish(id).await?;
+        let rec = BlockRecord {
+            size,
+            stored_at: self.now(),
+        };
+        let created = self.meta.insert_block(archive, &id, rec, pin.as_ref())?;
+        self.meta.durable().await?;
+        Ok(PutBlockResponse { id, size, created })
+    }
+
+    /// Of `ids`, those the archive does not hold, in the order given. With a
+    /// session, the ones it holds are pinned to that session.
+    pub async fn missing_blocks(
+        &self,
+        archive: &Name,
+        ids: &[BlockId],
+        session: Option<&Name>,
+    ) -> Result<MissingResponse> {
+        if ids.len() > self.limits.max_missing_ids {
+            return Err(CoreError::BodyTooLarge {
+                limit: self.limits.max_missing_ids as u64,
+            });
+        }
+        let pin = session
+            .map(|s| self.open_session_named(archive, s.as_str()))
+            .transpose()?;
+        let missing = self.meta.missing(archive, ids, pin.as_ref())?;
+        if pin.is_some() {
+            self.meta.durable().await?;
+        }
+        Ok(MissingResponse { missing })
+    }
+
+    /// Size of a stored block.
+    pub fn block_size(&self, archive: &Name, id: &str) -> Result<u64> {
+        let id = parse_block_id(id)?;
+        self.meta
+            .block(archive, &id)?
+            .map(|r| r.size)
+            .ok_or_else(|| CoreError::NotFound(format!("block {id} is not stored in this archive")))
+    }
+
+    /// Read a block, or the inclusive byte range `first..=last` of it
+    /// (`last` = `None`: to the end; HTTP `Range: bytes=first-last`).
+    pub async fn read_block(
+        &self,
+        archive: &Name,
+        id: &str,
+        range: Option<(u64, Option<u64>)>,
+    ) -> Result<BlockRead> {
+        let size = self.block_size(archive, id)?;
+        let id = parse_block_id(id)?;
+        let range = match range {
+            None => None,
+            Some((first, last)) => {
+                let last = last.unwrap_or(u64::MAX).min(size.saturating_sub(1));
+                if first >= size || first > last {
+                    return Err(CoreError::RangeNotSatisfiable { size });
+                }
+                Some(first..last + 1)
+            }
+        };
+        let stream = if size == 0 {
+            futures::stream::empty().boxed()
+        } else {
+            self.storage
+                .get(archive.as_str(), &id, range.clone())
+                .await?
+        };
+        Ok(BlockRead {
+            size,
+            range,
+            stream,
+        })
+    }
+}

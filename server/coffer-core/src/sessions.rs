@@ -1,0 +1,247 @@
+//! Backup sessions and commits.
+//!
+//! A session records activity and pins the blocks uploaded or announced
+//! present in it; a commit turns it atomically into a backup (one restore
+//! point) once every referenced block is stored. Commits are idempotent: a
+//! retried commit returns the backup the first one made.
+
+use std::collections::HashSet;
+
+use coffer_meta::{BackupRecord, CommitOutcome, DeviceRecord, SessionRecord};
+use coffer_types::wire::{BackupInfo, CommitRequest, ProgressRequest, SessionInfo, SessionState};
+use coffer_types::Name;
+
+use crate::{random16, Coffer, CoreError, Result};
+
+/// Longest agent version string recorded.
+const MAX_AGENT_LEN: usize = 128;
+
+impl Coffer {
+    /// Open a backup session on the device's archive.
+    pub async fn open_session(
+        &self,
+        device: &DeviceRecord,
+        archive: &Name,
+        agent: Option<&str>,
+    ) -> Result<SessionInfo> {
+        let now = self.now();
+        let rec = SessionRecord {
+            id: Name::random("se", random16()?),
+            archive: archive.clone(),
+            state: SessionState::Open,
+            opened_at: now,
+            last_activity: now,
+            percent: 0.0,
+            bytes: 0,
+            files: 0,
+            backup: None,
+        };
+        self.meta.create_session(&rec)?;
+        let agent: Option<String> = agent.map(|a| {
+            a.chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_AGENT_LEN)
+                .collect()
+        });
+        self.meta.touch_device(&device.id, now, agent.as_deref())?;
+        self.meta.durable().await?;
+        self.session_info(rec)
+    }
+
+    fn session_record(&self, archive: &Name, session: &str) -> Result<SessionRecord> {
+        let sid = Name::new(session).map_err(|e| CoreError::InvalidId(format!("session: {e}")))?;
+        self.meta
+            .session(archive, &sid)?
+            .ok_or_else(|| CoreError::NotFound(format!("session {sid} not found")))
+    }
+
+    fn session_info(&self, s: SessionRecord) -> Result<SessionInfo> {
+        let pinned_blocks = self.meta.pinned_count(&s.archive, &s.id)?;
+        Ok(SessionInfo {
+            session: s.id,
+            archive: s.archive,
+            state: s.state,
+            opened_at: s.opened_at,
+            last_activity: s.last_activity,
+            percent: s.percent,
+            bytes: s.bytes,
+            files: s.files,
+            pinned_blocks,
+            backup: s.backup,
+        })
+    }
+
+    pub fn session(&self, archive: &Name, session: &str) -> Result<SessionInfo> {
+        let s = self.session_record(archive, session)?;
+        self.session_info(s)
+    }
+
+    /// Record progress of an open session: percent of the selection done,
+    /// bytes and files so far. The server stamps the time.
+    pub async fn progress(
+        &self,
+        archive: &Name,
+        session: &str,
+        p: ProgressRequest,
+    ) -> Result<SessionInfo> {
+        if !p.percent.is_finite() || !(0.0..=100.0).contains(&p.percent) {
+            return Err(CoreError::InvalidRequest(format!(
+                "percent is {}; it must be between 0 and 100",
+                p.percent
+            )));
+        }
+        let s = self.session_record(archive, session)?;
+        if s.state != SessionState::Open {
+            return Err(closed(&s));
+        }
+        let now = self.now();
+        let updated = self
+            .meta
+            .update_session(archive, &s.id, |r| {
+                if r.state == SessionState::Open {
+                    r.percent = p.percent;
+                    r.bytes = p.bytes;
+                    r.files = p.files;
+                    r.last_activity = r.last_activity.max(now);
+                }
+            })?
+            .ok_or_else(|| CoreError::NotFound(format!("session {} not found", s.id)))?;
+        if updated.state != SessionState::Open {
+            return Err(closed(&updated));
+        }
+        self.meta.record_activity(archive, now, Some(p.percent))?;
+        self.session_info(updated)
+    }
+
+    /// Commit an open session into a backup. Fails with `missing_blocks`
+    /// (listing them) if any referenced block is not stored; then nothing is
+    /// written and the session stays open. A retry of a successful commit
+    /// returns the same backup (`created` false).
+    pub async fn commit(
+        &self,
+        archive: &Name,
+        session: &str,
+        req: CommitRequest,
+    ) -> Result<(BackupInfo, bool)> {
+        if !req.stats.percent.is_finite() || !(0.0..=100.0).contains(&req.stats.percent) {
+            return Err(CoreError::InvalidRequest(format!(
+                "stats.percent is {}; it must be between 0 and 100",
+                req.stats.percent
+            )));
+        }
+        if req.blocks.len() > self.limits.max_commit_blocks {
+            return Err(CoreError::BodyTooLarge {
+                limit: self.limits.max_commit_blocks as u64,
+            });
+        }
+        let s = self.session_record(archive, session)?;
+        // The manifest is referenced too; each block is listed once.
+        let mut seen = HashSet::with_capacity(req.blocks.len() + 1);
+        let mut blocks = Vec::with_capacity(req.blocks.len() + 1);
+        for id in std::iter::once(req.manifest).chain(req.blocks.iter().copied()) {
+            if seen.insert(id) {
+                blocks.push(id);
+            }
+        }
+        let backup = BackupRecord {
+            id: Name::random("bk", random16()?),
+            archive: archive.clone(),
+            session: s.id.clone(),
+            committed_at: self.now(),
+            manifest: req.manifest,
+            block_count: blocks.len() as u64,
+            stats: req.stats,
+        };
+        let completed = req.stats.percent >= 100.0;
+        match self.meta.commit(&backup, &blocks, completed)? {
+            CommitOutcome::Committed(b) => {
+                self.meta.release_pins(archive, &s.id)?;
+                self.meta.durable().await?;
+                tracing::info!(archive = %archive, backup = %b.id, blocks = b.block_count, "backup committed");
+                Ok((backup_info(b, None), true))
+            }
+            CommitOutcome::AlreadyCommitted(b) if b.manifest == req.manifest => {
+                // The first commit may not be durable yet if it raced this one.
+                self.meta.durable().await?;
+                Ok((backup_info(b, None), false))
+            }
+            CommitOutcome::AlreadyCommitted(b) => Err(CoreError::SessionClosed(format!(
+                "session {} was committed as backup {} with another manifest",
+                s.id, b.id
+            ))),
+            CommitOutcome::MissingBlocks(ids) => Err(CoreError::MissingBlocks(ids)),
+            CommitOutcome::SessionAborted => Err(closed(&s)),
+            CommitOutcome::NoSession => {
+                Err(CoreError::NotFound(format!("session {} not found", s.id)))
+            }
+        }
+    }
+
+    /// Abort an open session and release its pins. Aborting an aborted
+    /// session is a no-op; a committed one cannot be aborted.
+    pub async fn abort(&self, archive: &Name, session: &str) -> Result<SessionInfo> {
+        let s = self.session_record(archive, session)?;
+        let now = self.now();
+        let updated = self
+            .meta
+            .update_session(archive, &s.id, |r| {
+                if r.state == SessionState::Open {
+                    r.state = SessionState::Aborted;
+                    r.last_activity = r.last_activity.max(now);
+                }
+            })?
+            .ok_or_else(|| CoreError::NotFound(format!("session {} not found", s.id)))?;
+        if updated.state == SessionState::Committed {
+            return Err(closed(&updated));
+        }
+        self.meta.release_pins(archive, &s.id)?;
+        self.meta.durable().await?;
+        self.session_info(updated)
+    }
+
+    /// The archive's backups, oldest first.
+    pub fn backups(&self, archive: &Name) -> Result<Vec<BackupInfo>> {
+        Ok(self
+            .meta
+            .backups(archive)?
+            .into_iter()
+            .map(|b| backup_info(b, None))
+            .collect())
+    }
+
+    /// One backup with the list of blocks it references.
+    pub fn backup(&self, archive: &Name, backup: &str) -> Result<BackupInfo> {
+        let bid = Name::new(backup).map_err(|e| CoreError::InvalidId(format!("backup: {e}")))?;
+        let b = self
+            .meta
+            .backup(archive, &bid)?
+            .ok_or_else(|| CoreError::NotFound(format!("backup {bid} not found")))?;
+        let blocks = self.meta.backup_blocks(archive, &bid)?;
+        Ok(backup_info(b, Some(blocks)))
+    }
+}
+
+fn closed(s: &SessionRecord) -> CoreError {
+    let state = match s.state {
+        SessionState::Open => "open",
+        SessionState::Committed => "committed",
+        SessionState::Aborted => "aborted",
+    };
+    CoreError::SessionClosed(format!(
+        "session {} is {state} and takes no more changes",
+        s.id
+    ))
+}
+
+fn backup_info(b: BackupRecord, blocks: Option<Vec<coffer_types::BlockId>>) -> BackupInfo {
+    BackupInfo {
+        backup: b.id,
+        archive: b.archive,
+        session: b.session,
+        committed_at: b.committed_at,
+        manifest: b.manifest,
+        block_count: b.block_count,
+        stats: b.stats,
+        blocks,
+    }
+}

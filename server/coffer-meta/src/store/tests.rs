@@ -1,0 +1,266 @@
+//! The metadata store's own suite: records, transactions, schema checks and
+//! durability across reopen.
+
+use super::*;
+use coffer_types::wire::BackupStats;
+
+fn name(s: &str) -> Name {
+    Name::new(s).unwrap()
+}
+
+fn open() -> (tempfile::TempDir, MetaStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetaStore::open(&dir.path().join("meta")).unwrap();
+    (dir, store)
+}
+
+fn enroll(store: &MetaStore, dev: &str, ar: &str) {
+    let device = DeviceRecord {
+        id: name(dev),
+        name: "laptop".into(),
+        org: name("acme"),
+        user: name("ann"),
+        os: None,
+        archive: name(ar),
+        token_hash: *blake3::hash(dev.as_bytes()).as_bytes(),
+        revoked: false,
+        enrolled_at: 1,
+        last_connection: None,
+        agent_version: None,
+    };
+    let archive = ArchiveRecord {
+        id: name(ar),
+        device: name(dev),
+        created_at: 1,
+        bytes_stored: 0,
+        block_count: 0,
+        backup_count: 0,
+        last_activity: None,
+        last_completed: None,
+        percent_complete: None,
+    };
+    store.enroll(&device, &archive).unwrap();
+}
+
+fn session(store: &MetaStore, ar: &str, sid: &str) {
+    store
+        .create_session(&SessionRecord {
+            id: name(sid),
+            archive: name(ar),
+            state: SessionState::Open,
+            opened_at: 5,
+            last_activity: 5,
+            percent: 0.0,
+            bytes: 0,
+            files: 0,
+            backup: None,
+        })
+        .unwrap();
+}
+
+fn backup(ar: &str, sid: &str, bid: &str, manifest: BlockId) -> BackupRecord {
+    BackupRecord {
+        id: name(bid),
+        archive: name(ar),
+        session: name(sid),
+        committed_at: 100,
+        manifest,
+        block_count: 0,
+        stats: BackupStats::default(),
+    }
+}
+
+#[test]
+fn orgs_and_users_are_created_once() {
+    let (_d, s) = open();
+    let org = OrgRecord {
+        name: name("acme"),
+        parent: None,
+        created_at: 1,
+    };
+    assert!(s.create_org(&org).unwrap());
+    assert!(!s.create_org(&org).unwrap());
+    assert_eq!(s.org(&name("acme")).unwrap(), Some(org));
+    let user = UserRecord {
+        org: name("acme"),
+        name: name("ann"),
+        created_at: 2,
+    };
+    assert!(s.create_user(&user).unwrap());
+    assert!(!s.create_user(&user).unwrap());
+    assert_eq!(s.users().unwrap().len(), 1);
+}
+
+#[test]
+fn block_insert_counts_once_and_pins() {
+    let (_d, s) = open();
+    enroll(&s, "dv_1", "ar_1");
+    session(&s, "ar_1", "se_1");
+    let id = BlockId::of(b"a");
+    let rec = BlockRecord {
+        size: 10,
+        stored_at: 7,
+    };
+    assert!(s
+        .insert_block(&name("ar_1"), &id, rec, Some(&name("se_1")))
+        .unwrap());
+    assert!(!s
+        .insert_block(&name("ar_1"), &id, rec, Some(&name("se_1")))
+        .unwrap());
+    let a = s.archive(&name("ar_1")).unwrap().unwrap();
+    assert_eq!(
+        (a.bytes_stored, a.block_count, a.last_activity),
+        (10, 1, Some(7))
+    );
+    assert_eq!(s.pinned_count(&name("ar_1"), &name("se_1")).unwrap(), 1);
+    assert_eq!(s.block(&name("ar_1"), &id).unwrap(), Some(rec));
+    // Dedupe is per archive: another archive does not see it.
+    enroll(&s, "dv_2", "ar_2");
+    assert_eq!(s.block(&name("ar_2"), &id).unwrap(), None);
+    assert_eq!(s.missing(&name("ar_2"), &[id], None).unwrap(), vec![id]);
+}
+
+#[test]
+fn commit_is_atomic_idempotent_and_lists_missing() {
+    let (_d, s) = open();
+    enroll(&s, "dv_1", "ar_1");
+    session(&s, "ar_1", "se_1");
+    let (a, b) = (BlockId::of(b"a"), BlockId::of(b"b"));
+    let rec = BlockRecord {
+        size: 1,
+        stored_at: 7,
+    };
+    s.insert_block(&name("ar_1"), &a, rec, Some(&name("se_1")))
+        .unwrap();
+    let bk = backup("ar_1", "se_1", "bk_1", a);
+    assert_eq!(
+        s.commit(&bk, &[a, b], true).unwrap(),
+        CommitOutcome::MissingBlocks(vec![b])
+    );
+    assert!(s.backups(&name("ar_1")).unwrap().is_empty());
+    s.insert_block(&name("ar_1"), &b, rec, Some(&name("se_1")))
+        .unwrap();
+    assert_eq!(
+        s.commit(&bk, &[a, b], true).unwrap(),
+        CommitOutcome::Committed(bk.clone())
+    );
+    // A retry with a fresh backup id returns the first backup.
+    let retry = backup("ar_1", "se_1", "bk_2", a);
+    assert_eq!(
+        s.commit(&retry, &[a, b], true).unwrap(),
+        CommitOutcome::AlreadyCommitted(bk)
+    );
+    assert_eq!(s.backups(&name("ar_1")).unwrap().len(), 1);
+    assert_eq!(
+        s.backup_blocks(&name("ar_1"), &name("bk_1")).unwrap(),
+        vec![a, b]
+    );
+    let ar = s.archive(&name("ar_1")).unwrap().unwrap();
+    assert_eq!((ar.backup_count, ar.last_completed), (1, Some(100)));
+    assert_eq!(s.release_pins(&name("ar_1"), &name("se_1")).unwrap(), 2);
+}
+
+#[test]
+fn large_reference_lists_are_chunked_and_read_back_in_order() {
+    let (_d, s) = open();
+    enroll(&s, "dv_1", "ar_1");
+    session(&s, "ar_1", "se_1");
+    let ids: Vec<BlockId> = (0u32..5000)
+        .map(|i| BlockId::of(&i.to_le_bytes()))
+        .collect();
+    for id in &ids {
+        s.insert_block(
+            &name("ar_1"),
+            id,
+            BlockRecord {
+                size: 1,
+                stored_at: 1,
+            },
+            None,
+        )
+        .unwrap();
+    }
+    let bk = backup("ar_1", "se_1", "bk_1", ids[0]);
+    assert!(matches!(
+        s.commit(&bk, &ids, false).unwrap(),
+        CommitOutcome::Committed(_)
+    ));
+    assert_eq!(s.backup_blocks(&name("ar_1"), &name("bk_1")).unwrap(), ids);
+    // Not complete: last_completed stays unset.
+    assert_eq!(
+        s.archive(&name("ar_1")).unwrap().unwrap().last_completed,
+        None
+    );
+}
+
+#[test]
+fn token_rotation_and_revocation() {
+    let (_d, s) = open();
+    enroll(&s, "dv_1", "ar_1");
+    let old = *blake3::hash(b"dv_1").as_bytes();
+    assert!(s.device_by_token(&old).unwrap().is_some());
+    let new = [9u8; 32];
+    s.set_device_token(&name("dv_1"), Some(new))
+        .unwrap()
+        .unwrap();
+    assert!(s.device_by_token(&old).unwrap().is_none());
+    assert!(s.device_by_token(&new).unwrap().is_some());
+    let d = s.set_device_token(&name("dv_1"), None).unwrap().unwrap();
+    assert!(d.revoked);
+    assert!(s.device_by_token(&new).unwrap().is_none());
+}
+
+#[test]
+fn writes_survive_reopen_after_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta");
+    {
+        let s = MetaStore::open(&path).unwrap();
+        enroll(&s, "dv_1", "ar_1");
+        s.durable_blocking().unwrap();
+    }
+    let s = MetaStore::open(&path).unwrap();
+    assert!(s.device(&name("dv_1")).unwrap().is_some());
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta");
+    {
+        let s = MetaStore::open(&path).unwrap();
+        s.meta.insert(SCHEMA_KEY, &99u32.to_be_bytes()).unwrap();
+        s.durable_blocking().unwrap();
+    }
+    match MetaStore::open(&path) {
+        Err(MetaError::SchemaMismatch {
+            found: 99,
+            expected: SCHEMA_VERSION,
+            ..
+        }) => {}
+        other => panic!("expected a schema mismatch, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_durable_calls_share_flushes() {
+    let (_d, s) = open();
+    let s = std::sync::Arc::new(s);
+    let mut tasks = Vec::new();
+    for i in 0..64u32 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let org = OrgRecord {
+                name: Name::new(format!("o{i}")).unwrap(),
+                parent: None,
+                created_at: 1,
+            };
+            s.create_org(&org).unwrap();
+            s.durable().await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(s.orgs().unwrap().len(), 64);
+}

@@ -1,0 +1,237 @@
+//! JSON bodies of the agent protocol (`/v1/…`) and the admin API
+//! (`/admin/v1/…`). `docs/protocol.md` documents them with examples; a change
+//! here is a protocol change.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{BlockId, ErrorCode, Name, UnixMillis};
+
+/// Every error answer: `{"error": {"code": "…", "message": "…"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// A sentence for a person.
+    pub message: String,
+    /// Whether the same request may succeed if sent again later.
+    pub retryable: bool,
+    /// With `missing_blocks`: the ids the archive does not hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<Vec<BlockId>>,
+}
+
+/// `PUT /v1/archives/{archive}/blocks/{id}` answer (201 stored, 200 present).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PutBlockResponse {
+    pub id: BlockId,
+    pub size: u64,
+    /// True when this request stored the block, false when it was present.
+    pub created: bool,
+}
+
+/// `POST /v1/archives/{archive}/blocks/missing` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MissingRequest {
+    pub ids: Vec<BlockId>,
+    /// An open session: the ids found present are pinned to it against GC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<Name>,
+}
+
+/// `POST /v1/archives/{archive}/blocks/missing` answer: the subset of the ids
+/// asked about that the archive does not hold, in the order asked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MissingResponse {
+    pub missing: Vec<BlockId>,
+}
+
+/// The state of a backup session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    Open,
+    Committed,
+    Aborted,
+}
+
+/// A backup session as the server sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub session: Name,
+    pub archive: Name,
+    pub state: SessionState,
+    pub opened_at: UnixMillis,
+    /// Last server-stamped progress or block upload in this session.
+    pub last_activity: UnixMillis,
+    /// Percent of the selection completed, as last reported (0–100).
+    pub percent: f64,
+    pub bytes: u64,
+    pub files: u64,
+    /// Blocks uploaded or announced present in this session, pinned against GC
+    /// while the session is open.
+    pub pinned_blocks: u64,
+    /// With `committed`: the backup this session produced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<Name>,
+}
+
+/// `POST /v1/archives/{archive}/sessions/{sid}/progress` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgressRequest {
+    /// Percent of the selection completed, 0–100.
+    pub percent: f64,
+    #[serde(default)]
+    pub bytes: u64,
+    #[serde(default)]
+    pub files: u64,
+}
+
+/// What a backup covers, as the agent reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupStats {
+    #[serde(default)]
+    pub files: u64,
+    #[serde(default)]
+    pub bytes: u64,
+    /// Percent of the selection this backup completed, 0–100. A backup at
+    /// 100 % counts as the device's last *completed* backup.
+    #[serde(default = "hundred")]
+    pub percent: f64,
+}
+
+fn hundred() -> f64 {
+    100.0
+}
+
+/// `POST /v1/archives/{archive}/sessions/{sid}/commit` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitRequest {
+    /// The block holding the (encrypted) manifest of this backup.
+    pub manifest: BlockId,
+    /// Every block the backup references (the manifest may be listed too).
+    pub blocks: Vec<BlockId>,
+    #[serde(default)]
+    pub stats: BackupStats,
+}
+
+/// A committed backup: one restore point.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackupInfo {
+    pub backup: Name,
+    pub archive: Name,
+    pub session: Name,
+    /// Server-stamped time of the commit.
+    pub committed_at: UnixMillis,
+    pub manifest: BlockId,
+    /// Distinct blocks referenced, the manifest included.
+    pub block_count: u64,
+    pub stats: BackupStats,
+    /// With `GET …/backups/{id}`: the referenced blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<Vec<BlockId>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackupList {
+    pub backups: Vec<BackupInfo>,
+}
+
+// ---- admin API ----
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrg {
+    pub name: Name,
+    #[serde(default)]
+    pub parent: Option<Name>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrgInfo {
+    pub name: Name,
+    pub parent: Option<Name>,
+    pub created_at: UnixMillis,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrgList {
+    pub orgs: Vec<OrgInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddUser {
+    pub org: Name,
+    pub name: Name,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub org: Name,
+    pub name: Name,
+    pub created_at: UnixMillis,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserList {
+    pub users: Vec<UserInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollDevice {
+    pub org: Name,
+    pub user: Name,
+    /// A display name, e.g. the host name: 1 to 128 printable characters.
+    pub name: String,
+    #[serde(default)]
+    pub os: Option<String>,
+}
+
+/// The answer to an enrollment or a token rotation. The token is shown once:
+/// the server keeps only its hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceToken {
+    pub device: Name,
+    pub archive: Name,
+    pub token: String,
+}
+
+/// A device and the server-stamped health facts of its archive.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub device: Name,
+    pub name: String,
+    pub org: Name,
+    pub user: Name,
+    pub os: Option<String>,
+    pub archive: Name,
+    pub revoked: bool,
+    pub enrolled_at: UnixMillis,
+    /// Last request the device made with its token (session, progress, …).
+    pub last_connection: Option<UnixMillis>,
+    /// Agent version from the `User-Agent` of its last session.
+    pub agent_version: Option<String>,
+    pub bytes_stored: u64,
+    pub block_count: u64,
+    pub backup_count: u64,
+    /// Last time any block or progress report arrived.
+    pub last_activity: Option<UnixMillis>,
+    /// Last commit that reported 100 % of the selection.
+    pub last_completed: Option<UnixMillis>,
+    /// Percent complete of the newest session or backup.
+    pub percent_complete: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceList {
+    pub devices: Vec<DeviceInfo>,
+}

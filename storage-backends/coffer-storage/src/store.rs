@@ -1,0 +1,355 @@
+//! [`BlockStore`]: key layout, reads, deletes, listing and readiness over an
+//! `object_store` backend.
+
+use std::ops::Range;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use coffer_types::BlockId;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{
+    BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig,
+};
+use tokio::sync::Semaphore;
+
+use crate::config::{Backend, StorageConfig};
+use crate::writer::BlockWriter;
+use crate::{Result, StorageError};
+
+/// A stream of a block's bytes.
+pub type BlockStream = BoxStream<'static, Result<Bytes>>;
+
+/// A byte range of a block, validated against the block's size by the caller.
+pub type BlockRange = Range<u64>;
+
+/// The block store. Cloning is cheap and clones share everything.
+#[derive(Clone)]
+pub struct BlockStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) backend: Backend,
+    pub(crate) os: Arc<dyn ObjectStore>,
+    /// Key prefix inside the backend (S3 `prefix`), always ending in `/` or empty.
+    pub(crate) prefix: String,
+    /// With `disk`: the directory blocks are published into.
+    pub(crate) local_root: Option<PathBuf>,
+    /// Where upload bodies are spooled while they are hashed. On disk, a
+    /// directory beside the blocks so that publishing is a rename.
+    pub(crate) spool_dir: PathBuf,
+    pub(crate) reserve_bytes: u64,
+    pub(crate) part_size: usize,
+    pub(crate) upload_slots: Semaphore,
+    pub(crate) description: String,
+}
+
+impl std::fmt::Debug for BlockStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.inner.description)
+    }
+}
+
+impl BlockStore {
+    /// Open the configured backend. `data_dir` is the server's data directory
+    /// (default home of disk blocks and of the upload spool). Opening does not
+    /// contact a remote backend; [`BlockStore::check`] does.
+    pub fn open(cfg: &StorageConfig, data_dir: &FsPath) -> Result<Self> {
+        cfg.validate().map_err(StorageError::Config)?;
+        let mkdir = |p: &FsPath| {
+            std::fs::create_dir_all(p).map_err(StorageError::io("create storage directory"))
+        };
+        let (os, local_root, spool_dir, prefix, part_size, slots, description): (
+            Arc<dyn ObjectStore>,
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+        ) = match cfg.backend {
+            Backend::Disk => {
+                let root = cfg.path.clone().unwrap_or_else(|| data_dir.join("blocks"));
+                mkdir(&root)?;
+                let root = root
+                    .canonicalize()
+                    .map_err(StorageError::io("resolve block directory"))?;
+                let spool = root.join(".spool");
+                mkdir(&spool)?;
+                clean_spool(&spool);
+                let fs = LocalFileSystem::new_with_prefix(&root).map_err(|source| {
+                    StorageError::Backend {
+                        op: "open block directory",
+                        source,
+                    }
+                })?;
+                let d = format!("disk {}", root.display());
+                (
+                    Arc::new(fs),
+                    Some(root),
+                    spool,
+                    String::new(),
+                    usize::MAX,
+                    1 << 20,
+                    d,
+                )
+            }
+            Backend::Memory => {
+                let spool = data_dir.join("spool");
+                mkdir(&spool)?;
+                clean_spool(&spool);
+                (
+                    Arc::new(InMemory::new()),
+                    None,
+                    spool,
+                    String::new(),
+                    8 << 20,
+                    1 << 20,
+                    "memory".to_string(),
+                )
+            }
+            Backend::S3 => {
+                let s3 = cfg.s3.as_ref().expect("validated: s3 table present");
+                let spool = data_dir.join("spool");
+                mkdir(&spool)?;
+                clean_spool(&spool);
+                let mut b = AmazonS3Builder::from_env()
+                    .with_bucket_name(&s3.bucket)
+                    .with_region(&s3.region)
+                    .with_virtual_hosted_style_request(!s3.path_style)
+                    .with_allow_http(s3.allow_http)
+                    .with_client_options(
+                        ClientOptions::new()
+                            .with_allow_http(s3.allow_http)
+                            .with_timeout(Duration::from_secs(s3.request_timeout_secs))
+                            .with_connect_timeout(Duration::from_secs(5)),
+                    )
+                    .with_retry(RetryConfig {
+                        backoff: BackoffConfig::default(),
+                        max_retries: s3.max_retries,
+                        retry_timeout: Duration::from_secs(s3.retry_timeout_secs),
+                    });
+                if let Some(ep) = &s3.endpoint {
+                    b = b.with_endpoint(ep);
+                }
+                if let Some(k) = &s3.access_key_id {
+                    b = b.with_access_key_id(k);
+                }
+                if let Some(k) = &s3.secret_access_key {
+                    b = b.with_secret_access_key(k);
+                }
+                let os = b
+                    .build()
+                    .map_err(|e| StorageError::Config(format!("storage.s3: {e}")))?;
+                let prefix = match s3.prefix.as_deref().map(|p| p.trim_matches('/')) {
+                    Some(p) if !p.is_empty() => format!("{p}/"),
+                    _ => String::new(),
+                };
+                let d = format!(
+                    "s3 bucket {} at {}",
+                    s3.bucket,
+                    s3.endpoint.as_deref().unwrap_or("aws")
+                );
+                (
+                    Arc::new(os),
+                    None,
+                    spool,
+                    prefix,
+                    s3.part_size,
+                    s3.max_concurrent_uploads,
+                    d,
+                )
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                backend: cfg.backend,
+                os,
+                prefix,
+                local_root,
+                spool_dir,
+                reserve_bytes: cfg.reserve_bytes,
+                part_size,
+                upload_slots: Semaphore::new(slots),
+                description,
+            }),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// A short description for logs, e.g. `disk /var/lib/coffer/blocks`.
+    pub fn describe(&self) -> &str {
+        &self.inner.description
+    }
+
+    /// Start writing a block of archive `archive`. Fails with
+    /// [`StorageError::Full`] when free space is below the configured reserve
+    /// (plus `expected_len` when the caller knows the body's length).
+    pub async fn begin(&self, archive: &str, expected_len: Option<u64>) -> Result<BlockWriter> {
+        self.ensure_space(expected_len.unwrap_or(0))?;
+        BlockWriter::create(self.clone(), archive.to_owned()).await
+    }
+
+    /// Refuse writes while free space is below the reserve.
+    pub fn ensure_space(&self, needed: u64) -> Result<()> {
+        let mut dirs = vec![self.inner.spool_dir.as_path()];
+        if let Some(r) = &self.inner.local_root {
+            dirs.push(r);
+        }
+        for d in dirs {
+            let st = rustix::fs::statvfs(d).map_err(|e| StorageError::Io {
+                op: "read free space",
+                source: e.into(),
+            })?;
+            let free = st.f_bavail.saturating_mul(st.f_frsize);
+            let want = self.inner.reserve_bytes.saturating_add(needed);
+            if free < want {
+                return Err(StorageError::Full {
+                    detail: format!(
+                        "{} bytes free at {}, the configured reserve is {} bytes",
+                        free,
+                        d.display(),
+                        self.inner.reserve_bytes
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The key of a block: `[prefix]archives/{archive}/{first two hex}/{hex}`.
+    pub fn key(&self, archive: &str, id: &BlockId) -> Path {
+        let hex = id.to_hex();
+        Path::from(format!(
+            "{}archives/{archive}/{}/{hex}",
+            self.inner.prefix,
+            &hex[..2]
+        ))
+    }
+
+    /// Size of a stored block, or `None` if it is absent.
+    pub async fn head(&self, archive: &str, id: &BlockId) -> Result<Option<u64>> {
+        match self.inner.os.head(&self.key(archive, id)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.classify("read block metadata", e)),
+        }
+    }
+
+    /// Stream a block, or the byte range `range` of it.
+    pub async fn get(
+        &self,
+        archive: &str,
+        id: &BlockId,
+        range: Option<BlockRange>,
+    ) -> Result<BlockStream> {
+        let opts = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..Default::default()
+        };
+        let res = match self.inner.os.get_opts(&self.key(archive, id), opts).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(StorageError::NotFound { id: *id })
+            }
+            Err(e) => return Err(self.classify("read block", e)),
+        };
+        let store = self.clone();
+        Ok(res
+            .into_stream()
+            .map_err(move |e| store.classify("read block", e))
+            .boxed())
+    }
+
+    /// Read a whole block into memory (for small blocks and tests).
+    pub async fn read(&self, archive: &str, id: &BlockId) -> Result<Bytes> {
+        let parts: Vec<Bytes> = self.get(archive, id, None).await?.try_collect().await?;
+        Ok(parts.concat().into())
+    }
+
+    /// Delete a block; deleting an absent block succeeds. Callers above this
+    /// layer must pass the destruction gate first (DESIGN §3.6).
+    pub async fn delete(&self, archive: &str, id: &BlockId) -> Result<()> {
+        match self.inner.os.delete(&self.key(archive, id)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.classify("delete block", e)),
+        }
+    }
+
+    /// Every block stored for `archive`, with its size, in no set order.
+    pub async fn list(&self, archive: &str) -> Result<Vec<(BlockId, u64)>> {
+        let prefix = Path::from(format!("{}archives/{archive}", self.inner.prefix));
+        let metas: Vec<_> = self
+            .inner
+            .os
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| self.classify("list blocks", e))?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let id = m.location.filename()?.parse().ok()?;
+                Some((id, m.size))
+            })
+            .collect())
+    }
+
+    /// Whether the backend can be reached and written: the readiness probe.
+    pub async fn check(&self) -> Result<()> {
+        match self.inner.backend {
+            Backend::Memory => Ok(()),
+            Backend::Disk => {
+                let root = self.inner.local_root.as_ref().expect("disk has a root");
+                std::fs::metadata(root).map_err(StorageError::io("read block directory"))?;
+                Ok(())
+            }
+            Backend::S3 => {
+                let probe = Path::from(format!("{}coffer-readiness-probe", self.inner.prefix));
+                match self.inner.os.head(&probe).await {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(self.classify("probe storage", e)),
+                }
+            }
+        }
+    }
+
+    /// Map a backend error: for a remote backend anything but a definite
+    /// answer means "unreachable, retry later".
+    pub(crate) fn classify(&self, op: &'static str, e: object_store::Error) -> StorageError {
+        match (&self.inner.backend, e) {
+            (_, object_store::Error::NotFound { path, .. }) => {
+                match Path::from(path).filename().and_then(|f| f.parse().ok()) {
+                    Some(id) => StorageError::NotFound { id },
+                    None => StorageError::Io {
+                        op,
+                        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                    },
+                }
+            }
+            (Backend::S3, e) => StorageError::Unavailable {
+                op,
+                source: Box::new(e),
+            },
+            (_, e) => StorageError::Backend { op, source: e },
+        }
+    }
+}
+
+/// Spool files left by a crash are never published: remove them at start.
+fn clean_spool(dir: &FsPath) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
