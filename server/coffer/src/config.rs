@@ -1,0 +1,237 @@
+//! The server's configuration: the TOML file, environment overrides, checks.
+//!
+//! Precedence, lowest first: built-in defaults, the config file, environment
+//! variables `COFFER__SECTION__KEY=value` (e.g. `COFFER__STORAGE__S3__BUCKET`,
+//! `COFFER__HTTP__LISTEN`), then command-line flags. Unknown keys — in the
+//! file or the environment — are errors that name the key.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use coffer_core::{Limits, StorageConfig};
+use coffer_http::{HttpConfig, TlsConfig};
+use serde::{Deserialize, Serialize};
+
+/// The whole config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where metadata, disk blocks, the TLS certificate and the admin token
+    /// live. Default `./coffer-data`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("coffer-data")
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: default_data_dir(),
+            http: HttpConfig::default(),
+            tls: TlsConfig::default(),
+            storage: StorageConfig::default(),
+            limits: Limits::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// The `[log]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `human` (default) or `json` (one object per line, for log shippers).
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter: `info` (default), `debug`, or per module such as
+    /// `info,coffer_http=debug`. `RUST_LOG` overrides it.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::default(),
+            level: default_level(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+impl Config {
+    /// Read `path` (or start from defaults), then apply environment overrides.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut value = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("read config file {}", p.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("config file {} is not valid TOML", p.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut value, std::env::vars())?;
+        let what = path.map_or_else(
+            || "the configuration".to_string(),
+            |p| format!("config file {}", p.display()),
+        );
+        Config::deserialize(toml::Value::Table(value))
+            .map_err(|e| anyhow::anyhow!("{what}: {}", e.to_string().trim()))
+    }
+
+    /// Check every section; the error names the key at fault.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let checks = [
+            self.http.validate(),
+            self.tls.validate(),
+            self.storage.validate(),
+            self.limits.validate(),
+        ];
+        for c in checks {
+            if let Err(msg) = c {
+                bail!("{msg}");
+            }
+        }
+        if self
+            .log
+            .level
+            .parse::<tracing_subscriber::EnvFilter>()
+            .is_err()
+        {
+            bail!(
+                "log.level {:?} is not a valid filter (try \"info\" or \"info,coffer_http=debug\")",
+                self.log.level
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Apply `COFFER__A__B=v` variables onto the TOML tree as `a.b = v`. Values
+/// are read as TOML (numbers, booleans, quoted strings) and otherwise taken
+/// as plain strings.
+fn apply_env(
+    table: &mut toml::Table,
+    vars: impl Iterator<Item = (String, String)>,
+) -> anyhow::Result<()> {
+    for (k, v) in vars {
+        let Some(path) = k.strip_prefix("COFFER__") else {
+            continue;
+        };
+        let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+        if keys.iter().any(String::is_empty) {
+            bail!("environment variable {k}: empty key segment");
+        }
+        let value = format!("v = {v}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(v.clone()));
+        let mut t = &mut *table;
+        for key in &keys[..keys.len() - 1] {
+            let entry = t
+                .entry(key.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            t = entry
+                .as_table_mut()
+                .with_context(|| format!("environment variable {k}: {key} is not a table"))?;
+        }
+        t.insert(keys[keys.len() - 1].clone(), value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> anyhow::Result<Config> {
+        let t: toml::Table = text.parse()?;
+        Ok(Config::deserialize(toml::Value::Table(t))?)
+    }
+
+    #[test]
+    fn the_example_config_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/coffer.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let cfg = parse(&text).unwrap();
+        cfg.validate().unwrap();
+        // The example documents the defaults: it must not drift from them.
+        let mut defaults = Config::default();
+        defaults.storage.reserve_bytes = cfg.storage.reserve_bytes;
+        assert_eq!(cfg.http, defaults.http);
+        assert_eq!(cfg.limits, defaults.limits);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = parse("[http]\nlisten = \"127.0.0.1:1\"\nlistne = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_say_why() {
+        let cfg = parse("[http]\nmax_frame_size = 10\n").unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("http.max_frame_size"), "{err}");
+        let cfg = parse("[storage]\nbackend = \"s3\"\n").unwrap();
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("storage.s3"));
+        let err = parse("[storage]\nbackend = \"tape\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tape"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut t: toml::Table = "[http]\nlisten = \"127.0.0.1:1\"\n".parse().unwrap();
+        let vars = vec![
+            (
+                "COFFER__HTTP__LISTEN".to_string(),
+                "127.0.0.1:2".to_string(),
+            ),
+            ("COFFER__STORAGE__BACKEND".to_string(), "memory".to_string()),
+            (
+                "COFFER__LIMITS__MAX_BLOCK_BYTES".to_string(),
+                "1024".to_string(),
+            ),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        apply_env(&mut t, vars.into_iter()).unwrap();
+        let cfg = Config::deserialize(toml::Value::Table(t)).unwrap();
+        assert_eq!(cfg.http.listen.port(), 2);
+        assert_eq!(cfg.storage.backend, coffer_storage::Backend::Memory);
+        assert_eq!(cfg.limits.max_block_bytes, 1024);
+    }
+}

@@ -1,0 +1,190 @@
+//! `coffer serve`: load the configuration, open metadata and storage, set up
+//! TLS, bind, and serve until SIGTERM/SIGINT.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use coffer_core::{BlockStore, Coffer, MetaStore, SystemClock};
+use coffer_http::{load_or_create_tls, Metrics, Server, TlsMode};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::{Config, LogFormat};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Config file (TOML). Without one, built-in defaults apply.
+    #[arg(long, env = "COFFER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides `data_dir`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on (overrides `http.listen`), e.g. 127.0.0.1:0.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Serve cleartext HTTP/2 with prior knowledge (h2c) instead of TLS: for
+    /// loopback or behind a TLS-terminating proxy.
+    #[arg(long)]
+    insecure_h2c: bool,
+    /// PEM certificate chain (with --tls-key): use it instead of a
+    /// self-signed certificate.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Log format (overrides `log.format`).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut cfg = Config::load(args.config.as_deref())?;
+    if let Some(d) = args.data_dir {
+        cfg.data_dir = d;
+    }
+    if let Some(l) = args.listen {
+        cfg.http.listen = l;
+    }
+    if args.insecure_h2c {
+        cfg.tls.mode = TlsMode::Off;
+        cfg.tls.cert_file = None;
+        cfg.tls.key_file = None;
+    }
+    if let (Some(c), Some(k)) = (args.tls_cert, args.tls_key) {
+        cfg.tls.mode = TlsMode::Files;
+        cfg.tls.cert_file = Some(c);
+        cfg.tls.key_file = Some(k);
+    }
+    if let Some(f) = args.log_format {
+        cfg.log.format = f;
+    }
+    cfg.validate()?;
+    init_tracing(&cfg);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("coffer")
+        .build()
+        .context("start the async runtime")?
+        .block_on(serve(cfg))
+}
+
+fn init_tracing(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cfg.log.format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+    }
+}
+
+fn open_meta(data_dir: &Path) -> anyhow::Result<MetaStore> {
+    MetaStore::open(&data_dir.join("meta")).context("open metadata")
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let data_dir = &cfg.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("create data directory {}", data_dir.display()))?;
+    let meta = Arc::new(open_meta(data_dir)?);
+    let storage = BlockStore::open(&cfg.storage, data_dir).context("open block storage")?;
+    let core = Coffer::new(
+        meta,
+        storage.clone(),
+        Arc::new(SystemClock),
+        cfg.limits.clone(),
+    );
+
+    if let Some(token) = core.ensure_admin_token().await? {
+        let path = data_dir.join("admin.token");
+        write_private(&path, format!("{token}\n").as_bytes())?;
+        tracing::info!(path = %path.display(), "created the admin token (mode 0600); `coffer admin` reads it from there");
+    }
+
+    let tls = load_or_create_tls(&cfg.tls, data_dir)?;
+    if let Some(t) = &tls {
+        tracing::info!(
+            certificate = %t.cert_path.display(),
+            sha256 = %t.fingerprint,
+            generated = t.generated,
+            "TLS certificate; agents can pin this fingerprint"
+        );
+    }
+
+    let listener = tokio::net::TcpListener::bind(cfg.http.listen)
+        .await
+        .with_context(|| format!("listen on {}", cfg.http.listen))?;
+    let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    match core.ready().await {
+        Ok(()) => tracing::info!(storage = storage.describe(), "storage ready"),
+        Err(e) => {
+            tracing::warn!(storage = storage.describe(), error = %e, "storage is not reachable yet; /readyz fails until it is")
+        }
+    }
+    tracing::info!(address = %addr, protocol = if tls.is_some() { "h2 (TLS)" } else { "h2c (cleartext)" }, data_dir = %data_dir.display(), "coffer listening");
+    // One machine-readable line on stdout for scripts and the test harness.
+    println!("listening on {scheme}://{addr}");
+    let _ = std::io::stdout().flush();
+
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        let _ = tx.send(true);
+    });
+
+    let metrics = Arc::new(Metrics::new());
+    Server::new(core.clone(), cfg.http.clone(), tls.as_ref(), metrics)
+        .run(listener, rx)
+        .await;
+    core.sync().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+pub fn reset_admin_token(data_dir: &Path) -> anyhow::Result<()> {
+    let meta = Arc::new(open_meta(data_dir).context("is the server still running? stop it first")?);
+    let storage = BlockStore::open(
+        &coffer_core::StorageConfig {
+            backend: coffer_storage::Backend::Memory,
+            ..Default::default()
+        },
+        data_dir,
+    )?;
+    let core = Coffer::new(meta, storage, Arc::new(SystemClock), Default::default());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let token = rt.block_on(core.reset_admin_token())?;
+    let path = data_dir.join("admin.token");
+    write_private(&path, format!("{token}\n").as_bytes())?;
+    println!("new admin token written to {}", path.display());
+    Ok(())
+}
+
+/// Write a file only its owner can read (0600), durably.
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("write {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))?;
+    Ok(())
+}
