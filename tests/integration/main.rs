@@ -1,1 +1,13 @@
-fn main() {}
+//! Coffer's one integration-test binary. Every test drives the real `coffer`
+//! binary, started by the harness on `127.0.0.1:0` in a temporary data
+//! directory; the S3 tests run against a real S3-compatible server (s3s-fs)
+//! that the harness installs and starts on loopback.
+
+mod harness;
+
+mod admin;
+mod agent_protocol;
+mod bad_input;
+mod durability;
+mod operations;
+mod storage_s3;

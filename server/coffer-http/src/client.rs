@@ -6,8 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::{Stream, TryStreamExt};
 use http::{header, HeaderMap, Method, Request};
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -84,10 +87,12 @@ impl ClientResponse {
     }
 }
 
+type ReqBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
 /// One HTTP/2 connection. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct Client {
-    sender: http2::SendRequest<Full<Bytes>>,
+    sender: http2::SendRequest<ReqBody>,
     scheme: &'static str,
     authority: String,
     token: Option<Arc<str>>,
@@ -171,6 +176,40 @@ impl Client {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Result<ClientResponse, ClientError> {
+        let len = (!body.is_empty()).then_some(body.len() as u64);
+        let body = Full::new(body)
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        self.send_body(method, path, headers, len, body).await
+    }
+
+    /// Send a request whose body is streamed from `body` (e.g. a channel), so
+    /// a caller can pace an upload. `content_length`, when given, is sent as
+    /// `Content-Length`.
+    pub async fn send_stream<S>(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        content_length: Option<u64>,
+        body: S,
+    ) -> Result<ClientResponse, ClientError>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    {
+        let body = StreamBody::new(body.map_ok(Frame::data)).boxed_unsync();
+        self.send_body(method, path, headers, content_length, body)
+            .await
+    }
+
+    async fn send_body(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        content_length: Option<u64>,
+        body: ReqBody,
+    ) -> Result<ClientResponse, ClientError> {
         let mut b = Request::builder()
             .method(method)
             .uri(format!("{}://{}{}", self.scheme, self.authority, path))
@@ -184,10 +223,10 @@ impl Client {
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        if !body.is_empty() {
-            b = b.header(header::CONTENT_LENGTH, body.len());
+        if let Some(n) = content_length {
+            b = b.header(header::CONTENT_LENGTH, n);
         }
-        let req = b.body(Full::new(body))?;
+        let req = b.body(body)?;
         let mut sender = self.sender.clone();
         sender.ready().await?;
         let resp = sender.send_request(req).await?;

@@ -1,0 +1,338 @@
+//! The agent protocol end to end: sessions, missing-block queries, uploads,
+//! pins, progress, commits, backups and restore reads — over h2c and TLS.
+
+use bytes::Bytes;
+use coffer_types::wire::{
+    BackupInfo, BackupList, DeviceList, MissingResponse, PutBlockResponse, SessionInfo,
+};
+use coffer_types::BlockId;
+use serde_json::json;
+
+use crate::harness::*;
+
+/// A backup of `n` blocks, restored and verified. Returns the blocks.
+async fn back_up_and_restore(server: &TestServer) {
+    let agent = server.enroll("acme", "ann", "laptop").await;
+    let blocks: Vec<Vec<u8>> = (0..20)
+        .map(|i| block_bytes(i, 1000 + i as usize * 5000))
+        .collect();
+    let ids: Vec<BlockId> = blocks.iter().map(|b| BlockId::of(b)).collect();
+
+    let sid = agent.open_session().await;
+    // Ask which blocks are missing: all of them.
+    let r = agent
+        .client
+        .post_json(
+            &agent.path("blocks/missing"),
+            &json!({"ids": ids, "session": sid}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json::<MissingResponse>().unwrap().missing, ids);
+
+    for b in &blocks[..10] {
+        let r = agent.put_in(&sid, b).await;
+        assert_eq!(r.status, 201, "{r:?}");
+        let p: PutBlockResponse = r.json().unwrap();
+        assert!(p.created);
+        assert_eq!(p.size, b.len() as u64);
+    }
+    // Progress is recorded with a server-stamped time.
+    let r = agent
+        .client
+        .post_json(
+            &agent.path(&format!("sessions/{sid}/progress")),
+            &json!({"percent": 50.0, "bytes": 12345, "files": 10}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    let s: SessionInfo = r.json().unwrap();
+    assert_eq!(
+        (s.percent, s.bytes, s.files, s.pinned_blocks),
+        (50.0, 12345, 10, 10)
+    );
+
+    // The same ids again: only the second half is missing; the first half is
+    // now pinned to the session.
+    let r = agent
+        .client
+        .post_json(
+            &agent.path("blocks/missing"),
+            &json!({"ids": ids, "session": sid}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<MissingResponse>().unwrap().missing,
+        ids[10..].to_vec()
+    );
+    // A commit now fails and lists exactly the missing blocks.
+    let r = agent.commit(&sid, &ids[0], &ids, 100.0).await;
+    assert_eq!((r.status, code(&r).as_str()), (409, "missing_blocks"));
+    assert_eq!(
+        r.error().unwrap().error.missing.unwrap(),
+        ids[10..].to_vec()
+    );
+
+    // Upload the rest concurrently over the one connection.
+    let mut tasks = Vec::new();
+    for b in blocks[10..].iter().cloned() {
+        let (agent, sid) = (agent.clone(), sid.clone());
+        tasks.push(tokio::spawn(
+            async move { agent.put_in(&sid, &b).await.status },
+        ));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 201);
+    }
+    // A re-upload is idempotent: 200, not stored twice.
+    let r = agent.put(&blocks[0]).await;
+    assert_eq!(r.status, 200);
+    assert!(!r.json::<PutBlockResponse>().unwrap().created);
+
+    let r = agent.commit(&sid, &ids[0], &ids, 100.0).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let backup: BackupInfo = r.json().unwrap();
+    assert_eq!(backup.block_count, 20);
+    // A retried commit returns the same backup.
+    let r = agent.commit(&sid, &ids[0], &ids, 100.0).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json::<BackupInfo>().unwrap().backup, backup.backup);
+    // The session is closed: no more blocks in it.
+    let r = agent.put_in(&sid, b"late").await;
+    assert_eq!((r.status, code(&r).as_str()), (409, "session_closed"));
+
+    // List and fetch backups, then restore every block and verify it.
+    let r = agent.client.get(&agent.path("backups")).await.unwrap();
+    let list: BackupList = r.json().unwrap();
+    assert_eq!(list.backups.len(), 1);
+    let r = agent
+        .client
+        .get(&agent.path(&format!("backups/{}", backup.backup)))
+        .await
+        .unwrap();
+    let full: BackupInfo = r.json().unwrap();
+    assert_eq!(full.blocks.as_deref(), Some(&ids[..]));
+    for (id, b) in ids.iter().zip(&blocks) {
+        let r = agent.get(id).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(BlockId::of(&r.body), *id);
+        assert_eq!(&r.body[..], &b[..]);
+    }
+
+    // HEAD and ranges.
+    let r = agent
+        .client
+        .send(
+            http::Method::HEAD,
+            &agent.path(&format!("blocks/{}", ids[3])),
+            &[],
+            Bytes::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["content-length"], blocks[3].len().to_string());
+    let path = agent.path(&format!("blocks/{}", ids[19]));
+    let r = agent
+        .client
+        .send(
+            http::Method::GET,
+            &path,
+            &[("range", "bytes=100-199")],
+            Bytes::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 206);
+    assert_eq!(&r.body[..], &blocks[19][100..200]);
+    assert_eq!(
+        r.headers["content-range"],
+        format!("bytes 100-199/{}", blocks[19].len())
+    );
+    let r = agent
+        .client
+        .send(
+            http::Method::GET,
+            &path,
+            &[("range", "bytes=-10")],
+            Bytes::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(&r.body[..], &blocks[19][blocks[19].len() - 10..]);
+    let r = agent
+        .client
+        .send(
+            http::Method::GET,
+            &path,
+            &[("range", "bytes=99999999-")],
+            Bytes::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, code(&r).as_str()),
+        (416, "range_not_satisfiable")
+    );
+
+    // The device list shows the server-stamped health facts.
+    let r = server.admin().await.get("/admin/v1/devices").await.unwrap();
+    let devices: DeviceList = r.json().unwrap();
+    let d = devices
+        .devices
+        .iter()
+        .find(|d| d.device.as_str() == agent.device)
+        .unwrap();
+    let total: u64 = blocks.iter().map(|b| b.len() as u64).sum();
+    assert_eq!(
+        (d.bytes_stored, d.block_count, d.backup_count),
+        (total, 20, 1)
+    );
+    assert!(d.last_activity.is_some() && d.last_completed.is_some() && d.last_connection.is_some());
+    assert_eq!(d.percent_complete, Some(100.0));
+    assert!(d
+        .agent_version
+        .as_deref()
+        .unwrap()
+        .starts_with("coffer-client/"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_and_restore_over_h2c() {
+    let server = TestServer::h2c().await;
+    back_up_and_restore(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_and_restore_over_tls_with_the_generated_certificate() {
+    let mut server = TestServer::start(Opts {
+        tls: true,
+        ..Default::default()
+    })
+    .await;
+    assert!(server.url.starts_with("https://"));
+    let log = server.log_text();
+    assert!(log.contains("sha256"), "the fingerprint is logged:\n{log}");
+    back_up_and_restore(&server).await;
+    // The certificate is kept across restarts.
+    let before = std::fs::read(server.ca_cert()).unwrap();
+    server.restart();
+    assert_eq!(std::fs::read(server.ca_cert()).unwrap(), before);
+    let admin = server.admin().await;
+    assert_eq!(admin.get("/admin/v1/devices").await.unwrap().status, 200);
+    // A client that does not trust the certificate is refused.
+    let untrusting = coffer_http::client::Client::connect(&server.url, &Default::default()).await;
+    assert!(untrusting.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_answers_ten_thousand_ids_in_one_call() {
+    let server = TestServer::h2c().await;
+    let agent = server.enroll("acme", "ann", "laptop").await;
+    let stored: Vec<Vec<u8>> = (0..50).map(|i| block_bytes(1000 + i, 64)).collect();
+    for b in &stored {
+        assert_eq!(agent.put(b).await.status, 201);
+    }
+    let mut ids: Vec<BlockId> = (0u32..10_000)
+        .map(|i| BlockId::of(&i.to_le_bytes()))
+        .collect();
+    for (i, b) in stored.iter().enumerate() {
+        ids[i * 200] = BlockId::of(b);
+    }
+    let r = agent
+        .client
+        .post_json(&agent.path("blocks/missing"), &json!({ "ids": ids }))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let missing = r.json::<MissingResponse>().unwrap().missing;
+    assert_eq!(missing.len(), 10_000 - 50);
+    assert!(stored.iter().all(|b| !missing.contains(&BlockId::of(b))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedupe_is_per_archive_and_reveals_nothing_across_tenants() {
+    let server = TestServer::h2c().await;
+    let ann = server.enroll("acme", "ann", "laptop").await;
+    let bob = server.enroll("globex", "bob", "desktop").await;
+    let b = block_bytes(7, 4096);
+    assert_eq!(ann.put(&b).await.status, 201);
+    // Bob is told the block is missing from his archive, and storing it
+    // creates his own copy.
+    let r = bob
+        .client
+        .post_json(
+            &bob.path("blocks/missing"),
+            &json!({"ids": [BlockId::of(&b)]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.json::<MissingResponse>().unwrap().missing.len(), 1);
+    assert_eq!(bob.get(&BlockId::of(&b)).await.status, 404);
+    assert_eq!(bob.put(&b).await.status, 201);
+    // Bob cannot reach Ann's archive: the same answer as an archive that
+    // does not exist.
+    let foreign = bob
+        .client
+        .get(&format!("/v1/archives/{}/backups", ann.archive))
+        .await
+        .unwrap();
+    let none = bob
+        .client
+        .get("/v1/archives/ar_doesnotexist/backups")
+        .await
+        .unwrap();
+    assert_eq!((foreign.status, none.status), (404, 404));
+    let msg = |r: &coffer_http::client::ClientResponse, a: &str| {
+        r.error().unwrap().error.message.replace(a, "X")
+    };
+    assert_eq!(msg(&foreign, &ann.archive), msg(&none, "ar_doesnotexist"));
+    let put = bob
+        .client
+        .put(
+            &format!("/v1/archives/{}/blocks/{}", ann.archive, BlockId::of(&b)),
+            Bytes::from(b.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(put.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_session_takes_no_commit() {
+    let server = TestServer::h2c().await;
+    let agent = server.enroll("acme", "ann", "laptop").await;
+    let sid = agent.open_session().await;
+    let b = block_bytes(1, 10);
+    assert_eq!(agent.put_in(&sid, &b).await.status, 201);
+    let r = agent
+        .client
+        .post_json(&agent.path(&format!("sessions/{sid}/abort")), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let s: SessionInfo = r.json().unwrap();
+    assert_eq!(
+        (format!("{:?}", s.state), s.pinned_blocks),
+        ("Aborted".to_string(), 0)
+    );
+    let r = agent.commit(&sid, &BlockId::of(&b), &[], 100.0).await;
+    assert_eq!((r.status, code(&r).as_str()), (409, "session_closed"));
+    // A partial backup (percent < 100) is a backup but not "completed".
+    let sid = agent.open_session().await;
+    let r = agent.commit(&sid, &BlockId::of(&b), &[], 40.0).await;
+    assert_eq!(r.status, 201);
+    let d: DeviceList = server
+        .admin()
+        .await
+        .get("/admin/v1/devices")
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(d.devices[0].last_completed, None);
+    assert_eq!(d.devices[0].backup_count, 1);
+}

@@ -1,0 +1,489 @@
+//! The test harness: start, stop, kill and restart the real server; enroll
+//! devices; run the CLI; start a local S3-compatible server.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use coffer_http::client::{Client, ClientResponse, ClientTls};
+use coffer_types::wire::{DeviceToken, SessionInfo};
+use coffer_types::BlockId;
+use serde_json::json;
+
+pub use coffer_storage::conformance::block_bytes;
+
+pub const COFFER: &str = env!("CARGO_BIN_EXE_coffer");
+
+/// How to start a server.
+#[derive(Debug, Clone, Default)]
+pub struct Opts {
+    /// Serve TLS (self-signed) instead of h2c.
+    pub tls: bool,
+    /// Extra environment, e.g. `COFFER__LIMITS__MAX_BLOCK_BYTES`.
+    pub env: Vec<(String, String)>,
+    /// A config file's text.
+    pub config: Option<String>,
+}
+
+impl Opts {
+    pub fn env(mut self, k: &str, v: impl ToString) -> Self {
+        self.env.push((k.to_string(), v.to_string()));
+        self
+    }
+}
+
+/// A running `coffer serve` process with its own data directory.
+pub struct TestServer {
+    pub root: Arc<tempfile::TempDir>,
+    pub data_dir: PathBuf,
+    pub url: String,
+    pub log: PathBuf,
+    opts: Opts,
+    child: Option<Child>,
+}
+
+impl TestServer {
+    pub async fn start(opts: Opts) -> Self {
+        let root = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let data_dir = root.path().join("data");
+        let log = root.path().join("server.log");
+        let mut s = Self {
+            root,
+            data_dir,
+            url: String::new(),
+            log,
+            opts,
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
+    /// Start with default options over h2c.
+    pub async fn h2c() -> Self {
+        Self::start(Opts::default()).await
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(COFFER);
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--listen")
+            .arg("127.0.0.1:0");
+        if !self.opts.tls {
+            cmd.arg("--insecure-h2c");
+        }
+        if let Some(text) = &self.opts.config {
+            let p = self.root.path().join("coffer.toml");
+            std::fs::write(&p, text).unwrap();
+            cmd.arg("--config").arg(p);
+        }
+        for (k, v) in &self.opts.env {
+            cmd.env(k, v);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        cmd.stdout(Stdio::piped()).stderr(log).stdin(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn coffer");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => {
+                self.url = url.replace(
+                    "127.0.0.1",
+                    if self.opts.tls {
+                        "localhost"
+                    } else {
+                        "127.0.0.1"
+                    },
+                )
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start; its log:\n{}", self.log_text());
+            }
+        }
+        self.child = Some(child);
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL: the power-loss stand-in. Nothing gets to run on the way out.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn sigterm(&self) {
+        let pid = rustix::process::Pid::from_raw(self.pid() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    }
+
+    /// Wait for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!(
+                    "server did not exit within {timeout:?}; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Set an environment variable for the next (re)start.
+    pub fn set_env(&mut self, k: &str, v: impl ToString) {
+        self.opts.env.retain(|(key, _)| key != k);
+        self.opts.env.push((k.to_string(), v.to_string()));
+    }
+
+    /// Start again on the same data directory (after a kill or exit).
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn ca_cert(&self) -> PathBuf {
+        self.data_dir.join("tls/cert.pem")
+    }
+
+    pub fn client_tls(&self) -> ClientTls {
+        ClientTls {
+            ca_cert: self.opts.tls.then(|| self.ca_cert()),
+            insecure: false,
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.url, &self.client_tls())
+            .await
+            .expect("connect")
+    }
+
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    pub async fn admin(&self) -> Client {
+        self.client().await.with_token(&self.admin_token())
+    }
+
+    /// Enroll a device (creating its org and user if needed).
+    pub async fn enroll(&self, org: &str, user: &str, name: &str) -> Agent {
+        let admin = self.admin().await;
+        let r = admin
+            .post_json("/admin/v1/orgs", &json!({"name": org}))
+            .await
+            .unwrap();
+        assert!(r.status == 201 || r.status == 409, "create org: {r:?}");
+        let r = admin
+            .post_json("/admin/v1/users", &json!({"org": org, "name": user}))
+            .await
+            .unwrap();
+        assert!(r.status == 201 || r.status == 409, "add user: {r:?}");
+        let r = admin
+            .post_json(
+                "/admin/v1/devices",
+                &json!({"org": org, "user": user, "name": name}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 201, "enroll: {r:?}");
+        let t: DeviceToken = r.json().unwrap();
+        Agent {
+            client: self.client().await.with_token(&t.token),
+            archive: t.archive.to_string(),
+            device: t.device.to_string(),
+            token: t.token,
+        }
+    }
+
+    /// Run `coffer admin ARGS…` against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(COFFER);
+        cmd.arg("admin")
+            .arg("--server")
+            .arg(&self.url)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(args);
+        cmd.output().expect("run coffer admin")
+    }
+
+    /// The server's peak resident memory so far, in bytes (VmHWM).
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kb * 1024
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// An enrolled device speaking the agent protocol.
+#[derive(Clone)]
+pub struct Agent {
+    pub client: Client,
+    pub archive: String,
+    pub device: String,
+    pub token: String,
+}
+
+impl Agent {
+    /// The same device on a new connection (after a server restart).
+    pub async fn reconnect(&self, server: &TestServer) -> Agent {
+        Agent {
+            client: server.client().await.with_token(&self.token),
+            ..self.clone()
+        }
+    }
+
+    pub fn path(&self, rest: &str) -> String {
+        format!("/v1/archives/{}/{rest}", self.archive)
+    }
+
+    pub async fn put(&self, body: &[u8]) -> ClientResponse {
+        let id = BlockId::of(body);
+        self.client
+            .put(
+                &self.path(&format!("blocks/{id}")),
+                Bytes::copy_from_slice(body),
+            )
+            .await
+            .unwrap()
+    }
+
+    pub async fn put_in(&self, session: &str, body: &[u8]) -> ClientResponse {
+        let id = BlockId::of(body);
+        self.client
+            .send(
+                http::Method::PUT,
+                &self.path(&format!("blocks/{id}")),
+                &[("coffer-session", session)],
+                Bytes::copy_from_slice(body),
+            )
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, id: &BlockId) -> ClientResponse {
+        self.client
+            .get(&self.path(&format!("blocks/{id}")))
+            .await
+            .unwrap()
+    }
+
+    pub async fn open_session(&self) -> String {
+        let r = self
+            .client
+            .post_json(&self.path("sessions"), &json!({}))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 201, "open session: {r:?}");
+        r.json::<SessionInfo>().unwrap().session.to_string()
+    }
+
+    pub async fn commit(
+        &self,
+        session: &str,
+        manifest: &BlockId,
+        blocks: &[BlockId],
+        percent: f64,
+    ) -> ClientResponse {
+        self.client
+            .post_json(
+                &self.path(&format!("sessions/{session}/commit")),
+                &json!({"manifest": manifest, "blocks": blocks, "stats": {"files": blocks.len(), "bytes": 0, "percent": percent}}),
+            )
+            .await
+            .unwrap()
+    }
+}
+
+/// The error code of an error answer.
+pub fn code(r: &ClientResponse) -> String {
+    r.error()
+        .map(|e| e.error.code.to_string())
+        .unwrap_or_else(|| format!("<no error body: {}>", String::from_utf8_lossy(&r.body)))
+}
+
+// ---- a real S3-compatible server ----
+
+/// s3s-fs on loopback, with a bucket, stopped on drop.
+pub struct S3Server {
+    child: Child,
+    pub endpoint: String,
+    pub bucket: String,
+    _root: tempfile::TempDir,
+}
+
+pub const S3_KEY: &str = "coffer-test";
+pub const S3_SECRET: &str = "coffer-test-secret";
+
+static INSTALL: Mutex<()> = Mutex::new(());
+
+/// The s3s-fs binary: `$COFFER_S3S_FS`, or the copy the harness installs
+/// under `~/.cache/coffer-tools` (with `cargo install`) on first use.
+pub fn s3s_fs_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("COFFER_S3S_FS") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let root = Path::new(&home).join(".cache/coffer-tools");
+    let bin = root.join("bin/s3s-fs");
+    let _g = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args([
+                "install",
+                "s3s-fs@0.14.1",
+                "--locked",
+                "--features",
+                "binary",
+                "--root",
+            ])
+            .arg(&root)
+            .status()
+            .expect("run cargo install s3s-fs");
+        assert!(st.success(), "cargo install s3s-fs failed");
+    }
+    bin
+}
+
+impl S3Server {
+    pub fn start() -> Self {
+        let bin = s3s_fs_binary();
+        let root = tempfile::tempdir().unwrap();
+        let bucket = "coffer".to_string();
+        std::fs::create_dir_all(root.path().join(&bucket)).unwrap();
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut child = Command::new(&bin)
+                .args([
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--access-key",
+                    S3_KEY,
+                    "--secret-key",
+                    S3_SECRET,
+                ])
+                .arg(root.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn s3s-fs");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Self {
+                        child,
+                        endpoint: format!("http://127.0.0.1:{port}"),
+                        bucket,
+                        _root: root,
+                    };
+                }
+                if child.try_wait().unwrap().is_some() {
+                    break; // port taken: try another
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+        }
+        panic!("s3s-fs did not start");
+    }
+
+    /// Stop the S3 server (to test an unreachable backend).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Server environment for the S3 backend.
+    pub fn server_env(&self, opts: Opts) -> Opts {
+        opts.env("COFFER__STORAGE__BACKEND", "s3")
+            .env("COFFER__STORAGE__S3__BUCKET", &self.bucket)
+            .env("COFFER__STORAGE__S3__ENDPOINT", &self.endpoint)
+            .env("COFFER__STORAGE__S3__ALLOW_HTTP", "true")
+            .env("COFFER__STORAGE__S3__ACCESS_KEY_ID", S3_KEY)
+            .env("COFFER__STORAGE__S3__SECRET_ACCESS_KEY", S3_SECRET)
+            .env("COFFER__STORAGE__S3__MAX_RETRIES", "1")
+            .env("COFFER__STORAGE__S3__RETRY_TIMEOUT_SECS", "2")
+            .env("COFFER__STORAGE__S3__REQUEST_TIMEOUT_SECS", "5")
+    }
+
+    pub fn storage_config(&self) -> coffer_storage::StorageConfig {
+        coffer_storage::StorageConfig {
+            backend: coffer_storage::Backend::S3,
+            path: None,
+            reserve_bytes: 0,
+            s3: Some(coffer_storage::S3Config {
+                bucket: self.bucket.clone(),
+                endpoint: Some(self.endpoint.clone()),
+                region: "us-east-1".into(),
+                access_key_id: Some(S3_KEY.into()),
+                secret_access_key: Some(S3_SECRET.into()),
+                path_style: true,
+                allow_http: true,
+                prefix: Some("conformance".into()),
+                max_retries: 2,
+                retry_timeout_secs: 5,
+                request_timeout_secs: 10,
+                part_size: 8 << 20,
+                max_concurrent_uploads: 8,
+            }),
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
