@@ -78,8 +78,8 @@ async fn back_up_and_restore(server: &TestServer) {
 
     // Upload the rest concurrently over the one connection.
     let mut tasks = Vec::new();
-    for b in blocks[10..].iter().cloned() {
-        let (agent, sid) = (agent.clone(), sid.clone());
+    for b in &blocks[10..] {
+        let (agent, sid, b) = (agent.clone(), sid.clone(), b.clone());
         tasks.push(tokio::spawn(
             async move { agent.put_in(&sid, &b).await.status },
         ));

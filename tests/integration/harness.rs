@@ -363,13 +363,16 @@ pub const S3_SECRET: &str = "coffer-test-secret";
 static INSTALL: Mutex<()> = Mutex::new(());
 
 /// The s3s-fs binary: `$COFFER_S3S_FS`, or the copy the harness installs
-/// under `~/.cache/coffer-tools` (with `cargo install`) on first use.
+/// under `$COFFER_TOOLS_DIR` (default `~/.cache/coffer-tools`) with
+/// `cargo install` on first use.
 pub fn s3s_fs_binary() -> PathBuf {
     if let Ok(p) = std::env::var("COFFER_S3S_FS") {
         return PathBuf::from(p);
     }
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    let root = Path::new(&home).join(".cache/coffer-tools");
+    let root = match std::env::var("COFFER_TOOLS_DIR") {
+        Ok(d) => PathBuf::from(d),
+        Err(_) => Path::new(&std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/coffer-tools"),
+    };
     let bin = root.join("bin/s3s-fs");
     let _g = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     if !bin.exists() {
@@ -435,6 +438,7 @@ impl S3Server {
                 std::thread::sleep(Duration::from_millis(20));
             }
             let _ = child.kill();
+            let _ = child.wait();
         }
         panic!("s3s-fs did not start");
     }
