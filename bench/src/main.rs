@@ -40,6 +40,10 @@ struct Args {
     /// Threads of the raw baseline.
     #[arg(long, default_value_t = 16)]
     baseline_threads: usize,
+    /// Run only the server cells whose name contains this (the baselines
+    /// always run), e.g. `--only "h2c, 64 streams, 64KiB"`.
+    #[arg(long)]
+    only: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -93,9 +97,13 @@ fn main() -> anyhow::Result<()> {
         for &(size, n, label) in &sizes {
             for streams in [16usize, 64] {
                 let proto = if tls { "h2 TLS" } else { "h2c" };
+                let name = format!("coffer {proto}, {streams} streams, {label}");
+                if args.only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+                    continue;
+                }
                 let dir = scratch.path().join(format!("srv-{}-{label}-{streams}", if tls { "tls" } else { "h2c" }));
                 let mut c = rt.block_on(server_cell(&args.coffer, &dir, tls, size, n, streams, &mut seed))?;
-                c.name = format!("coffer {proto}, {streams} streams, {label}");
+                c.name = name;
                 cells.push(c);
             }
         }
@@ -151,9 +159,15 @@ fn context() -> String {
     format!("{cpus} CPUs, load average {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
-/// Distinct incompressible blocks, like client-side-encrypted data.
-fn make_blocks(size: usize, n: usize, seed: &mut u64) -> Vec<Bytes> {
-    let out = (0..n).map(|i| Bytes::from(block_bytes(*seed + i as u64, size))).collect();
+/// Distinct incompressible blocks, like client-side-encrypted data, with
+/// their ids (computed here, outside any timed section).
+fn make_blocks(size: usize, n: usize, seed: &mut u64) -> Vec<(String, Bytes)> {
+    let out = (0..n)
+        .map(|i| {
+            let b = Bytes::from(block_bytes(*seed + i as u64, size));
+            (BlockId::of(&b).to_hex(), b)
+        })
+        .collect();
     *seed += n as u64;
     out
 }
@@ -163,7 +177,7 @@ fn raw_baseline(dir: &Path, size: usize, n: usize, threads: usize, seed: &mut u6
     for i in 0..256 {
         std::fs::create_dir_all(dir.join(format!("{i:02x}")))?;
     }
-    let write = |blocks: &[Bytes], dir: &Path| -> anyhow::Result<(f64, Vec<f64>)> {
+    let write = |blocks: &[(String, Bytes)], dir: &Path| -> anyhow::Result<(f64, Vec<f64>)> {
         let next = AtomicUsize::new(0);
         let lat = Mutex::new(Vec::with_capacity(blocks.len()));
         let start = Instant::now();
@@ -172,9 +186,8 @@ fn raw_baseline(dir: &Path, size: usize, n: usize, threads: usize, seed: &mut u6
                 s.spawn(|| -> anyhow::Result<()> {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(b) = blocks.get(i) else { return Ok(()) };
+                        let Some((name, b)) = blocks.get(i) else { return Ok(()) };
                         let t = Instant::now();
-                        let name = blake3_hex(b);
                         let sub = dir.join(&name[..2]);
                         let tmp = sub.join(format!("{name}.tmp"));
                         let mut f = File::create(&tmp)?;
@@ -194,10 +207,6 @@ fn raw_baseline(dir: &Path, size: usize, n: usize, threads: usize, seed: &mut u6
     let blocks = make_blocks(size, n, seed);
     let (secs, lat) = write(&blocks, dir)?;
     Ok(Cell { name: String::new(), size, blocks: n, secs, lat, cpu_secs: None })
-}
-
-fn blake3_hex(b: &[u8]) -> String {
-    BlockId::of(b).to_hex()
 }
 
 struct Proc(Child);
@@ -265,7 +274,7 @@ async fn server_cell(
     Ok(Cell { name: String::new(), size, blocks: n, secs, lat, cpu_secs: Some(cpu) })
 }
 
-async fn upload(client: &Client, base: &str, blocks: Arc<Vec<Bytes>>, streams: usize) -> anyhow::Result<Vec<f64>> {
+async fn upload(client: &Client, base: &str, blocks: Arc<Vec<(String, Bytes)>>, streams: usize) -> anyhow::Result<Vec<f64>> {
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..streams {
@@ -274,8 +283,8 @@ async fn upload(client: &Client, base: &str, blocks: Arc<Vec<Bytes>>, streams: u
             let mut lat = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(b) = blocks.get(i) else { return anyhow::Ok(lat) };
-                let path = format!("{base}{}", BlockId::of(b));
+                let Some((id, b)) = blocks.get(i) else { return anyhow::Ok(lat) };
+                let path = format!("{base}{id}");
                 let t = Instant::now();
                 let r = client.put(&path, b.clone()).await?;
                 if r.status != 201 {

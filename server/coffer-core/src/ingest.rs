@@ -117,7 +117,7 @@ impl Coffer {
             });
         }
 
-        let mut writer = self.storage.begin(archive.as_str(), content_length).await?;
+        let mut writer = self.storage.begin(archive.as_str(), &id, content_length)?;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| CoreError::BodyAborted(e.to_string()))?;
             if writer.len() + chunk.len() as u64 > limit {

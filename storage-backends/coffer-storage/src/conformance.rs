@@ -29,8 +29,7 @@ pub async fn put(
     chunk: usize,
 ) -> (BlockId, PutOutcome) {
     let mut w = store
-        .begin(archive, Some(body.len() as u64))
-        .await
+        .begin(archive, &BlockId::of(body), Some(body.len() as u64))
         .expect("begin write");
     for c in body.chunks(chunk.max(1)) {
         w.write(Bytes::copy_from_slice(c))
@@ -96,10 +95,12 @@ pub async fn run(store: &BlockStore, archive: &str) {
     );
 
     // an abandoned write leaves nothing visible
-    let orphan = block_bytes(3, 5000);
+    // Large enough to reach the spool file, not only memory.
+    let orphan = block_bytes(3, 600_000);
     {
-        let mut w = store.begin(archive, None).await.unwrap();
+        let mut w = store.begin(archive, &BlockId::of(&orphan), None).unwrap();
         w.write(Bytes::from(orphan.clone())).await.unwrap();
+        assert_eq!(w.finish().await.unwrap(), BlockId::of(&orphan));
         drop(w);
     }
     assert_eq!(
@@ -168,13 +169,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = BlockStore::open(&config(Backend::Disk), dir.path()).unwrap();
         run(&store, "ar_disk").await;
-        // Nothing is left in the spool.
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("blocks/.spool"))
-                .unwrap()
-                .count(),
-            0
-        );
+        // No spool file is left anywhere.
+        let mut dirs = vec![dir.path().to_path_buf()];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(d).unwrap().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    dirs.push(e.path());
+                } else {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    assert!(!name.ends_with(".part"), "left over: {:?}", e.path());
+                }
+            }
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,7 +199,7 @@ mod tests {
         };
         let store = BlockStore::open(&cfg, dir.path()).unwrap();
         assert!(matches!(
-            store.begin("ar", None).await,
+            store.begin("ar", &BlockId::of(b"x"), None),
             Err(StorageError::Full { .. })
         ));
     }

@@ -80,9 +80,11 @@ impl BlockStore {
                 let root = root
                     .canonicalize()
                     .map_err(StorageError::io("resolve block directory"))?;
-                let spool = root.join(".spool");
-                mkdir(&spool)?;
-                clean_spool(&spool);
+                // Disk uploads are spooled beside their target (see
+                // `BlockWriter`); leftovers of a crash are swept in the
+                // background.
+                sweep_stale_parts(root.clone());
+                let spool = root.clone();
                 let fs = LocalFileSystem::new_with_prefix(&root).map_err(|source| {
                     StorageError::Backend {
                         op: "open block directory",
@@ -191,21 +193,20 @@ impl BlockStore {
         &self.inner.description
     }
 
-    /// Start writing a block of archive `archive`. Fails with
-    /// [`StorageError::Full`] when free space is below the configured reserve
-    /// (plus `expected_len` when the caller knows the body's length).
-    pub async fn begin(&self, archive: &str, expected_len: Option<u64>) -> Result<BlockWriter> {
+    /// Start writing a block of archive `archive` that claims to be `claimed`
+    /// (the id in the request). Fails with [`StorageError::Full`] when free
+    /// space is below the configured reserve (plus `expected_len` when the
+    /// caller knows the body's length). Only a body that hashes to `claimed`
+    /// may be published.
+    pub fn begin(&self, archive: &str, claimed: &BlockId, expected_len: Option<u64>) -> Result<BlockWriter> {
         self.ensure_space(expected_len.unwrap_or(0))?;
-        BlockWriter::create(self.clone(), archive.to_owned()).await
+        BlockWriter::create(self.clone(), archive.to_owned(), claimed)
     }
 
     /// Refuse writes while free space is below the reserve.
     pub fn ensure_space(&self, needed: u64) -> Result<()> {
-        let mut dirs = vec![self.inner.spool_dir.as_path()];
-        if let Some(r) = &self.inner.local_root {
-            dirs.push(r);
-        }
-        for d in dirs {
+        // On disk the spool is the block directory itself.
+        for d in [self.inner.spool_dir.as_path()] {
             let st = rustix::fs::statvfs(d).map_err(|e| StorageError::Io {
                 op: "read free space",
                 source: e.into(),
@@ -343,6 +344,36 @@ impl BlockStore {
             (_, e) => StorageError::Backend { op, source: e },
         }
     }
+}
+
+/// Remove spool files (`.*.part`) that a crash left among the blocks, on a
+/// background thread so a large store starts at once. Only files older than
+/// the start are removed: newer ones belong to uploads of this process.
+fn sweep_stale_parts(root: PathBuf) {
+    let started = std::time::SystemTime::now();
+    let _ = std::thread::Builder::new().name("coffer-spool-sweep".into()).spawn(move || {
+        let mut dirs = vec![root];
+        let mut removed = 0u64;
+        while let Some(d) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else { continue };
+            for e in entries.flatten() {
+                let Ok(ft) = e.file_type() else { continue };
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if ft.is_dir() {
+                    dirs.push(e.path());
+                } else if name.starts_with('.') && name.ends_with(".part") {
+                    let old = e.metadata().and_then(|m| m.modified()).is_ok_and(|m| m < started);
+                    if old && std::fs::remove_file(e.path()).is_ok() {
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed upload spool files left by an earlier crash");
+        }
+    });
 }
 
 /// Spool files left by a crash are never published: remove them at start.
