@@ -69,7 +69,8 @@ impl Cell {
         v[((v.len() as f64 - 1.0) * p).round() as usize] * 1000.0
     }
     fn cpu_per_gib(&self) -> Option<f64> {
-        self.cpu_secs.map(|c| c / ((self.size * self.blocks) as f64 / (1u64 << 30) as f64))
+        self.cpu_secs
+            .map(|c| c / ((self.size * self.blocks) as f64 / (1u64 << 30) as f64))
     }
 }
 
@@ -81,15 +82,32 @@ fn main() -> anyhow::Result<()> {
     };
     println!("coffer ingest benchmark — {}", context());
     println!("scratch: {}\n", scratch.path().display());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
 
     let mut cells = Vec::new();
-    let sizes = [(1usize << 20, args.n1m, "1MiB"), (64 << 10, args.n64k, "64KiB")];
+    let sizes = [
+        (1usize << 20, args.n1m, "1MiB"),
+        (64 << 10, args.n64k, "64KiB"),
+    ];
     let mut seed = 1u64;
     let mut baselines = Vec::new();
     for &(size, n, label) in &sizes {
-        let b = raw_baseline(&scratch.path().join(format!("raw-{label}")), size, n, args.baseline_threads, &mut seed)?;
-        let b = Cell { name: format!("raw disk durable, {} threads, {label}", args.baseline_threads), ..b };
+        let b = raw_baseline(
+            &scratch.path().join(format!("raw-{label}")),
+            size,
+            n,
+            args.baseline_threads,
+            &mut seed,
+        )?;
+        let b = Cell {
+            name: format!(
+                "raw disk durable, {} threads, {label}",
+                args.baseline_threads
+            ),
+            ..b
+        };
         baselines.push(b.clone());
         cells.push(b);
     }
@@ -98,11 +116,26 @@ fn main() -> anyhow::Result<()> {
             for streams in [16usize, 64] {
                 let proto = if tls { "h2 TLS" } else { "h2c" };
                 let name = format!("coffer {proto}, {streams} streams, {label}");
-                if args.only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+                if args
+                    .only
+                    .as_ref()
+                    .is_some_and(|o| !name.contains(o.as_str()))
+                {
                     continue;
                 }
-                let dir = scratch.path().join(format!("srv-{}-{label}-{streams}", if tls { "tls" } else { "h2c" }));
-                let mut c = rt.block_on(server_cell(&args.coffer, &dir, tls, size, n, streams, &mut seed))?;
+                let dir = scratch.path().join(format!(
+                    "srv-{}-{label}-{streams}",
+                    if tls { "tls" } else { "h2c" }
+                ));
+                let mut c = rt.block_on(server_cell(
+                    &args.coffer,
+                    &dir,
+                    tls,
+                    size,
+                    n,
+                    streams,
+                    &mut seed,
+                ))?;
                 c.name = name;
                 cells.push(c);
             }
@@ -114,7 +147,11 @@ fn main() -> anyhow::Result<()> {
         "cell", "MiB/s", "blocks/s", "p50 ms", "p99 ms", "CPU-s/GiB", "vs raw"
     );
     for c in &cells {
-        let base = if c.size == 1 << 20 { &baselines[0] } else { &baselines[1] };
+        let base = if c.size == 1 << 20 {
+            &baselines[0]
+        } else {
+            &baselines[1]
+        };
         let ratio = c.blocks_s() / base.blocks_s();
         println!(
             "{:<40} {:>9.1} {:>9.0} {:>8.2} {:>8.2} {:>10} {:>7.2}x",
@@ -134,8 +171,16 @@ fn main() -> anyhow::Result<()> {
         if let Some(c) = find(&format!("coffer h2 TLS, {streams} streams, 1MiB")) {
             let r = c.mib_s() / baselines[0].mib_s();
             let cpu = c.cpu_per_gib().unwrap_or(f64::NAN);
-            ok &= verdict(&format!("1 MiB over TLS, {streams} streams: {r:.2}x raw MiB/s (target >= 0.8)"), r >= 0.8);
-            ok &= verdict(&format!("1 MiB over TLS, {streams} streams: {cpu:.2} server CPU-s/GiB (target <= 1.5)"), cpu <= 1.5);
+            ok &= verdict(
+                &format!("1 MiB over TLS, {streams} streams: {r:.2}x raw MiB/s (target >= 0.8)"),
+                r >= 0.8,
+            );
+            ok &= verdict(
+                &format!(
+                    "1 MiB over TLS, {streams} streams: {cpu:.2} server CPU-s/GiB (target <= 1.5)"
+                ),
+                cpu <= 1.5,
+            );
         }
         for proto in ["h2 TLS", "h2c"] {
             if let Some(c) = find(&format!("coffer {proto}, {streams} streams, 64KiB")) {
@@ -144,7 +189,14 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    println!("\n{}", if ok { "all targets met" } else { "some targets missed (see above)" });
+    println!(
+        "\n{}",
+        if ok {
+            "all targets met"
+        } else {
+            "some targets missed (see above)"
+        }
+    );
     Ok(())
 }
 
@@ -155,8 +207,16 @@ fn verdict(what: &str, pass: bool) -> bool {
 
 fn context() -> String {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    format!("{cpus} CPUs, load average {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!(
+        "{cpus} CPUs, load average {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
 }
 
 /// Distinct incompressible blocks, like client-side-encrypted data, with
@@ -173,7 +233,13 @@ fn make_blocks(size: usize, n: usize, seed: &mut u64) -> Vec<(String, Bytes)> {
 }
 
 /// The durable class on raw disk: temp + fdatasync + rename + dir fsync.
-fn raw_baseline(dir: &Path, size: usize, n: usize, threads: usize, seed: &mut u64) -> anyhow::Result<Cell> {
+fn raw_baseline(
+    dir: &Path,
+    size: usize,
+    n: usize,
+    threads: usize,
+    seed: &mut u64,
+) -> anyhow::Result<Cell> {
     for i in 0..256 {
         std::fs::create_dir_all(dir.join(format!("{i:02x}")))?;
     }
@@ -186,7 +252,9 @@ fn raw_baseline(dir: &Path, size: usize, n: usize, threads: usize, seed: &mut u6
                 s.spawn(|| -> anyhow::Result<()> {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((name, b)) = blocks.get(i) else { return Ok(()) };
+                        let Some((name, b)) = blocks.get(i) else {
+                            return Ok(());
+                        };
                         let t = Instant::now();
                         let sub = dir.join(&name[..2]);
                         let tmp = sub.join(format!("{name}.tmp"));
@@ -206,7 +274,14 @@ fn raw_baseline(dir: &Path, size: usize, n: usize, threads: usize, seed: &mut u6
     write(&warm, dir)?;
     let blocks = make_blocks(size, n, seed);
     let (secs, lat) = write(&blocks, dir)?;
-    Ok(Cell { name: String::new(), size, blocks: n, secs, lat, cpu_secs: None })
+    Ok(Cell {
+        name: String::new(),
+        size,
+        blocks: n,
+        secs,
+        lat,
+        cpu_secs: None,
+    })
 }
 
 struct Proc(Child);
@@ -238,25 +313,50 @@ async fn server_cell(
     seed: &mut u64,
 ) -> anyhow::Result<Cell> {
     let mut cmd = Command::new(coffer);
-    cmd.arg("serve").arg("--data-dir").arg(dir).arg("--listen").arg("127.0.0.1:0");
+    cmd.arg("serve")
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--listen")
+        .arg("127.0.0.1:0");
     if !tls {
         cmd.arg("--insecure-h2c");
     }
-    cmd.env("COFFER__LOG__LEVEL", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit());
-    let mut child = cmd.spawn().with_context(|| format!("start {}", coffer.display()))?;
+    cmd.env("COFFER__LOG__LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("start {}", coffer.display()))?;
     let stdout = child.stdout.take().unwrap();
     let proc = Proc(child);
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
-    let Some(url) = line.trim().strip_prefix("listening on ") else { bail!("server did not start: {line:?}") };
+    let Some(url) = line.trim().strip_prefix("listening on ") else {
+        bail!("server did not start: {line:?}")
+    };
     let url = url.replace("127.0.0.1", "localhost");
-    let ctls = ClientTls { ca_cert: tls.then(|| dir.join("tls/cert.pem")), insecure: false };
+    let ctls = ClientTls {
+        ca_cert: tls.then(|| dir.join("tls/cert.pem")),
+        insecure: false,
+    };
     let admin_token = std::fs::read_to_string(dir.join("admin.token"))?;
-    let admin = Client::connect(&url, &ctls).await?.with_token(admin_token.trim());
-    admin.post_json("/admin/v1/orgs", &serde_json::json!({"name": "bench"})).await?;
-    admin.post_json("/admin/v1/users", &serde_json::json!({"org": "bench", "name": "bench"})).await?;
+    let admin = Client::connect(&url, &ctls)
+        .await?
+        .with_token(admin_token.trim());
+    admin
+        .post_json("/admin/v1/orgs", &serde_json::json!({"name": "bench"}))
+        .await?;
+    admin
+        .post_json(
+            "/admin/v1/users",
+            &serde_json::json!({"org": "bench", "name": "bench"}),
+        )
+        .await?;
     let r = admin
-        .post_json("/admin/v1/devices", &serde_json::json!({"org": "bench", "user": "bench", "name": "bench"}))
+        .post_json(
+            "/admin/v1/devices",
+            &serde_json::json!({"org": "bench", "user": "bench", "name": "bench"}),
+        )
         .await?;
     let t: DeviceToken = r.json()?;
     let client = Client::connect(&url, &ctls).await?.with_token(&t.token);
@@ -271,24 +371,47 @@ async fn server_cell(
     let secs = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds(proc.0.id()) - cpu0;
     drop(proc);
-    Ok(Cell { name: String::new(), size, blocks: n, secs, lat, cpu_secs: Some(cpu) })
+    Ok(Cell {
+        name: String::new(),
+        size,
+        blocks: n,
+        secs,
+        lat,
+        cpu_secs: Some(cpu),
+    })
 }
 
-async fn upload(client: &Client, base: &str, blocks: Arc<Vec<(String, Bytes)>>, streams: usize) -> anyhow::Result<Vec<f64>> {
+async fn upload(
+    client: &Client,
+    base: &str,
+    blocks: Arc<Vec<(String, Bytes)>>,
+    streams: usize,
+) -> anyhow::Result<Vec<f64>> {
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..streams {
-        let (client, blocks, next, base) = (client.clone(), blocks.clone(), next.clone(), base.to_string());
+        let (client, blocks, next, base) = (
+            client.clone(),
+            blocks.clone(),
+            next.clone(),
+            base.to_string(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((id, b)) = blocks.get(i) else { return anyhow::Ok(lat) };
+                let Some((id, b)) = blocks.get(i) else {
+                    return anyhow::Ok(lat);
+                };
                 let path = format!("{base}{id}");
                 let t = Instant::now();
                 let r = client.put(&path, b.clone()).await?;
                 if r.status != 201 {
-                    bail!("upload answered {}: {}", r.status, String::from_utf8_lossy(&r.body));
+                    bail!(
+                        "upload answered {}: {}",
+                        r.status,
+                        String::from_utf8_lossy(&r.body)
+                    );
                 }
                 lat.push(t.elapsed().as_secs_f64());
             }

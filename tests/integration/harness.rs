@@ -371,7 +371,8 @@ pub fn s3s_fs_binary() -> PathBuf {
     }
     let root = match std::env::var("COFFER_TOOLS_DIR") {
         Ok(d) => PathBuf::from(d),
-        Err(_) => Path::new(&std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/coffer-tools"),
+        Err(_) => Path::new(&std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+            .join(".cache/coffer-tools"),
     };
     let bin = root.join("bin/s3s-fs");
     let _g = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
@@ -467,6 +468,7 @@ impl S3Server {
             backend: coffer_storage::Backend::S3,
             path: None,
             reserve_bytes: 0,
+            pack_max_block_bytes: 0,
             s3: Some(coffer_storage::S3Config {
                 bucket: self.bucket.clone(),
                 endpoint: Some(self.endpoint.clone()),

@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use coffer_meta::{BlockRecord, DeviceRecord};
-use coffer_storage::BlockStream;
+use coffer_storage::{BlockStream, Location};
 use coffer_types::wire::{MissingResponse, PutBlockResponse, SessionState};
 use coffer_types::{BlockId, Name};
 use futures::{Stream, StreamExt};
@@ -108,7 +108,7 @@ impl Coffer {
                     return Err(CoreError::BlockTooLarge { limit });
                 }
             }
-            self.meta.insert_block(archive, &id, rec, pin.as_ref())?;
+            self.meta.insert_block(archive, &id, &rec, pin.as_ref())?;
             self.meta.durable().await?;
             return Ok(PutBlockResponse {
                 id,
@@ -133,12 +133,13 @@ impl Coffer {
                 actual,
             });
         }
-        writer.publish(id).await?;
+        let published = writer.publish(id).await?;
         let rec = BlockRecord {
             size,
             stored_at: self.now(),
+            location: published.location.encode(),
         };
-        let created = self.meta.insert_block(archive, &id, rec, pin.as_ref())?;
+        let created = self.meta.insert_block(archive, &id, &rec, pin.as_ref())?;
         self.meta.durable().await?;
         Ok(PutBlockResponse { id, size, created })
     }
@@ -169,9 +170,12 @@ impl Coffer {
     /// Size of a stored block.
     pub fn block_size(&self, archive: &Name, id: &str) -> Result<u64> {
         let id = parse_block_id(id)?;
+        Ok(self.block_record(archive, &id)?.size)
+    }
+
+    fn block_record(&self, archive: &Name, id: &BlockId) -> Result<BlockRecord> {
         self.meta
-            .block(archive, &id)?
-            .map(|r| r.size)
+            .block(archive, id)?
             .ok_or_else(|| CoreError::NotFound(format!("block {id} is not stored in this archive")))
     }
 
@@ -183,8 +187,12 @@ impl Coffer {
         id: &str,
         range: Option<(u64, Option<u64>)>,
     ) -> Result<BlockRead> {
-        let size = self.block_size(archive, id)?;
         let id = parse_block_id(id)?;
+        let rec = self.block_record(archive, &id)?;
+        let size = rec.size;
+        let location = Location::decode(&rec.location).ok_or_else(|| {
+            CoreError::Internal(format!("block {id} has an unreadable location record"))
+        })?;
         let range = match range {
             None => None,
             Some((first, last)) => {
@@ -199,7 +207,7 @@ impl Coffer {
             futures::stream::empty().boxed()
         } else {
             self.storage
-                .get(archive.as_str(), &id, range.clone())
+                .get(archive.as_str(), &id, location, range.clone())
                 .await?
         };
         Ok(BlockRead {

@@ -50,25 +50,33 @@ pub struct ArchiveRecord {
     pub percent_complete: Option<f64>,
 }
 
-/// A block the archive holds. Fixed 16-byte encoding: size, stored-at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A block the archive holds: size, server-stamped time, and where the
+/// storage put it (opaque bytes the storage layer defines; empty for a block
+/// stored as its own object). Encoded as `size | stored_at | location`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockRecord {
     pub size: u64,
     pub stored_at: UnixMillis,
+    pub location: Vec<u8>,
 }
 
 impl BlockRecord {
-    pub(crate) fn encode(&self) -> [u8; 16] {
-        let mut out = [0u8; 16];
-        out[..8].copy_from_slice(&self.size.to_be_bytes());
-        out[8..].copy_from_slice(&self.stored_at.to_be_bytes());
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.location.len());
+        out.extend_from_slice(&self.size.to_be_bytes());
+        out.extend_from_slice(&self.stored_at.to_be_bytes());
+        out.extend_from_slice(&self.location);
         out
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
         let size = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
         let stored_at = u64::from_be_bytes(bytes.get(8..16)?.try_into().ok()?);
-        Some(Self { size, stored_at })
+        Some(Self {
+            size,
+            stored_at,
+            location: bytes[16..].to_vec(),
+        })
     }
 }
 

@@ -364,10 +364,11 @@ impl MetaStore {
         &self,
         archive: &Name,
         id: &BlockId,
-        rec: BlockRecord,
+        rec: &BlockRecord,
         pin: Option<&Name>,
     ) -> Result<bool> {
         let bk = key(&[archive.as_str().as_bytes(), id.as_bytes()]);
+        let encoded = rec.encode();
         let pin_key = pin.map(|s| {
             key(&[
                 archive.as_str().as_bytes(),
@@ -379,7 +380,7 @@ impl MetaStore {
             .transaction(|(blocks, archives, pins)| {
                 let created = blocks.get(&bk)?.is_none();
                 if created {
-                    blocks.insert(bk.as_slice(), &rec.encode()[..])?;
+                    blocks.insert(bk.as_slice(), encoded.as_slice())?;
                 }
                 let Some(raw) = archives.get(archive.as_str().as_bytes())? else {
                     return abort(MetaError::Engine {

@@ -19,7 +19,7 @@ pub enum Backend {
 }
 
 /// The `[storage]` table.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// `disk` (default), `s3` or `memory`.
@@ -33,9 +33,18 @@ pub struct StorageConfig {
     /// reads keep working. Default 256 MiB.
     #[serde(default = "default_reserve")]
     pub reserve_bytes: u64,
+    /// With `disk`: blocks of at most this many bytes are appended to pack
+    /// files, many per flush, instead of one file each. 0 turns packing off.
+    /// Default 131072 (128 KiB).
+    #[serde(default = "default_pack_max")]
+    pub pack_max_block_bytes: u64,
     /// With `s3`: the bucket settings.
     #[serde(default)]
     pub s3: Option<S3Config>,
+}
+
+fn default_pack_max() -> u64 {
+    128 << 10
 }
 
 fn default_reserve() -> u64 {
@@ -113,6 +122,18 @@ fn default_concurrency() -> usize {
     32
 }
 
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            backend: Backend::default(),
+            path: None,
+            reserve_bytes: default_reserve(),
+            pack_max_block_bytes: default_pack_max(),
+            s3: None,
+        }
+    }
+}
+
 impl StorageConfig {
     /// Check the settings without touching the backend; the error names the
     /// key at fault.
@@ -131,6 +152,12 @@ impl StorageConfig {
         }
         if self.backend != Backend::Disk && self.path.is_some() {
             return Err("storage.path applies only to the \"disk\" backend".into());
+        }
+        if self.pack_max_block_bytes > 256 << 10 {
+            return Err(format!(
+                "storage.pack_max_block_bytes is {}; at most 262144 (256 KiB) is packed",
+                self.pack_max_block_bytes
+            ));
         }
         if let Some(s3) = &self.s3 {
             if s3.bucket.is_empty() {

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use coffer_types::BlockId;
 
-use crate::{BlockStore, PutOutcome, StorageError};
+use crate::{BlockStore, Location, Published, PutOutcome, StorageError};
 
 /// Deterministic pseudo-random bytes (xorshift), distinct per `seed`.
 pub fn block_bytes(seed: u64, len: usize) -> Vec<u8> {
@@ -27,7 +27,7 @@ pub async fn put(
     archive: &str,
     body: &[u8],
     chunk: usize,
-) -> (BlockId, PutOutcome) {
+) -> (BlockId, Published) {
     let mut w = store
         .begin(archive, &BlockId::of(body), Some(body.len() as u64))
         .expect("begin write");
@@ -42,60 +42,85 @@ pub async fn put(
         BlockId::of(body),
         "streamed hash differs from blake3 of the body"
     );
-    let outcome = w.publish(id).await.expect("publish");
-    (id, outcome)
+    let published = w.publish(id).await.expect("publish");
+    (id, published)
+}
+
+async fn read_range(
+    store: &BlockStore,
+    archive: &str,
+    id: &BlockId,
+    at: Location,
+    r: std::ops::Range<u64>,
+) -> Vec<u8> {
+    use futures::StreamExt;
+    let mut out = Vec::new();
+    let mut s = store.get(archive, id, at, Some(r)).await.unwrap();
+    while let Some(c) = s.next().await {
+        out.extend_from_slice(&c.unwrap());
+    }
+    out
 }
 
 /// Run every check against `store`. `archive` must be unused in the store.
+/// Covers both blocks stored as their own object and, where the backend
+/// packs small blocks, packed ones.
 pub async fn run(store: &BlockStore, archive: &str) {
-    // put, head, get
-    let body = block_bytes(1, 100_000);
-    let (id, outcome) = put(store, archive, &body, 7_000).await;
-    assert_eq!(outcome, PutOutcome::Created, "first put creates");
-    assert_eq!(
-        store.head(archive, &id).await.unwrap(),
-        Some(body.len() as u64),
-        "head size"
-    );
-    assert_eq!(store.read(archive, &id).await.unwrap(), body, "read back");
-
-    // idempotent put of the same block
-    let (_, again) = put(store, archive, &body, 65_536).await;
-    assert_eq!(
-        again,
-        PutOutcome::Present,
-        "second put of the same block reports present"
-    );
-
-    // ranged get
-    let mut parts = Vec::new();
-    let mut s = store.get(archive, &id, Some(1000..2500)).await.unwrap();
-    use futures::StreamExt;
-    while let Some(c) = s.next().await {
-        parts.extend_from_slice(&c.unwrap());
+    let mut stored = Vec::new();
+    for (seed, len, chunk) in [
+        (1u64, 100_000usize, 7_000usize),
+        (4, 700_000, 65_536),
+        (5, 3_000, 1_000),
+    ] {
+        let body = block_bytes(seed, len);
+        let (id, p) = put(store, archive, &body, chunk).await;
+        assert_eq!(p.outcome, PutOutcome::Created, "first put creates");
+        assert_eq!(
+            store.head(archive, &id, p.location).await.unwrap(),
+            Some(len as u64),
+            "head size"
+        );
+        assert_eq!(
+            store.read(archive, &id, p.location).await.unwrap(),
+            body,
+            "read back"
+        );
+        assert_eq!(
+            read_range(store, archive, &id, p.location, 1000..2500).await,
+            &body[1000..2500],
+            "ranged read"
+        );
+        // A second put of the same block is harmless: either reported
+        // present, or stored again, and both copies read back.
+        let (_, again) = put(store, archive, &body, 65_536).await;
+        assert_eq!(
+            store.read(archive, &id, again.location).await.unwrap(),
+            body,
+            "re-put reads back"
+        );
+        stored.push((id, p.location));
     }
-    assert_eq!(parts, &body[1000..2500], "ranged read");
 
     // empty block
-    let (empty, _) = put(store, archive, b"", 1).await;
+    let (empty, p) = put(store, archive, b"", 1).await;
     assert_eq!(
-        store.read(archive, &empty).await.unwrap().len(),
+        store.read(archive, &empty, p.location).await.unwrap().len(),
         0,
         "empty block"
     );
 
     // a block larger than an S3 part goes through multipart
     let big = block_bytes(2, (9 << 20) + 123);
-    let (big_id, o) = put(store, archive, &big, 256 << 10).await;
-    assert_eq!(o, PutOutcome::Created);
+    let (big_id, p) = put(store, archive, &big, 256 << 10).await;
+    assert_eq!(p.outcome, PutOutcome::Created);
+    assert_eq!(p.location, Location::Object, "large blocks are objects");
     assert_eq!(
-        store.read(archive, &big_id).await.unwrap(),
+        store.read(archive, &big_id, p.location).await.unwrap(),
         big,
         "large block read back"
     );
 
     // an abandoned write leaves nothing visible
-    // Large enough to reach the spool file, not only memory.
     let orphan = block_bytes(3, 600_000);
     {
         let mut w = store.begin(archive, &BlockId::of(&orphan), None).unwrap();
@@ -104,7 +129,10 @@ pub async fn run(store: &BlockStore, archive: &str) {
         drop(w);
     }
     assert_eq!(
-        store.head(archive, &BlockId::of(&orphan)).await.unwrap(),
+        store
+            .head(archive, &BlockId::of(&orphan), Location::Object)
+            .await
+            .unwrap(),
         None,
         "dropped write is invisible"
     );
@@ -112,18 +140,24 @@ pub async fn run(store: &BlockStore, archive: &str) {
     // absent block
     let absent = BlockId::of(b"never stored");
     assert!(
-        matches!(store.get(archive, &absent, None).await, Err(StorageError::NotFound { id }) if id == absent),
+        matches!(store.get(archive, &absent, Location::Object, None).await, Err(StorageError::NotFound { id }) if id == absent),
         "absent block reads as not found"
     );
 
-    // concurrent puts
+    // concurrent puts, small and large
     let mut tasks = Vec::new();
     for i in 0..16u64 {
         let store = store.clone();
         let archive = archive.to_owned();
         tasks.push(tokio::spawn(async move {
-            let b = block_bytes(100 + i, 70_000);
-            put(&store, &archive, &b, 16_384).await.0
+            let b = block_bytes(100 + i, if i % 2 == 0 { 70_000 } else { 300_000 });
+            let (id, p) = put(&store, &archive, &b, 16_384).await;
+            assert_eq!(
+                store.read(&archive, &id, p.location).await.unwrap(),
+                b,
+                "concurrent put reads back"
+            );
+            id
         }));
     }
     let mut ids = Vec::new();
@@ -131,22 +165,42 @@ pub async fn run(store: &BlockStore, archive: &str) {
         ids.push(t.await.unwrap());
     }
 
-    // list sees everything, and nothing of another archive
+    // list sees every block (a re-put may list twice), nothing of another archive
     let listed = store.list(archive).await.unwrap();
-    assert_eq!(
-        listed.len(),
-        3 + 16,
-        "list shows every block of the archive: {listed:?}"
+    for id in stored
+        .iter()
+        .map(|(id, _)| id)
+        .chain(&ids)
+        .chain([&empty, &big_id])
+    {
+        assert!(listed.iter().any(|(l, _, _)| l == id), "list misses {id}");
+    }
+    assert!(
+        !listed.iter().any(|(l, _, _)| *l == BlockId::of(&orphan)),
+        "list shows an abandoned write"
     );
     assert!(
         store.list(&format!("{archive}x")).await.unwrap().is_empty(),
         "list is per archive"
     );
 
-    // delete, then absent; deleting again is fine
-    store.delete(archive, &id).await.unwrap();
-    assert_eq!(store.head(archive, &id).await.unwrap(), None, "deleted");
-    store.delete(archive, &id).await.unwrap();
+    // delete: an object block is gone; deleting again is fine
+    store
+        .delete(archive, &big_id, Location::Object)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .head(archive, &big_id, Location::Object)
+            .await
+            .unwrap(),
+        None,
+        "deleted"
+    );
+    store
+        .delete(archive, &big_id, Location::Object)
+        .await
+        .unwrap();
 
     store.check().await.expect("readiness check");
 }
@@ -180,6 +234,60 @@ mod tests {
                     assert!(!name.ends_with(".part"), "left over: {:?}", e.path());
                 }
             }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn disk_backend_without_packing_conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StorageConfig {
+            pack_max_block_bytes: 0,
+            ..config(Backend::Disk)
+        };
+        let store = BlockStore::open(&cfg, dir.path()).unwrap();
+        run(&store, "ar_nopack").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn small_blocks_are_packed_and_large_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlockStore::open(&config(Backend::Disk), dir.path()).unwrap();
+        let (_, small) = put(&store, "ar", &block_bytes(1, 64 << 10), 16 << 10).await;
+        let (_, edge) = put(&store, "ar", &block_bytes(2, 128 << 10), 16 << 10).await;
+        let (_, large) = put(&store, "ar", &block_bytes(3, (128 << 10) + 1), 16 << 10).await;
+        assert!(matches!(small.location, Location::Packed { .. }));
+        assert!(matches!(edge.location, Location::Packed { .. }));
+        assert_eq!(large.location, Location::Object);
+        // Two small blocks share one pack, one after the other.
+        match (small.location, edge.location) {
+            (Location::Packed { pack: a, offset: x }, Location::Packed { pack: b, offset: y }) => {
+                assert_eq!(a, b);
+                assert_eq!(y, x + crate::pack::HEADER + (64 << 10));
+            }
+            _ => unreachable!(),
+        }
+        // A reopened store starts a new pack and still reads the old one.
+        drop(store);
+        let store = BlockStore::open(&config(Backend::Disk), dir.path()).unwrap();
+        let (_, next) = put(&store, "ar", &block_bytes(4, 1000), 1000).await;
+        assert_ne!(pack_of(next.location), pack_of(small.location));
+        assert_eq!(
+            store
+                .read(
+                    "ar",
+                    &BlockId::of(&block_bytes(1, 64 << 10)),
+                    small.location
+                )
+                .await
+                .unwrap(),
+            block_bytes(1, 64 << 10)
+        );
+    }
+
+    fn pack_of(l: Location) -> u64 {
+        match l {
+            Location::Packed { pack, .. } => pack,
+            Location::Object => panic!("not packed"),
         }
     }
 

@@ -14,12 +14,14 @@
 
 mod config;
 pub mod conformance;
+mod pack;
 mod store;
 mod writer;
 
 pub use config::{Backend, S3Config, StorageConfig};
+pub use pack::Location;
 pub use store::{BlockRange, BlockStore, BlockStream};
-pub use writer::{BlockWriter, PutOutcome};
+pub use writer::{BlockWriter, Published, PutOutcome};
 
 use coffer_types::BlockId;
 

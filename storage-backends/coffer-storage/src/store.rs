@@ -19,6 +19,7 @@ use object_store::{
 use tokio::sync::Semaphore;
 
 use crate::config::{Backend, StorageConfig};
+use crate::pack::{pack_key, records, Location, Packer, HEADER};
 use crate::writer::BlockWriter;
 use crate::{Result, StorageError};
 
@@ -48,6 +49,9 @@ pub(crate) struct Inner {
     pub(crate) part_size: usize,
     pub(crate) upload_slots: Semaphore,
     pub(crate) description: String,
+    /// With `disk`: blocks up to `pack_max` bytes go into pack files.
+    pub(crate) packer: Option<Packer>,
+    pub(crate) pack_max: u64,
 }
 
 impl std::fmt::Debug for BlockStore {
@@ -169,8 +173,14 @@ impl BlockStore {
                 )
             }
         };
+        let packer = match (&local_root, cfg.pack_max_block_bytes) {
+            (Some(root), n) if n > 0 => Some(Packer::start(root.clone())?),
+            _ => None,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
+                packer,
+                pack_max: cfg.pack_max_block_bytes,
                 backend: cfg.backend,
                 os,
                 prefix,
@@ -198,7 +208,12 @@ impl BlockStore {
     /// space is below the configured reserve (plus `expected_len` when the
     /// caller knows the body's length). Only a body that hashes to `claimed`
     /// may be published.
-    pub fn begin(&self, archive: &str, claimed: &BlockId, expected_len: Option<u64>) -> Result<BlockWriter> {
+    pub fn begin(
+        &self,
+        archive: &str,
+        claimed: &BlockId,
+        expected_len: Option<u64>,
+    ) -> Result<BlockWriter> {
         self.ensure_space(expected_len.unwrap_or(0))?;
         BlockWriter::create(self.clone(), archive.to_owned(), claimed)
     }
@@ -237,27 +252,58 @@ impl BlockStore {
         ))
     }
 
-    /// Size of a stored block, or `None` if it is absent.
-    pub async fn head(&self, archive: &str, id: &BlockId) -> Result<Option<u64>> {
-        match self.inner.os.head(&self.key(archive, id)).await {
-            Ok(meta) => Ok(Some(meta.size)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.classify("read block metadata", e)),
+    /// Size of a stored block, or `None` if it is absent. A packed block is
+    /// checked against its record header.
+    pub async fn head(&self, archive: &str, id: &BlockId, at: Location) -> Result<Option<u64>> {
+        match at {
+            Location::Object => match self.inner.os.head(&self.key(archive, id)).await {
+                Ok(meta) => Ok(Some(meta.size)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(self.classify("read block metadata", e)),
+            },
+            Location::Packed { pack, offset } => {
+                let key = Path::from(pack_key(archive, pack));
+                match self.inner.os.get_range(&key, offset..offset + HEADER).await {
+                    Ok(h) => Ok(parse_header(&h, id)),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(self.classify("read pack", e)),
+                }
+            }
         }
     }
 
-    /// Stream a block, or the byte range `range` of it.
+    /// Stream a block, or the byte range `range` of it (validated by the
+    /// caller against the block's size).
     pub async fn get(
         &self,
         archive: &str,
         id: &BlockId,
+        at: Location,
         range: Option<BlockRange>,
     ) -> Result<BlockStream> {
+        let (key, range) = match at {
+            Location::Object => (self.key(archive, id), range),
+            Location::Packed { pack, offset } => {
+                let size = self
+                    .head(archive, id, at)
+                    .await?
+                    .ok_or(StorageError::NotFound { id: *id })?;
+                let r = range.unwrap_or(0..size);
+                let start = offset + HEADER;
+                (
+                    Path::from(pack_key(archive, pack)),
+                    Some(start + r.start..start + r.end),
+                )
+            }
+        };
+        if range.as_ref().is_some_and(|r| r.is_empty()) {
+            return Ok(futures::stream::empty().boxed());
+        }
         let opts = GetOptions {
             range: range.map(GetRange::Bounded),
             ..Default::default()
         };
-        let res = match self.inner.os.get_opts(&self.key(archive, id), opts).await {
+        let res = match self.inner.os.get_opts(&key, opts).await {
             Ok(r) => r,
             Err(object_store::Error::NotFound { .. }) => {
                 return Err(StorageError::NotFound { id: *id })
@@ -272,22 +318,29 @@ impl BlockStore {
     }
 
     /// Read a whole block into memory (for small blocks and tests).
-    pub async fn read(&self, archive: &str, id: &BlockId) -> Result<Bytes> {
-        let parts: Vec<Bytes> = self.get(archive, id, None).await?.try_collect().await?;
+    pub async fn read(&self, archive: &str, id: &BlockId, at: Location) -> Result<Bytes> {
+        let parts: Vec<Bytes> = self.get(archive, id, at, None).await?.try_collect().await?;
         Ok(parts.concat().into())
     }
 
     /// Delete a block; deleting an absent block succeeds. Callers above this
-    /// layer must pass the destruction gate first (DESIGN §3.6).
-    pub async fn delete(&self, archive: &str, id: &BlockId) -> Result<()> {
+    /// layer must pass the destruction gate first (DESIGN §3.6). A packed
+    /// block's bytes stay in its pack until the pack is rewritten: forget its
+    /// location, and repacking reclaims the space.
+    pub async fn delete(&self, archive: &str, id: &BlockId, at: Location) -> Result<()> {
+        if let Location::Packed { .. } = at {
+            return Ok(());
+        }
         match self.inner.os.delete(&self.key(archive, id)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.classify("delete block", e)),
         }
     }
 
-    /// Every block stored for `archive`, with its size, in no set order.
-    pub async fn list(&self, archive: &str) -> Result<Vec<(BlockId, u64)>> {
+    /// Every block stored for `archive` (as its own object or in a pack),
+    /// with its size and location, in no set order. Reads every pack: for
+    /// scrubs and tests, not the request path.
+    pub async fn list(&self, archive: &str) -> Result<Vec<(BlockId, u64, Location)>> {
         let prefix = Path::from(format!("{}archives/{archive}", self.inner.prefix));
         let metas: Vec<_> = self
             .inner
@@ -296,13 +349,45 @@ impl BlockStore {
             .try_collect()
             .await
             .map_err(|e| self.classify("list blocks", e))?;
-        Ok(metas
+        let mut out: Vec<_> = metas
             .into_iter()
             .filter_map(|m| {
                 let id = m.location.filename()?.parse().ok()?;
-                Some((id, m.size))
+                Some((id, m.size, Location::Object))
             })
-            .collect())
+            .collect();
+        if self.inner.packer.is_some() {
+            let packs: Vec<_> = self
+                .inner
+                .os
+                .list(Some(&Path::from(format!("packs/{archive}"))))
+                .try_collect()
+                .await
+                .map_err(|e| self.classify("list packs", e))?;
+            for m in packs {
+                let Some(pack) = m
+                    .location
+                    .filename()
+                    .and_then(|f| f.strip_suffix(".pack"))
+                    .and_then(|h| u64::from_str_radix(h, 16).ok())
+                else {
+                    continue;
+                };
+                let bytes = self
+                    .inner
+                    .os
+                    .get(&m.location)
+                    .await
+                    .map_err(|e| self.classify("read pack", e))?
+                    .bytes()
+                    .await
+                    .map_err(|e| self.classify("read pack", e))?;
+                for (id, offset, len) in records(&bytes) {
+                    out.push((id, len, Location::Packed { pack, offset }));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Whether the backend can be reached and written: the readiness probe.
@@ -346,34 +431,52 @@ impl BlockStore {
     }
 }
 
+/// The size in a record header at the start of `h`, if it names `id`.
+fn parse_header(h: &[u8], id: &BlockId) -> Option<u64> {
+    if h.len() < HEADER as usize || &h[..4] != b"CPK1" || &h[8..40] != id.as_bytes() {
+        return None;
+    }
+    Some(u32::from_le_bytes(h[4..8].try_into().ok()?) as u64)
+}
+
 /// Remove spool files (`.*.part`) that a crash left among the blocks, on a
 /// background thread so a large store starts at once. Only files older than
 /// the start are removed: newer ones belong to uploads of this process.
 fn sweep_stale_parts(root: PathBuf) {
     let started = std::time::SystemTime::now();
-    let _ = std::thread::Builder::new().name("coffer-spool-sweep".into()).spawn(move || {
-        let mut dirs = vec![root];
-        let mut removed = 0u64;
-        while let Some(d) = dirs.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else { continue };
-            for e in entries.flatten() {
-                let Ok(ft) = e.file_type() else { continue };
-                let name = e.file_name();
-                let name = name.to_string_lossy();
-                if ft.is_dir() {
-                    dirs.push(e.path());
-                } else if name.starts_with('.') && name.ends_with(".part") {
-                    let old = e.metadata().and_then(|m| m.modified()).is_ok_and(|m| m < started);
-                    if old && std::fs::remove_file(e.path()).is_ok() {
-                        removed += 1;
+    let _ = std::thread::Builder::new()
+        .name("coffer-spool-sweep".into())
+        .spawn(move || {
+            let mut dirs = vec![root];
+            let mut removed = 0u64;
+            while let Some(d) = dirs.pop() {
+                let Ok(entries) = std::fs::read_dir(&d) else {
+                    continue;
+                };
+                for e in entries.flatten() {
+                    let Ok(ft) = e.file_type() else { continue };
+                    let name = e.file_name();
+                    let name = name.to_string_lossy();
+                    if ft.is_dir() {
+                        dirs.push(e.path());
+                    } else if name.starts_with('.') && name.ends_with(".part") {
+                        let old = e
+                            .metadata()
+                            .and_then(|m| m.modified())
+                            .is_ok_and(|m| m < started);
+                        if old && std::fs::remove_file(e.path()).is_ok() {
+                            removed += 1;
+                        }
                     }
                 }
             }
-        }
-        if removed > 0 {
-            tracing::info!(removed, "removed upload spool files left by an earlier crash");
-        }
-    });
+            if removed > 0 {
+                tracing::info!(
+                    removed,
+                    "removed upload spool files left by an earlier crash"
+                );
+            }
+        });
 }
 
 /// Spool files left by a crash are never published: remove them at start.

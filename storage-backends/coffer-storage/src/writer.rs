@@ -13,13 +13,22 @@ use coffer_types::BlockId;
 use object_store::{ObjectStoreExt, PutMode, PutPayload};
 
 use crate::config::Backend;
+use crate::pack::Location;
 use crate::store::BlockStore;
 use crate::{Result, StorageError};
 
 /// Gather this many bytes before a write to the spool file.
 const FLUSH_AT: usize = 256 << 10;
 
-/// What publishing did.
+/// What publishing did, and where the block is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub outcome: PutOutcome,
+    /// Record this with the block: reads need it.
+    pub location: Location,
+}
+
+/// Whether publishing wrote the block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutOutcome {
     /// The block was written by this call.
@@ -53,7 +62,10 @@ pub struct BlockWriter {
 
 impl std::fmt::Debug for BlockWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlockWriter").field("path", &self.path).field("len", &self.len).finish()
+        f.debug_struct("BlockWriter")
+            .field("path", &self.path)
+            .field("len", &self.len)
+            .finish()
     }
 }
 
@@ -68,7 +80,10 @@ impl BlockWriter {
         let path = match &store.inner.local_root {
             Some(root) => {
                 let target = root.join(store.key(&archive, claimed).as_ref());
-                target.parent().expect("block keys have a directory").join(name)
+                target
+                    .parent()
+                    .expect("block keys have a directory")
+                    .join(name)
             }
             None => store.inner.spool_dir.join(name),
         };
@@ -154,9 +169,24 @@ impl BlockWriter {
     /// storage. The caller must have checked that [`BlockWriter::finish`]
     /// returned `id` (so `id` is the id this writer was created for). On
     /// failure nothing is visible under `id` that was not there before.
-    pub async fn publish(mut self, id: BlockId) -> Result<PutOutcome> {
+    pub async fn publish(mut self, id: BlockId) -> Result<Published> {
         let inner = self.store.inner.clone();
+        let object = |outcome| Published {
+            outcome,
+            location: Location::Object,
+        };
         match inner.backend {
+            Backend::Disk
+                if self.file.is_none() && self.len <= inner.pack_max && inner.packer.is_some() =>
+            {
+                let chunks = std::mem::take(&mut self.pending);
+                let packer = inner.packer.as_ref().expect("checked");
+                let location = packer.append(&self.archive, id, chunks, self.len).await?;
+                Ok(Published {
+                    outcome: PutOutcome::Created,
+                    location,
+                })
+            }
             Backend::Disk => {
                 let root = inner.local_root.clone().expect("disk has a root");
                 let target = root.join(self.store.key(&self.archive, &id).as_ref());
@@ -178,14 +208,14 @@ impl BlockWriter {
                 .await?;
                 // Renamed away (or never written when present).
                 self.spooled = outcome == PutOutcome::Present;
-                Ok(outcome)
+                Ok(object(outcome))
             }
             Backend::Memory | Backend::S3 => {
                 let _slot = inner.upload_slots.acquire().await.map_err(|_| poisoned())?;
                 if self.file.is_none() {
                     // Small body: straight from memory.
                     let body: Bytes = std::mem::take(&mut self.pending).concat().into();
-                    return self.put_object(body, id).await;
+                    return self.put_object(body, id).await.map(object);
                 }
                 self.flush().await?;
                 let file = self.file.take().ok_or_else(poisoned)?;
@@ -196,7 +226,7 @@ impl BlockWriter {
                     Ok(file)
                 })
                 .await?;
-                self.publish_object(file, id).await
+                self.publish_object(file, id).await.map(object)
             }
         }
     }
@@ -204,12 +234,18 @@ impl BlockWriter {
     async fn put_object(&self, body: Bytes, id: BlockId) -> Result<PutOutcome> {
         let key = self.store.key(&self.archive, &id);
         let os = &self.store.inner.os;
-        match os.put_opts(&key, PutPayload::from(body.clone()), PutMode::Create.into()).await {
+        match os
+            .put_opts(&key, PutPayload::from(body.clone()), PutMode::Create.into())
+            .await
+        {
             Ok(_) => Ok(PutOutcome::Created),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(PutOutcome::Present),
             // Servers without conditional writes: content addressing makes
             // an overwrite with the same bytes harmless.
-            Err(object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. }) => {
+            Err(
+                object_store::Error::NotImplemented { .. }
+                | object_store::Error::NotSupported { .. },
+            ) => {
                 os.put(&key, body.into())
                     .await
                     .map_err(|e| self.store.classify("write block", e))?;
@@ -227,7 +263,12 @@ impl BlockWriter {
         }
         let key = self.store.key(&self.archive, &id);
         let os = &self.store.inner.os;
-        if self.store.head(&self.archive, &id).await?.is_some() {
+        if self
+            .store
+            .head(&self.archive, &id, Location::Object)
+            .await?
+            .is_some()
+        {
             return Ok(PutOutcome::Present);
         }
         let mut upload = os
@@ -326,7 +367,9 @@ impl Spool {
 
     fn append(&mut self, chunks: &[Bytes]) -> Result<()> {
         for c in chunks {
-            self.file.write_all(c).map_err(StorageError::io("write spool file"))?;
+            self.file
+                .write_all(c)
+                .map_err(StorageError::io("write spool file"))?;
         }
         Ok(())
     }
@@ -340,14 +383,15 @@ impl Spool {
 /// rename it into place in the same directory, then `fsync` the directory so
 /// the new name survives power loss.
 fn publish_file(file: File, spool: &FsPath, target: &FsPath) -> Result<PutOutcome> {
-    file.sync_data().map_err(StorageError::io("sync block file"))?;
+    file.sync_data()
+        .map_err(StorageError::io("sync block file"))?;
     drop(file);
     std::fs::rename(spool, target).map_err(StorageError::io("publish block"))?;
     sync_dir(target.parent().expect("block keys have a directory"))?;
     Ok(PutOutcome::Created)
 }
 
-fn create_dirs_durably(dir: &FsPath, root: &FsPath) -> Result<()> {
+pub(crate) fn create_dirs_durably(dir: &FsPath, root: &FsPath) -> Result<()> {
     let mut missing = Vec::new();
     let mut d = dir;
     while !d.exists() && d != root {
@@ -369,7 +413,7 @@ fn create_dirs_durably(dir: &FsPath, root: &FsPath) -> Result<()> {
     Ok(())
 }
 
-fn sync_dir(dir: &FsPath) -> Result<()> {
+pub(crate) fn sync_dir(dir: &FsPath) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(StorageError::io("sync block directory"))

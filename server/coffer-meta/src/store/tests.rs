@@ -100,12 +100,13 @@ fn block_insert_counts_once_and_pins() {
     let rec = BlockRecord {
         size: 10,
         stored_at: 7,
+        location: Vec::new(),
     };
     assert!(s
-        .insert_block(&name("ar_1"), &id, rec, Some(&name("se_1")))
+        .insert_block(&name("ar_1"), &id, &rec, Some(&name("se_1")))
         .unwrap());
     assert!(!s
-        .insert_block(&name("ar_1"), &id, rec, Some(&name("se_1")))
+        .insert_block(&name("ar_1"), &id, &rec, Some(&name("se_1")))
         .unwrap());
     let a = s.archive(&name("ar_1")).unwrap().unwrap();
     assert_eq!(
@@ -129,8 +130,9 @@ fn commit_is_atomic_idempotent_and_lists_missing() {
     let rec = BlockRecord {
         size: 1,
         stored_at: 7,
+        location: Vec::new(),
     };
-    s.insert_block(&name("ar_1"), &a, rec, Some(&name("se_1")))
+    s.insert_block(&name("ar_1"), &a, &rec, Some(&name("se_1")))
         .unwrap();
     let bk = backup("ar_1", "se_1", "bk_1", a);
     assert_eq!(
@@ -138,7 +140,7 @@ fn commit_is_atomic_idempotent_and_lists_missing() {
         CommitOutcome::MissingBlocks(vec![b])
     );
     assert!(s.backups(&name("ar_1")).unwrap().is_empty());
-    s.insert_block(&name("ar_1"), &b, rec, Some(&name("se_1")))
+    s.insert_block(&name("ar_1"), &b, &rec, Some(&name("se_1")))
         .unwrap();
     assert_eq!(
         s.commit(&bk, &[a, b], true).unwrap(),
@@ -172,9 +174,10 @@ fn large_reference_lists_are_chunked_and_read_back_in_order() {
         s.insert_block(
             &name("ar_1"),
             id,
-            BlockRecord {
+            &BlockRecord {
                 size: 1,
                 stored_at: 1,
+                location: Vec::new(),
             },
             None,
         )
