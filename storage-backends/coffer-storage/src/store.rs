@@ -218,26 +218,23 @@ impl BlockStore {
         BlockWriter::create(self.clone(), archive.to_owned(), claimed)
     }
 
-    /// Refuse writes while free space is below the reserve.
+    /// Refuse writes while free space is below the reserve. Uploads are
+    /// spooled under `spool_dir` (on disk: the block directory itself).
     pub fn ensure_space(&self, needed: u64) -> Result<()> {
-        // On disk the spool is the block directory itself.
-        for d in [self.inner.spool_dir.as_path()] {
-            let st = rustix::fs::statvfs(d).map_err(|e| StorageError::Io {
-                op: "read free space",
-                source: e.into(),
-            })?;
-            let free = st.f_bavail.saturating_mul(st.f_frsize);
-            let want = self.inner.reserve_bytes.saturating_add(needed);
-            if free < want {
-                return Err(StorageError::Full {
-                    detail: format!(
-                        "{} bytes free at {}, the configured reserve is {} bytes",
-                        free,
-                        d.display(),
-                        self.inner.reserve_bytes
-                    ),
-                });
-            }
+        let d = self.inner.spool_dir.as_path();
+        let st = rustix::fs::statvfs(d).map_err(|e| StorageError::Io {
+            op: "read free space",
+            source: e.into(),
+        })?;
+        let free = st.f_bavail.saturating_mul(st.f_frsize);
+        if free < self.inner.reserve_bytes.saturating_add(needed) {
+            return Err(StorageError::Full {
+                detail: format!(
+                    "{free} bytes free at {}, the configured reserve is {} bytes",
+                    d.display(),
+                    self.inner.reserve_bytes
+                ),
+            });
         }
         Ok(())
     }
