@@ -261,7 +261,7 @@ fn raw_baseline(
                         let mut f = File::create(&tmp)?;
                         f.write_all(b)?;
                         f.sync_data()?;
-                        std::fs::rename(&tmp, sub.join(&name))?;
+                        std::fs::rename(&tmp, sub.join(name))?;
                         File::open(&sub)?.sync_all()?;
                         lat.lock().unwrap().push(t.elapsed().as_secs_f64());
                     }
