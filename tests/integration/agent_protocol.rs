@@ -135,44 +135,16 @@ async fn back_up_and_restore(server: &TestServer) {
         .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["content-length"], blocks[3].len().to_string());
-    let path = agent.path(&format!("blocks/{}", ids[19]));
-    let r = agent
-        .client
-        .send(
-            http::Method::GET,
-            &path,
-            &[("range", "bytes=100-199")],
-            Bytes::new(),
-        )
-        .await
-        .unwrap();
+    let r = agent.get_range(&ids[19], "bytes=100-199").await;
     assert_eq!(r.status, 206);
     assert_eq!(&r.body[..], &blocks[19][100..200]);
     assert_eq!(
         r.headers["content-range"],
         format!("bytes 100-199/{}", blocks[19].len())
     );
-    let r = agent
-        .client
-        .send(
-            http::Method::GET,
-            &path,
-            &[("range", "bytes=-10")],
-            Bytes::new(),
-        )
-        .await
-        .unwrap();
+    let r = agent.get_range(&ids[19], "bytes=-10").await;
     assert_eq!(&r.body[..], &blocks[19][blocks[19].len() - 10..]);
-    let r = agent
-        .client
-        .send(
-            http::Method::GET,
-            &path,
-            &[("range", "bytes=99999999-")],
-            Bytes::new(),
-        )
-        .await
-        .unwrap();
+    let r = agent.get_range(&ids[19], "bytes=99999999-").await;
     assert_eq!(
         (r.status, code(&r).as_str()),
         (416, "range_not_satisfiable")

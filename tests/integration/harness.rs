@@ -313,6 +313,15 @@ impl Agent {
             .unwrap()
     }
 
+    /// GET a block with a `Range` header.
+    pub async fn get_range(&self, id: &BlockId, range: &str) -> ClientResponse {
+        let path = self.path(&format!("blocks/{id}"));
+        self.client
+            .send(http::Method::GET, &path, &[("range", range)], Bytes::new())
+            .await
+            .unwrap()
+    }
+
     pub async fn open_session(&self) -> String {
         let r = self
             .client

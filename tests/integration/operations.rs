@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use coffer_types::BlockId;
 
+use coffer_http::client::ClientResponse;
+
 use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,18 +89,29 @@ async fn json_logs_carry_the_request_id() {
     assert!(found, "no log line names request {id}:\n{log}");
 }
 
-/// A body the test feeds by hand, to keep an upload in flight.
-fn paced_body() -> (
-    tokio::sync::mpsc::Sender<Bytes>,
-    impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
-) {
+type Upload = tokio::task::JoinHandle<Result<ClientResponse, coffer_http::client::ClientError>>;
+
+/// Start uploading block `id` (of `len` bytes) with a body the test feeds by
+/// hand through the returned sender, to keep the upload in flight.
+fn paced_upload(
+    agent: &Agent,
+    id: BlockId,
+    len: u64,
+) -> (tokio::sync::mpsc::Sender<Bytes>, Upload) {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-    let stream =
-        futures::stream::unfold(
-            rx,
-            |mut rx| async move { rx.recv().await.map(|b| (Ok(b), rx)) },
-        );
-    (tx, stream)
+    let body = futures::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|b| (Ok(b), rx)) },
+    );
+    let agent = agent.clone();
+    let upload = tokio::spawn(async move {
+        let path = agent.path(&format!("blocks/{id}"));
+        agent
+            .client
+            .send_stream(http::Method::PUT, &path, &[], Some(len), body)
+            .await
+    });
+    (tx, upload)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,19 +120,7 @@ async fn sigterm_lets_in_flight_uploads_finish_then_stops() {
     let agent = server.enroll("acme", "ann", "laptop").await;
     let block = block_bytes(9, 4 << 20);
     let id = BlockId::of(&block);
-    let (tx, body) = paced_body();
-    let a2 = agent.clone();
-    let upload = tokio::spawn(async move {
-        a2.client
-            .send_stream(
-                http::Method::PUT,
-                &a2.path(&format!("blocks/{id}")),
-                &[],
-                Some(4 << 20),
-                body,
-            )
-            .await
-    });
+    let (tx, upload) = paced_upload(&agent, id, 4 << 20);
     tx.send(Bytes::copy_from_slice(&block[..1 << 20]))
         .await
         .unwrap();
@@ -152,19 +153,7 @@ async fn a_stalled_upload_does_not_hold_shutdown_past_the_grace_period() {
     let agent = server.enroll("acme", "ann", "laptop").await;
     let block = block_bytes(5, 1 << 20);
     let id = BlockId::of(&block);
-    let (tx, body) = paced_body();
-    let a2 = agent.clone();
-    let upload = tokio::spawn(async move {
-        a2.client
-            .send_stream(
-                http::Method::PUT,
-                &a2.path(&format!("blocks/{id}")),
-                &[],
-                Some(1 << 20),
-                body,
-            )
-            .await
-    });
+    let (tx, upload) = paced_upload(&agent, id, 1 << 20);
     tx.send(Bytes::copy_from_slice(&block[..1000]))
         .await
         .unwrap();

@@ -115,17 +115,7 @@ impl Coffer {
             last_connection: None,
             agent_version: None,
         };
-        let ar = ArchiveRecord {
-            id: archive.clone(),
-            device: device.clone(),
-            created_at: now,
-            bytes_stored: 0,
-            block_count: 0,
-            backup_count: 0,
-            last_activity: None,
-            last_completed: None,
-            percent_complete: None,
-        };
+        let ar = ArchiveRecord::new(archive.clone(), device.clone(), now);
         self.meta.enroll(&dev, &ar)?;
         self.meta.durable().await?;
         tracing::info!(%device, %archive, "device enrolled");
@@ -193,17 +183,11 @@ fn org_info(r: OrgRecord) -> OrgInfo {
 }
 
 fn device_info(d: DeviceRecord, a: Option<ArchiveRecord>) -> DeviceInfo {
-    let a = a.unwrap_or(ArchiveRecord {
-        id: d.archive.clone(),
-        device: d.id.clone(),
-        created_at: d.enrolled_at,
-        bytes_stored: 0,
-        block_count: 0,
-        backup_count: 0,
-        last_activity: None,
-        last_completed: None,
-        percent_complete: None,
-    });
+    let a = a.unwrap_or(ArchiveRecord::new(
+        d.archive.clone(),
+        d.id.clone(),
+        d.enrolled_at,
+    ));
     DeviceInfo {
         device: d.id,
         name: d.name,

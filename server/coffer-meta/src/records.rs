@@ -50,6 +50,23 @@ pub struct ArchiveRecord {
     pub percent_complete: Option<f64>,
 }
 
+impl ArchiveRecord {
+    /// A new archive holding nothing yet.
+    pub fn new(id: Name, device: Name, created_at: UnixMillis) -> Self {
+        Self {
+            id,
+            device,
+            created_at,
+            bytes_stored: 0,
+            block_count: 0,
+            backup_count: 0,
+            last_activity: None,
+            last_completed: None,
+            percent_complete: None,
+        }
+    }
+}
+
 /// A block the archive holds: size, server-stamped time, and where the
 /// storage put it (opaque bytes the storage layer defines; empty for a block
 /// stored as its own object). Encoded as `size | stored_at | location`.

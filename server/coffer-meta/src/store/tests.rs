@@ -28,17 +28,7 @@ fn enroll(store: &MetaStore, dev: &str, ar: &str) {
         last_connection: None,
         agent_version: None,
     };
-    let archive = ArchiveRecord {
-        id: name(ar),
-        device: name(dev),
-        created_at: 1,
-        bytes_stored: 0,
-        block_count: 0,
-        backup_count: 0,
-        last_activity: None,
-        last_completed: None,
-        percent_complete: None,
-    };
+    let archive = ArchiveRecord::new(name(ar), name(dev), 1);
     store.enroll(&device, &archive).unwrap();
 }
 
