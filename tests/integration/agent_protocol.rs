@@ -308,3 +308,53 @@ async fn an_aborted_session_takes_no_commit() {
     assert_eq!(d.devices[0].last_completed, None);
     assert_eq!(d.devices[0].backup_count, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_refs_point_at_stored_blocks_only() {
+    let server = TestServer::h2c().await;
+    let agent = server.enroll("acme", "ann", "laptop").await;
+    let key_blob = block_bytes(42, 300);
+    let id = BlockId::of(&key_blob);
+    let set = |id: BlockId| {
+        let agent = agent.clone();
+        async move {
+            agent
+                .client
+                .send(
+                    http::Method::PUT,
+                    &agent.path("refs/key"),
+                    &[("content-type", "application/json")],
+                    serde_json::to_vec(&json!({"block": id})).unwrap().into(),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let r = set(id).await;
+    assert_eq!((r.status, code(&r).as_str()), (409, "missing_blocks"));
+    assert_eq!(
+        agent
+            .client
+            .get(&agent.path("refs/key"))
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+    assert_eq!(agent.put(&key_blob).await.status, 201);
+    assert_eq!(set(id).await.status, 200);
+    let r = agent.client.get(&agent.path("refs/key")).await.unwrap();
+    let info: coffer_types::wire::RefInfo = r.json().unwrap();
+    assert_eq!(info.block, id);
+    // Another device cannot read it.
+    let other = server.enroll("acme", "bob", "desktop").await;
+    assert_eq!(
+        other
+            .client
+            .get(&format!("/v1/archives/{}/refs/key", agent.archive))
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+}

@@ -7,8 +7,10 @@
 
 use std::collections::HashSet;
 
-use coffer_meta::{BackupRecord, CommitOutcome, DeviceRecord, SessionRecord};
-use coffer_types::wire::{BackupInfo, CommitRequest, ProgressRequest, SessionInfo, SessionState};
+use coffer_meta::{BackupRecord, CommitOutcome, DeviceRecord, NamedRef, SessionRecord};
+use coffer_types::wire::{
+    BackupInfo, CommitRequest, ProgressRequest, RefInfo, SessionInfo, SessionState,
+};
 use coffer_types::Name;
 
 use crate::{random16, Coffer, CoreError, Result};
@@ -197,6 +199,46 @@ impl Coffer {
         self.meta.release_pins(archive, &s.id)?;
         self.meta.durable().await?;
         self.session_info(updated)
+    }
+
+    /// Point the archive's reference `name` at a block it holds (e.g. the
+    /// agent's wrapped key, so a new machine can find it). `missing_blocks`
+    /// if the block is not stored.
+    pub async fn set_ref(
+        &self,
+        archive: &Name,
+        name: &str,
+        block: coffer_types::BlockId,
+    ) -> Result<RefInfo> {
+        let name =
+            Name::new(name).map_err(|e| CoreError::InvalidId(format!("reference name: {e}")))?;
+        let rec = NamedRef {
+            block,
+            updated_at: self.now(),
+        };
+        if !self.meta.set_named_ref(archive, &name, &rec)? {
+            return Err(CoreError::MissingBlocks(vec![block]));
+        }
+        self.meta.durable().await?;
+        Ok(RefInfo {
+            name,
+            block,
+            updated_at: rec.updated_at,
+        })
+    }
+
+    pub fn get_ref(&self, archive: &Name, name: &str) -> Result<RefInfo> {
+        let name =
+            Name::new(name).map_err(|e| CoreError::InvalidId(format!("reference name: {e}")))?;
+        let r = self
+            .meta
+            .named_ref(archive, &name)?
+            .ok_or_else(|| CoreError::NotFound(format!("reference {name} not found")))?;
+        Ok(RefInfo {
+            name,
+            block: r.block,
+            updated_at: r.updated_at,
+        })
     }
 
     /// The archive's backups, oldest first.

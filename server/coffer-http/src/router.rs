@@ -13,7 +13,7 @@ use coffer_core::{Coffer, CoreError};
 use coffer_meta::DeviceRecord;
 use coffer_types::wire::{
     AddUser, BackupList, CommitRequest, CreateOrg, DeviceList, EnrollDevice, MissingRequest,
-    OrgList, ProgressRequest, UserList,
+    OrgList, ProgressRequest, SetRef, UserList,
 };
 use coffer_types::{ErrorCode, Name};
 use futures::TryStreamExt;
@@ -237,6 +237,14 @@ impl App {
                 },
             )),
             "get_backup" => Ok(json(StatusCode::OK, &self.core.backup(archive, segs[3])?)),
+            "set_ref" => {
+                let body: SetRef = self.read_json(req).await?;
+                Ok(json(
+                    StatusCode::OK,
+                    &self.core.set_ref(archive, segs[3], body.block).await?,
+                ))
+            }
+            "get_ref" => Ok(json(StatusCode::OK, &self.core.get_ref(archive, segs[3])?)),
             _ => Err(CoreError::Internal(format!("route {route} has no handler"))),
         }
     }
@@ -450,6 +458,8 @@ fn agent_route(segs: &[&str], m: &Method) -> &'static str {
         (["archives", _, "sessions", _, "commit"], &Method::POST) => "commit",
         (["archives", _, "backups"], &Method::GET) => "list_backups",
         (["archives", _, "backups", _], &Method::GET) => "get_backup",
+        (["archives", _, "refs", _], &Method::PUT) => "set_ref",
+        (["archives", _, "refs", _], &Method::GET) => "get_ref",
         _ => "unknown",
     }
 }

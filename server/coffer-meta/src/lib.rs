@@ -17,7 +17,8 @@ mod records;
 mod store;
 
 pub use records::{
-    ArchiveRecord, BackupRecord, BlockRecord, DeviceRecord, OrgRecord, SessionRecord, UserRecord,
+    ArchiveRecord, BackupRecord, BlockRecord, DeviceRecord, NamedRef, OrgRecord, SessionRecord,
+    UserRecord,
 };
 pub use store::{CommitOutcome, MetaStore, SCHEMA_VERSION};
 

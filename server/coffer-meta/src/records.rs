@@ -120,3 +120,11 @@ pub struct BackupRecord {
     pub block_count: u64,
     pub stats: BackupStats,
 }
+
+/// A named reference of an archive to one of its blocks (e.g. the agent's
+/// wrapped key). The block it names must stay stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedRef {
+    pub block: BlockId,
+    pub updated_at: UnixMillis,
+}

@@ -57,6 +57,7 @@ pub struct MetaStore {
     backups: sled::Tree,
     refs: sled::Tree,
     pins: sled::Tree,
+    named: sled::Tree,
     commit: GroupCommit,
 }
 
@@ -168,6 +169,7 @@ impl MetaStore {
             backups: tree("backups")?,
             refs: tree("refs")?,
             pins: tree("pins")?,
+            named: tree("named_refs")?,
             meta,
             commit: GroupCommit::start(db.clone(), path.to_path_buf())?,
             db,
@@ -569,6 +571,34 @@ impl MetaStore {
             })
             .map_err(tx_err("commit backup"))?;
         Ok(outcome)
+    }
+
+    // ---- named references ----
+
+    /// Point the archive's reference `name` at `block`, which must be stored
+    /// in the archive (checked in the same transaction). Returns false, and
+    /// changes nothing, if the block is not stored.
+    pub fn set_named_ref(&self, archive: &Name, name: &Name, rec: &NamedRef) -> Result<bool> {
+        let a = archive.as_str().as_bytes();
+        let bk = key(&[a, rec.block.as_bytes()]);
+        let nk = key(&[a, name.as_str().as_bytes()]);
+        (&self.blocks, &self.named)
+            .transaction(|(blocks, named)| {
+                if blocks.get(&bk)?.is_none() {
+                    return Ok(false);
+                }
+                named.insert(nk.as_slice(), enc(rec))?;
+                Ok(true)
+            })
+            .map_err(tx_err("set named reference"))
+    }
+
+    pub fn named_ref(&self, archive: &Name, name: &Name) -> Result<Option<NamedRef>> {
+        get(
+            &self.named,
+            &key(&[archive.as_str().as_bytes(), name.as_str().as_bytes()]),
+            "named reference",
+        )
     }
 
     // ---- backups ----

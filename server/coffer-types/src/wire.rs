@@ -144,6 +144,22 @@ pub struct BackupList {
     pub backups: Vec<BackupInfo>,
 }
 
+/// `PUT /v1/archives/{archive}/refs/{name}` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRef {
+    /// A block stored in the archive.
+    pub block: BlockId,
+}
+
+/// A named reference of an archive to one of its blocks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefInfo {
+    pub name: Name,
+    pub block: BlockId,
+    pub updated_at: UnixMillis,
+}
+
 // ---- admin API ----
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

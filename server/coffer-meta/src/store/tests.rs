@@ -257,3 +257,24 @@ async fn concurrent_durable_calls_share_flushes() {
     }
     assert_eq!(s.orgs().unwrap().len(), 64);
 }
+
+#[test]
+fn named_refs_point_only_at_stored_blocks() {
+    let (_d, s) = open();
+    enroll(&s, "dv_1", "ar_1");
+    let id = BlockId::of(b"key");
+    let r = NamedRef {
+        block: id,
+        updated_at: 3,
+    };
+    assert!(!s.set_named_ref(&name("ar_1"), &name("key"), &r).unwrap());
+    assert_eq!(s.named_ref(&name("ar_1"), &name("key")).unwrap(), None);
+    let rec = BlockRecord {
+        size: 3,
+        stored_at: 1,
+        location: Vec::new(),
+    };
+    s.insert_block(&name("ar_1"), &id, &rec, None).unwrap();
+    assert!(s.set_named_ref(&name("ar_1"), &name("key"), &r).unwrap());
+    assert_eq!(s.named_ref(&name("ar_1"), &name("key")).unwrap(), Some(r));
+}
