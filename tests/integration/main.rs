@@ -6,6 +6,7 @@
 mod harness;
 
 mod admin;
+mod agent;
 mod agent_protocol;
 mod bad_input;
 mod durability;

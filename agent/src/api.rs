@@ -1,0 +1,324 @@
+//! The agent side of docs/protocol.md, over HTTP/2 (TLS with ALPN h2, or h2c
+//! with prior knowledge for `http://` URLs). Failed requests that can succeed
+//! later (connection errors, 5xx, 503, 507) are retried with backoff.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use coffer_types::wire::{
+    BackupInfo, BackupList, ErrorBody, MissingResponse, RefInfo, SessionInfo,
+};
+use coffer_types::BlockId;
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+const ATTEMPTS: u32 = 6;
+
+/// A connection to the server for one archive. Cheap to clone.
+#[derive(Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    pub archive: String,
+}
+
+/// An error answer from the server.
+#[derive(Debug)]
+pub struct ServerError {
+    pub status: u16,
+    pub body: Option<ErrorBody>,
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.body {
+            Some(b) => write!(
+                f,
+                "the server answered {} {}: {}",
+                self.status, b.error.code, b.error.message
+            ),
+            None => write!(f, "the server answered {}", self.status),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+impl Api {
+    /// Connect (lazily) to `server` with `token`, trusting `ca_cert` (PEM) or,
+    /// with `insecure`, any certificate. Asks the server which archive the
+    /// token reaches.
+    pub async fn connect(
+        server: &str,
+        token: &str,
+        ca_cert: Option<&Path>,
+        insecure: bool,
+    ) -> anyhow::Result<Self> {
+        let mut b = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .http2_initial_stream_window_size(8 << 20)
+            .http2_initial_connection_window_size(32 << 20)
+            .http2_max_frame_size(256 << 10)
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("coffer-agent/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = ca_cert {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("read CA certificate {}", ca.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("parse CA certificate {}", ca.display()))?;
+            b = b.tls_certs_only([cert]);
+        }
+        if insecure {
+            b = b.tls_danger_accept_invalid_certs(true);
+        }
+        let http = b.build().context("set up the HTTP client")?;
+        let mut api = Self {
+            http,
+            base: server.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            archive: String::new(),
+        };
+        let who: serde_json::Value = api.call(Method::GET, "/v1/whoami", None).await?;
+        api.archive = who["archive"]
+            .as_str()
+            .context("whoami answer has no archive")?
+            .to_owned();
+        Ok(api)
+    }
+
+    fn path(&self, rest: &str) -> String {
+        format!("/v1/archives/{}/{rest}", self.archive)
+    }
+
+    /// Send a request, retrying what can succeed later; returns status and body.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        json_body: bool,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let url = format!("{}{path}", self.base);
+        let mut delay = Duration::from_millis(200);
+        let mut last_err = None;
+        for attempt in 1..=ATTEMPTS {
+            let mut rb = self
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(&self.token);
+            for (k, v) in headers {
+                rb = rb.header(*k, *v);
+            }
+            if let Some(b) = &body {
+                if json_body {
+                    rb = rb.header("content-type", "application/json");
+                }
+                rb = rb.body(b.clone());
+            }
+            match rb.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let retry = matches!(status.as_u16(), 500..=599);
+                    let bytes = match resp.bytes().await {
+                        Ok(b) => b,
+                        Err(e) => {
+                            last_err = Some(
+                                anyhow::Error::new(e)
+                                    .context(format!("read answer to {method} {path}")),
+                            );
+                            tokio::time::sleep(delay).await;
+                            delay *= 2;
+                            continue;
+                        }
+                    };
+                    if retry && attempt < ATTEMPTS {
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
+                        last_err = Some(anyhow::Error::new(server_error(status, &bytes)));
+                        continue;
+                    }
+                    return Ok((status, bytes));
+                }
+                Err(e) => {
+                    last_err =
+                        Some(anyhow::Error::new(e).context(format!("{method} {}", self.base)));
+                    if attempt < ATTEMPTS {
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
+                    }
+                }
+            }
+        }
+        Err(last_err.expect("at least one attempt"))
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<T> {
+        let body = body.map(|v| Bytes::from(serde_json::to_vec(&v).expect("JSON")));
+        let (status, bytes) = self.send(method, path, body, true, &[]).await?;
+        if !status.is_success() {
+            return Err(server_error(status, &bytes).into());
+        }
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("read the server's answer to {path}"))
+    }
+
+    pub async fn open_session(&self) -> anyhow::Result<SessionInfo> {
+        self.call(Method::POST, &self.path("sessions"), Some(json!({})))
+            .await
+    }
+
+    pub async fn progress(
+        &self,
+        session: &str,
+        percent: f64,
+        bytes: u64,
+        files: u64,
+    ) -> anyhow::Result<()> {
+        let _: SessionInfo = self
+            .call(
+                Method::POST,
+                &self.path(&format!("sessions/{session}/progress")),
+                Some(json!({"percent": percent, "bytes": bytes, "files": files})),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn commit(
+        &self,
+        session: &str,
+        manifest: BlockId,
+        blocks: &[BlockId],
+        files: u64,
+        bytes: u64,
+    ) -> anyhow::Result<BackupInfo> {
+        let body = json!({"manifest": manifest, "blocks": blocks, "stats": {"files": files, "bytes": bytes, "percent": 100.0}});
+        self.call(
+            Method::POST,
+            &self.path(&format!("sessions/{session}/commit")),
+            Some(body),
+        )
+        .await
+    }
+
+    /// Of `ids`, those the server does not hold; the rest are pinned to the session.
+    pub async fn missing(
+        &self,
+        ids: &[BlockId],
+        session: Option<&str>,
+    ) -> anyhow::Result<Vec<BlockId>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(10_000) {
+            let r: MissingResponse = self
+                .call(
+                    Method::POST,
+                    &self.path("blocks/missing"),
+                    Some(json!({"ids": chunk, "session": session})),
+                )
+                .await?;
+            out.extend(r.missing);
+        }
+        Ok(out)
+    }
+
+    pub async fn put_block(
+        &self,
+        id: &BlockId,
+        blob: Bytes,
+        session: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let headers: Vec<(&str, &str)> =
+            session.map(|s| ("coffer-session", s)).into_iter().collect();
+        let (status, bytes) = self
+            .send(
+                Method::PUT,
+                &self.path(&format!("blocks/{id}")),
+                Some(blob),
+                false,
+                &headers,
+            )
+            .await?;
+        if !status.is_success() {
+            return Err(server_error(status, &bytes)).with_context(|| format!("upload block {id}"));
+        }
+        Ok(())
+    }
+
+    /// A block's bytes, or `None` if the server does not hold it.
+    pub async fn get_block(&self, id: &BlockId) -> anyhow::Result<Option<Bytes>> {
+        let (status, bytes) = self
+            .send(
+                Method::GET,
+                &self.path(&format!("blocks/{id}")),
+                None,
+                false,
+                &[],
+            )
+            .await?;
+        match status.as_u16() {
+            200 => Ok(Some(bytes)),
+            404 => Ok(None),
+            _ => Err(server_error(status, &bytes)).with_context(|| format!("read block {id}")),
+        }
+    }
+
+    pub async fn backups(&self) -> anyhow::Result<Vec<BackupInfo>> {
+        let l: BackupList = self.call(Method::GET, &self.path("backups"), None).await?;
+        Ok(l.backups)
+    }
+
+    pub async fn backup(&self, id: &str) -> anyhow::Result<BackupInfo> {
+        self.call(Method::GET, &self.path(&format!("backups/{id}")), None)
+            .await
+    }
+
+    pub async fn get_ref(&self, name: &str) -> anyhow::Result<Option<RefInfo>> {
+        let (status, bytes) = self
+            .send(
+                Method::GET,
+                &self.path(&format!("refs/{name}")),
+                None,
+                false,
+                &[],
+            )
+            .await?;
+        match status.as_u16() {
+            200 => Ok(Some(serde_json::from_slice(&bytes)?)),
+            404 => Ok(None),
+            _ => Err(server_error(status, &bytes).into()),
+        }
+    }
+
+    pub async fn set_ref(&self, name: &str, block: BlockId) -> anyhow::Result<()> {
+        let (status, bytes) = self
+            .send(
+                Method::PUT,
+                &self.path(&format!("refs/{name}")),
+                Some(serde_json::to_vec(&json!({"block": block}))?.into()),
+                true,
+                &[],
+            )
+            .await?;
+        if !status.is_success() {
+            return Err(server_error(status, &bytes).into());
+        }
+        Ok(())
+    }
+}
+
+fn server_error(status: StatusCode, body: &[u8]) -> ServerError {
+    ServerError {
+        status: status.as_u16(),
+        body: serde_json::from_slice(body).ok(),
+    }
+}

@@ -1,0 +1,579 @@
+//! `coffer-agent backup`: walk, chunk, seal, ask, upload, commit.
+//!
+//! A blocking thread walks the paths, reads files (or reuses the chunk list
+//! of an unchanged file from the local cache), splits them with
+//! content-defined chunking and seals each chunk; the async side asks the
+//! server which blocks it lacks in batches and keeps `streams` uploads in
+//! flight on one HTTP/2 connection. Memory is bounded by the channel between
+//! the two, the batch, and the uploads in flight. Everything is idempotent:
+//! a killed backup run again re-sends only what the server does not hold.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use coffer_types::BlockId;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::api::Api;
+use crate::crypto::Keys;
+use crate::manifest::{Entry, Kind, Manifest, ManifestRoot, PathRepr, Stats, PART};
+use crate::progress::Progress;
+
+/// Content-defined chunking: about 1 MiB on average, bounded.
+const CDC_MIN: u32 = 256 << 10;
+const CDC_AVG: u32 = 1 << 20;
+const CDC_MAX: u32 = 4 << 20;
+/// Ask the server about this many blocks at once.
+const BATCH_BLOCKS: usize = 512;
+const BATCH_BYTES: usize = 64 << 20;
+
+pub struct Options {
+    pub paths: Vec<PathBuf>,
+    pub excludes: Vec<String>,
+    pub one_file_system: bool,
+    pub streams: usize,
+    pub cache_file: PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub backup: String,
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes: u64,
+    pub skipped: u64,
+    pub skipped_paths: Vec<String>,
+    pub files_read: u64,
+    pub files_from_cache: u64,
+    pub blocks_uploaded: u64,
+    pub bytes_uploaded: u64,
+    pub seconds: f64,
+}
+
+/// The local cache: for each file path, what it was and its chunk list, so
+/// an unchanged file is not read again.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Cache {
+    files: HashMap<String, CachedFile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CachedFile {
+    size: u64,
+    mtime_sec: i64,
+    mtime_nsec: u32,
+    ino: u64,
+    ctime_sec: i64,
+    chunks: Vec<BlockId>,
+}
+
+impl Cache {
+    fn load(path: &Path) -> Self {
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn save(&self, path: &Path) -> anyhow::Result<()> {
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec(self)?)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+}
+
+/// What the reading thread sends.
+enum Event {
+    /// Entry `i` is ready (no chunks to come, or all sent).
+    Entry(usize, Entry),
+    Chunk(BlockId, Bytes, u64),
+    /// A file of this many bytes was unchanged: its chunks come from the cache.
+    Cached(u64),
+    Skipped(String, String),
+    Planned {
+        files: u64,
+        bytes: u64,
+    },
+}
+
+pub async fn run(
+    api: &Api,
+    keys: Arc<Keys>,
+    key_block: BlockId,
+    opts: Options,
+    progress: Progress,
+) -> anyhow::Result<Summary> {
+    let start = Instant::now();
+    let session = api.open_session().await?.session.to_string();
+    let cache = Arc::new(Cache::load(&opts.cache_file));
+    let (tx, mut rx) = mpsc::channel::<Event>(16);
+    let reader = {
+        let keys = keys.clone();
+        let cache = cache.clone();
+        let paths = opts.paths.clone();
+        let excludes = build_excludes(&opts.excludes)?;
+        let one_fs = opts.one_file_system;
+        tokio::task::spawn_blocking(move || {
+            read_tree(&paths, &excludes, one_fs, &keys, &cache, &tx)
+        })
+    };
+
+    let mut up = Uploader::new(api.clone(), session.clone(), opts.streams);
+    let mut entries: Vec<Option<Entry>> = Vec::new();
+    let mut skipped = Vec::new();
+    let (mut planned_files, mut planned_bytes, mut done_bytes, mut done_files) =
+        (0u64, 0u64, 0u64, 0u64);
+    let mut last_report = Instant::now();
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            Event::Planned { files, bytes } => {
+                planned_files = files;
+                planned_bytes = bytes;
+                progress.plan(files, bytes);
+            }
+            Event::Chunk(id, blob, plain) => {
+                up.add(id, blob).await?;
+                done_bytes += plain;
+                progress.bytes(done_bytes, up.uploaded_bytes);
+            }
+            Event::Cached(n) => {
+                done_bytes += n;
+                progress.bytes(done_bytes, up.uploaded_bytes);
+            }
+            Event::Entry(i, e) => {
+                if e.kind == Kind::File {
+                    done_files += 1;
+                }
+                if entries.len() <= i {
+                    entries.resize(i + 1, None);
+                }
+                entries[i] = Some(e);
+                progress.files(done_files, planned_files);
+            }
+            Event::Skipped(path, why) => {
+                progress.warn(&format!("skipped {path}: {why}"));
+                skipped.push(path);
+            }
+        }
+        if last_report.elapsed() > Duration::from_secs(5) {
+            last_report = Instant::now();
+            let pct = if planned_bytes == 0 {
+                0.0
+            } else {
+                (done_bytes as f64 / planned_bytes as f64 * 100.0).min(99.9)
+            };
+            // Progress is advisory: a failed report does not stop the backup.
+            let _ = api.progress(&session, pct, done_bytes, done_files).await;
+        }
+    }
+    let read_stats = reader.await.context("the reading thread failed")??;
+
+    let mut entries: Vec<Entry> = entries.into_iter().flatten().collect();
+    entries.sort_by_key(|e| e.path.bytes());
+
+    // Chunks reused from the cache must still be on the server: ask (which
+    // also pins them to this session); re-read any file that lost one.
+    let reused_paths: HashSet<&[u8]> = read_stats.reused.iter().map(Vec::as_slice).collect();
+    let reused: Vec<BlockId> = entries
+        .iter()
+        .filter(|e| reused_paths.contains(e.path.bytes().as_slice()))
+        .flat_map(|e| e.chunks.iter().copied())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    if !reused.is_empty() {
+        let missing: HashSet<BlockId> = api
+            .missing(&reused, Some(&session))
+            .await?
+            .into_iter()
+            .collect();
+        if !missing.is_empty() {
+            for e in entries
+                .iter_mut()
+                .filter(|e| e.chunks.iter().any(|c| missing.contains(c)))
+            {
+                let path = PathBuf::from(std::ffi::OsStr::from_bytes(
+                    &[b"/".as_slice(), &e.path.bytes()].concat(),
+                ));
+                e.chunks = reread(&path, &keys, &mut up).await?;
+            }
+        }
+    }
+
+    let stats = Stats {
+        files: entries.iter().filter(|e| e.kind == Kind::File).count() as u64,
+        dirs: entries.iter().filter(|e| e.kind == Kind::Dir).count() as u64,
+        bytes: entries
+            .iter()
+            .filter(|e| e.kind == Kind::File)
+            .map(|e| e.size)
+            .sum(),
+        skipped: skipped.len() as u64,
+    };
+    let manifest = Manifest {
+        version: 1,
+        created_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+        host: std::fs::read_to_string("/etc/hostname")
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        roots: opts
+            .paths
+            .iter()
+            .map(|p| PathRepr::from_bytes(p.as_os_str().as_bytes()))
+            .collect(),
+        stats: stats.clone(),
+        entries,
+    };
+    let json = serde_json::to_vec(&manifest)?;
+    let mut parts = Vec::new();
+    for piece in json.chunks(PART) {
+        let blob = keys.seal(piece);
+        let id = BlockId::of(&blob);
+        up.add(id, blob.into()).await?;
+        parts.push(id);
+    }
+    let root = keys.seal(&serde_json::to_vec(&ManifestRoot {
+        version: 1,
+        parts: parts.clone(),
+    })?);
+    let root_id = BlockId::of(&root);
+    up.add(root_id, root.into()).await?;
+    up.finish().await?;
+
+    let mut all: Vec<BlockId> = manifest
+        .entries
+        .iter()
+        .flat_map(|e| e.chunks.iter().copied())
+        .collect();
+    all.extend(parts);
+    all.push(key_block);
+    all.sort();
+    all.dedup();
+    let b = api
+        .commit(&session, root_id, &all, stats.files, stats.bytes)
+        .await?;
+
+    // Remember what was read, for the next run.
+    let mut new_cache = Cache::default();
+    for e in manifest.entries.iter().filter(|e| e.kind == Kind::File) {
+        if let Some(c) = read_stats.identity.get(&e.path.bytes()) {
+            new_cache.files.insert(
+                hex::encode(e.path.bytes()),
+                CachedFile {
+                    chunks: e.chunks.clone(),
+                    ..c.clone()
+                },
+            );
+        }
+    }
+    if let Err(e) = new_cache.save(&opts.cache_file) {
+        progress.warn(&format!("could not save the file cache: {e:#}"));
+    }
+    progress.finish();
+    Ok(Summary {
+        backup: b.backup.to_string(),
+        files: stats.files,
+        dirs: stats.dirs,
+        bytes: stats.bytes,
+        skipped: stats.skipped,
+        skipped_paths: skipped,
+        files_read: read_stats.read,
+        files_from_cache: read_stats.reused.len() as u64,
+        blocks_uploaded: up.uploaded_blocks,
+        bytes_uploaded: up.uploaded_bytes,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Read a file again (its cached chunks were gone from the server).
+async fn reread(path: &Path, keys: &Arc<Keys>, up: &mut Uploader) -> anyhow::Result<Vec<BlockId>> {
+    let (p, k) = (path.to_path_buf(), keys.clone());
+    let chunks = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(BlockId, Vec<u8>)>> {
+        let f = File::open(&p).with_context(|| format!("read {}", p.display()))?;
+        let mut out = Vec::new();
+        for c in fastcdc::v2020::StreamCDC::new(f, CDC_MIN, CDC_AVG, CDC_MAX) {
+            let blob = k.seal(&c.with_context(|| format!("read {}", p.display()))?.data);
+            out.push((BlockId::of(&blob), blob));
+        }
+        Ok(out)
+    })
+    .await??;
+    let mut ids = Vec::new();
+    for (id, blob) in chunks {
+        up.add(id, blob.into()).await?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+fn build_excludes(globs: &[String]) -> anyhow::Result<globset::GlobSet> {
+    let mut b = globset::GlobSetBuilder::new();
+    for g in globs {
+        b.add(globset::Glob::new(g).with_context(|| format!("exclude pattern {g:?}"))?);
+    }
+    Ok(b.build()?)
+}
+
+#[derive(Default)]
+struct ReadStats {
+    read: u64,
+    /// Paths (bytes, without the leading '/') whose chunks came from the cache.
+    reused: Vec<Vec<u8>>,
+    /// Identity of each file read or reused, for the next cache.
+    identity: HashMap<Vec<u8>, CachedFile>,
+}
+
+/// The reading thread: walk, then read or reuse every file, sending events.
+fn read_tree(
+    roots: &[PathBuf],
+    excludes: &globset::GlobSet,
+    one_fs: bool,
+    keys: &Keys,
+    cache: &Cache,
+    tx: &mpsc::Sender<Event>,
+) -> anyhow::Result<ReadStats> {
+    let send = |ev| {
+        tx.blocking_send(ev)
+            .map_err(|_| anyhow::anyhow!("backup stopped"))
+    };
+    // 1. Walk.
+    let mut items = Vec::new();
+    for root in roots {
+        let root =
+            std::path::absolute(root).with_context(|| format!("resolve {}", root.display()))?;
+        let meta =
+            std::fs::symlink_metadata(&root).with_context(|| format!("read {}", root.display()))?;
+        let dev = meta.dev();
+        let mut stack = vec![root];
+        while let Some(p) = stack.pop() {
+            if excludes.is_match(&p) || p.file_name().is_some_and(|n| excludes.is_match(n)) {
+                continue;
+            }
+            let m = match std::fs::symlink_metadata(&p) {
+                Ok(m) => m,
+                Err(e) => {
+                    send(Event::Skipped(p.display().to_string(), e.to_string()))?;
+                    continue;
+                }
+            };
+            if m.is_dir() {
+                if one_fs && m.dev() != dev {
+                    items.push((p, m));
+                    continue;
+                }
+                match std::fs::read_dir(&p) {
+                    Ok(rd) => {
+                        let mut children: Vec<PathBuf> =
+                            rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                        children.sort();
+                        stack.extend(children.into_iter().rev());
+                    }
+                    Err(e) => send(Event::Skipped(p.display().to_string(), e.to_string()))?,
+                }
+            }
+            if m.is_dir() || m.is_file() || m.file_type().is_symlink() {
+                items.push((p, m));
+            }
+        }
+    }
+    let files = items.iter().filter(|(_, m)| m.is_file()).count() as u64;
+    let bytes = items
+        .iter()
+        .filter(|(_, m)| m.is_file())
+        .map(|(_, m)| m.len())
+        .sum();
+    send(Event::Planned { files, bytes })?;
+
+    // 2. Read.
+    let mut stats = ReadStats::default();
+    for (i, (p, m)) in items.into_iter().enumerate() {
+        let rel = p
+            .as_os_str()
+            .as_bytes()
+            .strip_prefix(b"/")
+            .unwrap_or(p.as_os_str().as_bytes())
+            .to_vec();
+        let mut e = Entry {
+            path: PathRepr::from_bytes(&rel),
+            kind: Kind::Dir,
+            mode: m.mode() & 0o7777,
+            mtime_sec: m.mtime(),
+            mtime_nsec: m.mtime_nsec() as u32,
+            size: 0,
+            target: None,
+            chunks: Vec::new(),
+        };
+        if m.file_type().is_symlink() {
+            e.kind = Kind::Symlink;
+            match std::fs::read_link(&p) {
+                Ok(t) => e.target = Some(PathRepr::from_bytes(t.as_os_str().as_bytes())),
+                Err(err) => {
+                    send(Event::Skipped(p.display().to_string(), err.to_string()))?;
+                    continue;
+                }
+            }
+        } else if m.is_file() {
+            e.kind = Kind::File;
+            e.size = m.len();
+            let identity = CachedFile {
+                size: m.len(),
+                mtime_sec: m.mtime(),
+                mtime_nsec: m.mtime_nsec() as u32,
+                ino: m.ino(),
+                ctime_sec: m.ctime(),
+                chunks: Vec::new(),
+            };
+            let cached = cache.files.get(&hex::encode(&rel)).filter(|c| {
+                c.size == identity.size
+                    && c.mtime_sec == identity.mtime_sec
+                    && c.mtime_nsec == identity.mtime_nsec
+                    && c.ino == identity.ino
+                    && c.ctime_sec == identity.ctime_sec
+            });
+            if let Some(c) = cached {
+                e.chunks = c.chunks.clone();
+                stats.reused.push(rel.clone());
+                send(Event::Cached(e.size))?;
+            } else {
+                match chunk_file(&p, keys, &send) {
+                    Ok(ids) => {
+                        e.chunks = ids;
+                        stats.read += 1;
+                    }
+                    Err(err) => {
+                        send(Event::Skipped(p.display().to_string(), format!("{err:#}")))?;
+                        continue;
+                    }
+                }
+            }
+            stats.identity.insert(rel, identity);
+        }
+        send(Event::Entry(i, e))?;
+    }
+    Ok(stats)
+}
+
+/// Chunk and seal one file, sending each block; returns the block ids.
+fn chunk_file(
+    p: &Path,
+    keys: &Keys,
+    send: &dyn Fn(Event) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<BlockId>> {
+    let f = File::open(p)?;
+    let mut ids = Vec::new();
+    for c in fastcdc::v2020::StreamCDC::new(f, CDC_MIN, CDC_AVG, CDC_MAX) {
+        let c = c.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let blob = keys.seal(&c.data);
+        let id = BlockId::of(&blob);
+        ids.push(id);
+        send(Event::Chunk(id, blob.into(), c.data.len() as u64))?;
+    }
+    Ok(ids)
+}
+
+/// Batches "which of these are missing?" and keeps uploads in flight.
+struct Uploader {
+    api: Api,
+    session: String,
+    pending: Vec<(BlockId, Bytes)>,
+    pending_bytes: usize,
+    seen: HashSet<BlockId>,
+    slots: Arc<Semaphore>,
+    inflight: JoinSet<anyhow::Result<u64>>,
+    uploaded_blocks: u64,
+    uploaded_bytes: u64,
+}
+
+impl Uploader {
+    fn new(api: Api, session: String, streams: usize) -> Self {
+        Self {
+            api,
+            session,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            seen: HashSet::new(),
+            slots: Arc::new(Semaphore::new(streams.max(1))),
+            inflight: JoinSet::new(),
+            uploaded_blocks: 0,
+            uploaded_bytes: 0,
+        }
+    }
+
+    async fn add(&mut self, id: BlockId, blob: Bytes) -> anyhow::Result<()> {
+        if !self.seen.insert(id) {
+            return Ok(());
+        }
+        self.pending_bytes += blob.len();
+        self.pending.push((id, blob));
+        if self.pending.len() >= BATCH_BLOCKS || self.pending_bytes >= BATCH_BYTES {
+            self.flush().await?;
+        }
+        self.reap()
+    }
+
+    fn reap(&mut self) -> anyhow::Result<()> {
+        while let Some(done) = self.inflight.try_join_next() {
+            self.uploaded_bytes += done.context("upload task")??;
+            self.uploaded_blocks += 1;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let ids: Vec<BlockId> = batch.iter().map(|(id, _)| *id).collect();
+        let missing: HashSet<BlockId> = self
+            .api
+            .missing(&ids, Some(&self.session))
+            .await?
+            .into_iter()
+            .collect();
+        for (id, blob) in batch.into_iter().filter(|(id, _)| missing.contains(id)) {
+            let permit = self
+                .slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore open");
+            let (api, session) = (self.api.clone(), self.session.clone());
+            self.inflight.spawn(async move {
+                let n = blob.len() as u64;
+                api.put_block(&id, blob, Some(&session)).await?;
+                drop(permit);
+                Ok(n)
+            });
+            self.reap()?;
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> anyhow::Result<()> {
+        self.flush().await?;
+        while let Some(done) = self.inflight.join_next().await {
+            self.uploaded_bytes += done.context("upload task")??;
+            self.uploaded_blocks += 1;
+        }
+        Ok(())
+    }
+}

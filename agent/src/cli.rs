@@ -1,0 +1,313 @@
+//! The command line of `coffer-agent`: flags, environment and profile in,
+//! the commands of [`crate::commands`] out.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::commands::{self, Agent};
+use crate::restore::RestoreOptions;
+
+use crate::api::Api;
+use crate::profile::Profile;
+use crate::progress::Progress;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "coffer-agent",
+    version,
+    about = "Back up to a Coffer server: encrypted on this device, deduplicated, resumable"
+)]
+struct Cli {
+    /// Profile file written by `init` (default ~/.config/coffer/agent.toml).
+    #[arg(long, env = "COFFER_PROFILE", global = true)]
+    profile: Option<PathBuf>,
+    /// Server URL: https://HOST:PORT, or http://HOST:PORT for an h2c server.
+    #[arg(long, env = "COFFER_SERVER", global = true)]
+    server: Option<String>,
+    /// Device token from `coffer admin device enroll`.
+    #[arg(long, env = "COFFER_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// Passphrase that protects the archive key.
+    #[arg(long, env = "COFFER_PASSPHRASE", global = true, hide_env_values = true)]
+    passphrase: Option<String>,
+    /// File holding the passphrase.
+    #[arg(long, env = "COFFER_PASSPHRASE_FILE", global = true)]
+    passphrase_file: Option<PathBuf>,
+    /// PEM certificate to trust (e.g. the server's self-signed one).
+    #[arg(long, env = "COFFER_CA_CERT", global = true)]
+    ca_cert: Option<PathBuf>,
+    /// Accept any server certificate (testing only).
+    #[arg(long, global = true)]
+    insecure: bool,
+    /// Directory of the local file cache (default ~/.cache/coffer).
+    #[arg(long, env = "COFFER_CACHE_DIR", global = true)]
+    cache_dir: Option<PathBuf>,
+    /// Machine-readable output: JSON lines of progress, then a JSON summary.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Store the settings in the profile (mode 0600) and create the archive
+    /// key (or check the passphrase against an existing one).
+    Init,
+    /// Back up files and directories.
+    Backup {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Skip paths matching this glob (full path or file name); repeatable.
+        #[arg(long)]
+        exclude: Vec<String>,
+        /// Do not descend into other filesystems.
+        #[arg(long)]
+        one_file_system: bool,
+        /// Uploads in flight on the one HTTP/2 connection.
+        #[arg(long, default_value_t = 16)]
+        streams: usize,
+    },
+    /// List the archive's backups.
+    Backups,
+    /// Restore a backup (default: the latest) into a directory.
+    Restore {
+        backup: Option<String>,
+        #[arg(long)]
+        target: PathBuf,
+        /// Restore only paths matching this glob (relative, as listed); repeatable.
+        #[arg(long)]
+        include: Vec<String>,
+        #[arg(long, default_value_t = 16)]
+        streams: usize,
+    },
+    /// Download and check every block of a backup (default: the latest).
+    Verify {
+        backup: Option<String>,
+        #[arg(long, default_value_t = 16)]
+        streams: usize,
+    },
+}
+
+/// Run the command line `args` (the first is the program name).
+pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let profile_path = cli.profile.clone().unwrap_or_else(Profile::default_path);
+    let flags = Profile {
+        server: cli.server.clone(),
+        token: cli.token.clone(),
+        passphrase: cli.passphrase.clone(),
+        passphrase_file: cli.passphrase_file.clone(),
+        ca_cert: cli.ca_cert.clone(),
+        insecure: cli.insecure,
+        cache_dir: cli.cache_dir.clone(),
+    };
+    let profile = Profile::load(&profile_path)?.overlay(flags);
+    let api = Api::connect(
+        profile.server()?,
+        profile.token()?,
+        profile.ca_cert.as_deref(),
+        profile.insecure,
+    )
+    .await?;
+    let passphrase = profile.passphrase()?;
+
+    if let Command::Init = cli.command {
+        let created = commands::init(&api, &passphrase).await?;
+        profile.save(&profile_path)?;
+        println!(
+            "{} archive {}; settings saved to {} (mode 0600)",
+            if created {
+                "created the key of"
+            } else {
+                "passphrase checked against the key of"
+            },
+            api.archive,
+            profile_path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cache_dir = profile.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let agent = Agent::open(api, &passphrase, &cache_dir).await?;
+    let progress = Progress::new(cli.json);
+    match cli.command {
+        Command::Init => unreachable!("handled above"),
+        Command::Backup {
+            paths,
+            exclude,
+            one_file_system,
+            streams,
+        } => {
+            let s = agent
+                .backup(paths, exclude, one_file_system, streams, progress)
+                .await?;
+            if cli.json {
+                println!("{}", serde_json::json!({"event": "summary", "summary": s}));
+            } else {
+                println!(
+                    "backup {}: {} files, {} dirs, {} MiB; read {} files ({} unchanged), uploaded {} blocks ({} MiB) in {:.1} s",
+                    s.backup, s.files, s.dirs, s.bytes >> 20, s.files_read, s.files_from_cache, s.blocks_uploaded, s.bytes_uploaded >> 20, s.seconds
+                );
+                if s.skipped > 0 {
+                    println!(
+                        "skipped {} unreadable path(s): {}",
+                        s.skipped,
+                        s.skipped_paths.join(", ")
+                    );
+                }
+            }
+            // Like restic: 3 means "done, but some files could not be read".
+            Ok(if s.skipped > 0 {
+                ExitCode::from(3)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Backups => {
+            let list = agent.backups().await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!(
+                    "{:<36}  {:<20}  {:>8}  {:>10}  {:>7}",
+                    "BACKUP", "COMMITTED", "FILES", "MIB", "BLOCKS"
+                );
+                for b in &list {
+                    let t =
+                        std::time::UNIX_EPOCH + std::time::Duration::from_millis(b.committed_at);
+                    println!(
+                        "{:<36}  {:<20}  {:>8}  {:>10}  {:>7}",
+                        b.backup,
+                        humantime::format_rfc3339_seconds(t),
+                        b.stats.files,
+                        b.stats.bytes >> 20,
+                        b.block_count
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore {
+            backup,
+            target,
+            include,
+            streams,
+        } => {
+            let include = if include.is_empty() {
+                None
+            } else {
+                let mut g = globset::GlobSetBuilder::new();
+                for i in &include {
+                    g.add(globset::Glob::new(i).with_context(|| format!("include pattern {i:?}"))?);
+                }
+                Some(g.build()?)
+            };
+            let (b, s) = agent
+                .restore(
+                    backup.as_deref(),
+                    &RestoreOptions {
+                        target,
+                        include,
+                        streams,
+                    },
+                    &progress,
+                )
+                .await?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "summary", "backup": b, "summary": s})
+                );
+            } else {
+                println!(
+                    "restored backup {b}: {} files ({} MiB), {} dirs, {} symlinks",
+                    s.files,
+                    s.bytes >> 20,
+                    s.dirs,
+                    s.symlinks
+                );
+                for (f, why) in &s.failed {
+                    println!("FAILED {f}: {why}");
+                }
+                for f in &s.refused {
+                    println!("REFUSED unsafe path {f:?}");
+                }
+            }
+            Ok(if s.failed.is_empty() && s.refused.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Verify { backup, streams } => {
+            let (b, s) = agent.verify(backup.as_deref(), streams).await?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "summary", "backup": b, "summary": s})
+                );
+            } else {
+                println!(
+                    "backup {b}: checked {} blocks ({} MiB), {} bad",
+                    s.blocks,
+                    s.bytes >> 20,
+                    s.bad.len()
+                );
+                for bad in &s.bad {
+                    println!(
+                        "BAD {}: {} (files: {})",
+                        bad.block,
+                        bad.error,
+                        bad.files.join(", ")
+                    );
+                }
+            }
+            Ok(if s.bad.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+fn default_cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("coffer")
+}

@@ -1,0 +1,138 @@
+//! The agent's commands as a library API: what the command line runs, and
+//! what the integration tests drive.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use coffer_types::wire::BackupInfo;
+use coffer_types::BlockId;
+
+use crate::api::Api;
+use crate::backup;
+use crate::crypto::Keys;
+use crate::progress::Progress;
+use crate::restore::{self, RestoreOptions, RestoreSummary, VerifySummary};
+
+/// Create the archive key if the archive has none (returns true), or check
+/// `passphrase` against the existing one (returns false).
+pub async fn init(api: &Api, passphrase: &str) -> anyhow::Result<bool> {
+    Ok(load_keys(api, passphrase, true).await?.2)
+}
+
+/// An agent connected to its archive, with the archive key unlocked.
+pub struct Agent {
+    pub api: Api,
+    keys: Arc<Keys>,
+    key_block: BlockId,
+    cache_dir: PathBuf,
+}
+
+impl Agent {
+    /// Unlock the archive key with `passphrase`. The file cache lives in
+    /// `cache_dir`.
+    pub async fn open(api: Api, passphrase: &str, cache_dir: &Path) -> anyhow::Result<Self> {
+        let (keys, key_block, _) = load_keys(&api, passphrase, false).await?;
+        Ok(Self {
+            api,
+            keys: Arc::new(keys),
+            key_block,
+            cache_dir: cache_dir.to_path_buf(),
+        })
+    }
+
+    pub async fn backup(
+        &self,
+        paths: Vec<PathBuf>,
+        excludes: Vec<String>,
+        one_file_system: bool,
+        streams: usize,
+        progress: Progress,
+    ) -> anyhow::Result<backup::Summary> {
+        let opts = backup::Options {
+            paths,
+            excludes,
+            one_file_system,
+            streams,
+            cache_file: self.cache_dir.join(format!("{}.json", self.api.archive)),
+        };
+        backup::run(&self.api, self.keys.clone(), self.key_block, opts, progress).await
+    }
+
+    pub async fn backups(&self) -> anyhow::Result<Vec<BackupInfo>> {
+        self.api.backups().await
+    }
+
+    /// Restore `backup` (default: the latest); returns its id and what happened.
+    pub async fn restore(
+        &self,
+        backup: Option<&str>,
+        opts: &RestoreOptions,
+        progress: &Progress,
+    ) -> anyhow::Result<(String, RestoreSummary)> {
+        let b = self.pick(backup).await?;
+        let m = restore::manifest(&self.api, &self.keys, &b).await?;
+        let s = restore::restore(&self.api, self.keys.clone(), &m, opts, progress).await?;
+        Ok((b.backup.to_string(), s))
+    }
+
+    /// Check every block of `backup` (default: the latest).
+    pub async fn verify(
+        &self,
+        backup: Option<&str>,
+        streams: usize,
+    ) -> anyhow::Result<(String, VerifySummary)> {
+        let b = self.pick(backup).await?;
+        let m = restore::manifest(&self.api, &self.keys, &b).await?;
+        let s = restore::verify(&self.api, self.keys.clone(), &m, streams).await?;
+        Ok((b.backup.to_string(), s))
+    }
+
+    async fn pick(&self, id: Option<&str>) -> anyhow::Result<BackupInfo> {
+        match id {
+            Some(id) => self.api.backup(id).await,
+            None => {
+                let latest = self
+                    .api
+                    .backups()
+                    .await?
+                    .pop()
+                    .context("the archive has no backup yet")?;
+                self.api.backup(latest.backup.as_str()).await
+            }
+        }
+    }
+}
+
+/// The archive's keys, from the block the `key` reference names; with
+/// `create`, make and store a key if there is none.
+async fn load_keys(
+    api: &Api,
+    passphrase: &str,
+    create: bool,
+) -> anyhow::Result<(Keys, BlockId, bool)> {
+    match api.get_ref("key").await? {
+        Some(r) => {
+            let blob = api
+                .get_block(&r.block)
+                .await?
+                .context("the archive's key block is missing on the server")?;
+            if BlockId::of(&blob) != r.block {
+                anyhow::bail!("the archive's key block is corrupt on the server");
+            }
+            Ok((Keys::unwrap(&blob, passphrase)?, r.block, false))
+        }
+        None if create => {
+            let keys = Keys::generate()?;
+            let blob = keys.wrap(passphrase)?;
+            let id = BlockId::of(&blob);
+            api.put_block(&id, blob.into(), None).await?;
+            api.set_ref("key", id).await?;
+            Ok((keys, id, true))
+        }
+        None => anyhow::bail!(
+            "archive {} has no key yet: run `coffer-agent init` first",
+            api.archive
+        ),
+    }
+}

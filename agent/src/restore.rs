@@ -1,0 +1,299 @@
+//! `coffer-agent restore` and `coffer-agent verify`.
+//!
+//! Every block read is checked twice: its blake3 must be its id (the server
+//! sent what was stored) and its AEAD tag must verify (nobody altered it). A
+//! bad or missing block fails the file it belongs to, loudly and by name; the
+//! other files go on. Nothing is written outside the target: a manifest path
+//! that is absolute or climbs with `..` is refused, symlinks are created only
+//! after every file, and no file is written through a symlink.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use coffer_types::wire::BackupInfo;
+use coffer_types::BlockId;
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::api::Api;
+use crate::crypto::Keys;
+use crate::manifest::{Entry, Kind, Manifest, ManifestRoot};
+use crate::progress::Progress;
+
+/// Fetch a block and check it: `Err` names what is wrong.
+pub async fn fetch(api: &Api, keys: &Keys, id: &BlockId) -> anyhow::Result<Vec<u8>> {
+    let blob = api
+        .get_block(id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("block {id} is missing on the server"))?;
+    if BlockId::of(&blob) != *id {
+        bail!("block {id} is corrupt: its content does not hash to its id");
+    }
+    keys.open(&blob)
+        .with_context(|| format!("block {id} is corrupt"))
+}
+
+/// The backup's manifest.
+pub async fn manifest(api: &Api, keys: &Keys, backup: &BackupInfo) -> anyhow::Result<Manifest> {
+    let root: ManifestRoot = serde_json::from_slice(
+        &fetch(api, keys, &backup.manifest)
+            .await
+            .context("read the manifest")?,
+    )
+    .context("the manifest root is not valid")?;
+    let mut json = Vec::new();
+    for part in &root.parts {
+        json.extend(fetch(api, keys, part).await.context("read the manifest")?);
+    }
+    serde_json::from_slice(&json).context("the manifest is not valid")
+}
+
+pub struct RestoreOptions {
+    pub target: PathBuf,
+    pub include: Option<globset::GlobSet>,
+    pub streams: usize,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct RestoreSummary {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub bytes: u64,
+    /// Files that could not be restored, with why.
+    pub failed: Vec<(String, String)>,
+    /// Manifest paths refused as unsafe.
+    pub refused: Vec<String>,
+}
+
+pub async fn restore(
+    api: &Api,
+    keys: Arc<Keys>,
+    m: &Manifest,
+    opts: &RestoreOptions,
+    progress: &Progress,
+) -> anyhow::Result<RestoreSummary> {
+    std::fs::create_dir_all(&opts.target)
+        .with_context(|| format!("create {}", opts.target.display()))?;
+    let target = opts.target.canonicalize()?;
+    let mut sum = RestoreSummary::default();
+    let mut chosen: Vec<(&Entry, PathBuf)> = Vec::new();
+    for e in &m.entries {
+        let Some(rel) = e.path.safe_relative() else {
+            progress.warn(&format!(
+                "refusing unsafe path in the manifest: {:?}",
+                e.path.display()
+            ));
+            sum.refused.push(e.path.display());
+            continue;
+        };
+        if let Some(inc) = &opts.include {
+            if !inc.is_match(&rel) {
+                continue;
+            }
+        }
+        chosen.push((e, target.join(rel)));
+    }
+    progress.plan(
+        chosen.iter().filter(|(e, _)| e.kind == Kind::File).count() as u64,
+        chosen.iter().map(|(e, _)| e.size).sum(),
+    );
+
+    // Directories first.
+    for (e, path) in chosen.iter().filter(|(e, _)| e.kind == Kind::Dir) {
+        real_dirs(&target, path)?;
+        sum.dirs += 1;
+        let _ = e;
+    }
+    // Files, a few at a time, chunks in order.
+    let files: Vec<(&Entry, PathBuf)> = chosen
+        .iter()
+        .filter(|(e, _)| e.kind == Kind::File)
+        .cloned()
+        .collect();
+    let target_ref = &target;
+    let results: Vec<(String, anyhow::Result<u64>)> = futures::stream::iter(files.iter())
+        .map(|(e, path)| {
+            let keys = keys.clone();
+            async move {
+                (
+                    e.path.display(),
+                    restore_file(api, &keys, target_ref, e, path, opts.streams).await,
+                )
+            }
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    let mut done = 0;
+    for (name, r) in results {
+        match r {
+            Ok(n) => {
+                sum.files += 1;
+                sum.bytes += n;
+                done += n;
+                progress.bytes(done, 0);
+            }
+            Err(err) => {
+                progress.warn(&format!("could not restore {name}: {err:#}"));
+                sum.failed.push((name, format!("{err:#}")));
+            }
+        }
+    }
+    // Symlinks last, so no file was written through one.
+    for (e, path) in chosen.iter().filter(|(e, _)| e.kind == Kind::Symlink) {
+        let Some(t) = &e.target else { continue };
+        real_dirs(&target, path.parent().unwrap_or(&target))?;
+        let _ = std::fs::remove_file(path);
+        use std::os::unix::ffi::OsStrExt;
+        match std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&t.bytes()), path) {
+            Ok(()) => {
+                let mt = filetime::FileTime::from_unix_time(e.mtime_sec, e.mtime_nsec);
+                let _ = filetime::set_symlink_file_times(path, mt, mt);
+                sum.symlinks += 1;
+            }
+            Err(err) => sum
+                .failed
+                .push((e.path.display(), format!("create symlink: {err}"))),
+        }
+    }
+    // Directory modes and times last, deepest first.
+    for (e, path) in chosen.iter().rev().filter(|(e, _)| e.kind == Kind::Dir) {
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(e.mode));
+        let mt = filetime::FileTime::from_unix_time(e.mtime_sec, e.mtime_nsec);
+        let _ = filetime::set_file_mtime(path, mt);
+    }
+    progress.finish();
+    Ok(sum)
+}
+
+/// Make sure every directory from `target` down to `dir` exists and is a
+/// real directory, never a symlink.
+fn real_dirs(target: &Path, dir: &Path) -> anyhow::Result<()> {
+    let rel = dir
+        .strip_prefix(target)
+        .context("path outside the target")?;
+    let mut at = target.to_path_buf();
+    for c in rel.components() {
+        at.push(c);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => bail!(
+                "{} exists and is not a directory; not writing through it",
+                at.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir(&at).with_context(|| format!("create {}", at.display()))?
+            }
+            Err(e) => return Err(e).with_context(|| format!("read {}", at.display())),
+        }
+    }
+    Ok(())
+}
+
+async fn restore_file(
+    api: &Api,
+    keys: &Keys,
+    target: &Path,
+    e: &Entry,
+    path: &Path,
+    streams: usize,
+) -> anyhow::Result<u64> {
+    let dir = path.parent().context("file without a directory")?;
+    real_dirs(target, dir)?;
+    let tmp = dir
+        .join(format!(".coffer-restore-{}.tmp", std::process::id()))
+        .with_extension(format!(
+            "{}.tmp",
+            hex::encode(&blake3::hash(path.as_os_str().as_encoded_bytes()).as_bytes()[..6])
+        ));
+    let mut f = std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+    let mut chunks = futures::stream::iter(e.chunks.iter())
+        .map(|id| fetch(api, keys, id))
+        .buffered(streams.clamp(1, 8));
+    let mut n = 0u64;
+    let written: anyhow::Result<()> = async {
+        while let Some(data) = chunks.try_next().await? {
+            f.write_all(&data)?;
+            n += data.len() as u64;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(err) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err);
+    }
+    if n != e.size {
+        let _ = std::fs::remove_file(&tmp);
+        bail!("restored {n} bytes, the manifest says {}", e.size);
+    }
+    f.set_permissions(std::fs::Permissions::from_mode(e.mode))?;
+    drop(f);
+    filetime::set_file_mtime(
+        &tmp,
+        filetime::FileTime::from_unix_time(e.mtime_sec, e.mtime_nsec),
+    )?;
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        let _ = std::fs::remove_file(&tmp);
+        bail!("{} is a symlink; not writing through it", path.display());
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("place {}", path.display()))?;
+    Ok(n)
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct VerifySummary {
+    pub blocks: u64,
+    pub bytes: u64,
+    /// Bad blocks with why, and the files they belong to.
+    pub bad: Vec<BadBlock>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BadBlock {
+    pub block: BlockId,
+    pub error: String,
+    pub files: Vec<String>,
+}
+
+/// Download and check every block of a backup.
+pub async fn verify(
+    api: &Api,
+    keys: Arc<Keys>,
+    m: &Manifest,
+    streams: usize,
+) -> anyhow::Result<VerifySummary> {
+    let mut owners: HashMap<BlockId, Vec<String>> = HashMap::new();
+    for e in &m.entries {
+        for c in &e.chunks {
+            owners.entry(*c).or_default().push(e.path.display());
+        }
+    }
+    let results: Vec<(BlockId, anyhow::Result<usize>)> =
+        futures::stream::iter(owners.keys().copied())
+            .map(|id| {
+                let keys = keys.clone();
+                async move { (id, fetch(api, &keys, &id).await.map(|d| d.len())) }
+            })
+            .buffer_unordered(streams.max(1))
+            .collect()
+            .await;
+    let mut sum = VerifySummary::default();
+    for (id, r) in results {
+        sum.blocks += 1;
+        match r {
+            Ok(n) => sum.bytes += n as u64,
+            Err(e) => sum.bad.push(BadBlock {
+                block: id,
+                error: format!("{e:#}"),
+                files: owners.remove(&id).unwrap_or_default(),
+            }),
+        }
+    }
+    Ok(sum)
+}

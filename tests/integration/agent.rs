@@ -1,0 +1,455 @@
+//! The reference agent against the real server: round trip of an awkward
+//! tree, incremental runs, resumption after the agent dies, wrong
+//! passphrases, corruption on the server's disk, and hostile manifests.
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use coffer_agent::api::Api;
+use coffer_agent::commands::{self, Agent as Device};
+use coffer_agent::progress::Progress;
+use coffer_agent::restore::RestoreOptions;
+
+use crate::harness::*;
+
+/// A server with one enrolled device whose agent has run `init`.
+async fn setup() -> (TestServer, Api, tempfile::TempDir) {
+    let server = TestServer::h2c().await;
+    let enrolled = server.enroll("acme", "ann", "laptop").await;
+    let api = Api::connect(&server.url, &enrolled.token, None, false)
+        .await
+        .unwrap();
+    assert!(
+        commands::init(&api, "correct horse").await.unwrap(),
+        "init creates the key"
+    );
+    assert!(
+        !commands::init(&api, "correct horse").await.unwrap(),
+        "a second init only checks the passphrase"
+    );
+    (server, api, tempfile::tempdir().unwrap())
+}
+
+async fn device(api: &Api, work: &Path) -> Device {
+    Device::open(api.clone(), "correct horse", &work.join("cache"))
+        .await
+        .unwrap()
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Every file, dir and symlink under `a` is under `b` with the same bytes,
+/// mode, mtime and link target.
+fn assert_same_tree(a: &Path, b: &Path) {
+    let mut stack = vec![PathBuf::new()];
+    let mut n = 0;
+    while let Some(rel) = stack.pop() {
+        let (pa, pb) = (a.join(&rel), b.join(&rel));
+        let (ma, mb) = (
+            std::fs::symlink_metadata(&pa).unwrap(),
+            std::fs::symlink_metadata(&pb).unwrap_or_else(|e| panic!("{}: {e}", pb.display())),
+        );
+        assert_eq!(ma.file_type(), mb.file_type(), "{}", rel.display());
+        n += 1;
+        if ma.file_type().is_symlink() {
+            assert_eq!(
+                std::fs::read_link(&pa).unwrap(),
+                std::fs::read_link(&pb).unwrap()
+            );
+            continue;
+        }
+        assert_eq!(
+            ma.mode() & 0o7777,
+            mb.mode() & 0o7777,
+            "mode of {}",
+            rel.display()
+        );
+        assert_eq!(
+            (ma.mtime(), ma.mtime_nsec()),
+            (mb.mtime(), mb.mtime_nsec()),
+            "mtime of {}",
+            rel.display()
+        );
+        if ma.is_dir() {
+            for e in std::fs::read_dir(&pa).unwrap() {
+                stack.push(rel.join(e.unwrap().file_name()));
+            }
+        } else {
+            assert!(
+                std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap(),
+                "content of {}",
+                rel.display()
+            );
+        }
+    }
+    assert!(n > 1);
+}
+
+fn restored(target: &Path, src: &Path) -> PathBuf {
+    target.join(src.strip_prefix("/").unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_awkward_tree_round_trips_and_reruns_upload_nothing() {
+    let (_server, api, work) = setup().await;
+    let src = work.path().join("src");
+    write(&src.join("empty"), b"");
+    write(&src.join("big.bin"), &block_bytes(1, 70 << 20));
+    let mut deep = src.join("deep");
+    for i in 0..30 {
+        deep = deep.join(format!("level{i}"));
+    }
+    write(&deep.join("bottom.txt"), b"at the bottom");
+    write(
+        &src.join("unicode/ünïcödé ✓ 日本.txt"),
+        "ü".repeat(1000).as_bytes(),
+    );
+    write(&src.join("odd/with space\tand\\back $(x) 'q'"), b"odd");
+    write(
+        &src.join(std::ffi::OsStr::from_bytes(b"odd/not-utf8-\xff\xfe")),
+        b"raw name",
+    );
+    std::os::unix::fs::symlink("../empty", src.join("odd/link-to-empty")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/target", src.join("dangling")).unwrap();
+    std::fs::set_permissions(src.join("empty"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(src.join("odd"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    filetime::set_file_mtime(
+        src.join("big.bin"),
+        filetime::FileTime::from_unix_time(1_500_000_000, 123_456_789),
+    )
+    .unwrap();
+
+    let dev = device(&api, work.path()).await;
+    let first = dev
+        .backup(vec![src.clone()], vec![], false, 16, Progress::quiet())
+        .await
+        .unwrap();
+    assert_eq!(first.skipped, 0);
+    // Content-defined chunks average 1 MiB: a 70 MiB file makes tens of them.
+    assert!(
+        (35..=140).contains(&first.blocks_uploaded),
+        "chunks of a 70 MiB file: {}",
+        first.blocks_uploaded
+    );
+
+    let target = work.path().join("restore");
+    let (_, r) = dev
+        .restore(
+            None,
+            &RestoreOptions {
+                target: target.clone(),
+                include: None,
+                streams: 8,
+            },
+            &Progress::quiet(),
+        )
+        .await
+        .unwrap();
+    assert!(r.failed.is_empty() && r.refused.is_empty(), "{r:?}");
+    assert_same_tree(&src, &restored(&target, &src));
+
+    // Unchanged: nothing read, no data block sent (only the new manifest).
+    let second = dev
+        .backup(vec![src.clone()], vec![], false, 16, Progress::quiet())
+        .await
+        .unwrap();
+    assert_eq!(second.files_read, 0);
+    assert!(
+        second.blocks_uploaded <= 2,
+        "an unchanged tree sends only manifest blocks: {}",
+        second.blocks_uploaded
+    );
+    let (_, v) = dev.verify(None, 8).await.unwrap();
+    assert!(v.bad.is_empty() && v.blocks >= 35, "{v:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_changed_byte_in_100_mib_sends_about_one_chunk() {
+    let (_server, api, work) = setup().await;
+    let src = work.path().join("src");
+    let mut data = block_bytes(7, 100 << 20);
+    write(&src.join("disk.img"), &data);
+    let dev = device(&api, work.path()).await;
+    let first = dev
+        .backup(vec![src.clone()], vec![], false, 16, Progress::quiet())
+        .await
+        .unwrap();
+    data[50 << 20] ^= 0xff;
+    write(&src.join("disk.img"), &data);
+    let second = dev
+        .backup(vec![src.clone()], vec![], false, 16, Progress::quiet())
+        .await
+        .unwrap();
+    assert_eq!(second.files_read, 1);
+    // One or two chunks around the change, plus the manifest's two blocks.
+    assert!(
+        second.blocks_uploaded <= 4,
+        "uploaded {} blocks after a 1-byte change (first run {})",
+        second.blocks_uploaded,
+        first.blocks_uploaded
+    );
+    assert!(
+        second.bytes_uploaded < 10 << 20,
+        "uploaded {} bytes",
+        second.bytes_uploaded
+    );
+    let target = work.path().join("r");
+    dev.restore(
+        None,
+        &RestoreOptions {
+            target: target.clone(),
+            include: None,
+            streams: 8,
+        },
+        &Progress::quiet(),
+    )
+    .await
+    .unwrap();
+    assert!(std::fs::read(restored(&target, &src).join("disk.img")).unwrap() == data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_killed_midway_resumes_without_resending() {
+    let (server, api, work) = setup().await;
+    let src = work.path().join("src");
+    for i in 0..6 {
+        write(
+            &src.join(format!("f{i}.bin")),
+            &block_bytes(100 + i, 8 << 20),
+        );
+    }
+    let dev = device(&api, work.path()).await;
+    // Kill the backup once the server holds some of its blocks.
+    let task = {
+        let (api, src, cache) = (api.clone(), src.clone(), work.path().join("cache"));
+        tokio::spawn(async move {
+            let dev = Device::open(api, "correct horse", &cache).await.unwrap();
+            dev.backup(vec![src], vec![], false, 4, Progress::quiet())
+                .await
+        })
+    };
+    let admin = server.admin().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let d: coffer_types::wire::DeviceList = admin
+            .get("/admin/v1/devices")
+            .await
+            .unwrap()
+            .json()
+            .unwrap();
+        if d.devices[0].block_count >= 10 || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    task.abort();
+    assert!(
+        task.await.unwrap_err().is_cancelled(),
+        "the backup was still running when killed"
+    );
+    let d: coffer_types::wire::DeviceList = admin
+        .get("/admin/v1/devices")
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    let stored_before = d.devices[0].block_count;
+    assert_eq!(d.devices[0].backup_count, 0);
+
+    assert!(stored_before >= 10);
+    let s = dev
+        .backup(vec![src.clone()], vec![], false, 16, Progress::quiet())
+        .await
+        .unwrap();
+    // Every block the server held before (the key and chunks of these files)
+    // is part of the finished backup; the rerun sent none of them again.
+    let b = dev.backups().await.unwrap().pop().unwrap();
+    assert!(
+        s.blocks_uploaded <= b.block_count - stored_before,
+        "the rerun sent {} blocks; the backup has {} and the server already held {stored_before}",
+        s.blocks_uploaded,
+        b.block_count
+    );
+    let target = work.path().join("r");
+    dev.restore(
+        None,
+        &RestoreOptions {
+            target: target.clone(),
+            include: None,
+            streams: 8,
+        },
+        &Progress::quiet(),
+    )
+    .await
+    .unwrap();
+    assert_same_tree(&src, &restored(&target, &src));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_passphrase_is_refused_clearly() {
+    let (_server, api, work) = setup().await;
+    let err = Device::open(api.clone(), "wrong horse", &work.path().join("c"))
+        .await
+        .err()
+        .unwrap();
+    assert!(format!("{err:#}").contains("wrong passphrase"), "{err:#}");
+    let err = commands::init(&api, "wrong horse").await.err().unwrap();
+    assert!(format!("{err:#}").contains("wrong passphrase"), "{err:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corruption_on_the_server_is_found_by_verify_and_restore() {
+    let (server, api, work) = setup().await;
+    let src = work.path().join("src");
+    write(&src.join("victim.bin"), &block_bytes(1, 3 << 20));
+    write(&src.join("bystander.txt"), b"still fine");
+    let dev = device(&api, work.path()).await;
+    dev.backup(vec![src.clone()], vec![], false, 16, Progress::quiet())
+        .await
+        .unwrap();
+    // Flip one byte in one stored chunk file of the victim (chunks of a
+    // random 3 MiB file are far above the packing threshold: own files).
+    let mut files = Vec::new();
+    let mut stack = vec![server.data_dir.join("blocks/archives")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else if e.metadata().unwrap().len() > 200_000 {
+                files.push(e.path());
+            }
+        }
+    }
+    let victim = &files[0];
+    let mut bytes = std::fs::read(victim).unwrap();
+    bytes[1000] ^= 1;
+    std::fs::write(victim, bytes).unwrap();
+
+    let (_, v) = dev.verify(None, 8).await.unwrap();
+    assert_eq!(v.bad.len(), 1, "{v:?}");
+    assert!(
+        v.bad[0].files.iter().any(|f| f.ends_with("victim.bin")),
+        "{v:?}"
+    );
+    assert!(v.bad[0].error.contains("corrupt"));
+
+    let target = work.path().join("r");
+    let (_, r) = dev
+        .restore(
+            None,
+            &RestoreOptions {
+                target: target.clone(),
+                include: None,
+                streams: 8,
+            },
+            &Progress::quiet(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.failed.len(), 1);
+    assert!(r.failed[0].0.ends_with("victim.bin"), "{r:?}");
+    assert_eq!(
+        std::fs::read(restored(&target, &src).join("bystander.txt")).unwrap(),
+        b"still fine"
+    );
+    assert!(
+        !restored(&target, &src).join("victim.bin").exists(),
+        "a corrupt file is not left half-written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_that_climbs_out_of_the_target_is_refused() {
+    use coffer_agent::crypto::Keys;
+    use coffer_agent::manifest::{Entry, Kind, Manifest, ManifestRoot, PathRepr, Stats};
+    use coffer_types::BlockId;
+    let (_server, api, work) = setup().await;
+    // Forge a backup with the archive's own key: what a compromised or
+    // buggy writer could produce.
+    let key_ref = api.get_ref("key").await.unwrap().unwrap();
+    let keys = Keys::unwrap(
+        &api.get_block(&key_ref.block).await.unwrap().unwrap(),
+        "correct horse",
+    )
+    .unwrap();
+    let payload = keys.seal(b"owned");
+    let pid = BlockId::of(&payload);
+    api.put_block(&pid, payload.into(), None).await.unwrap();
+    let entry = |path: &str, kind| Entry {
+        path: PathRepr::Text(path.into()),
+        kind,
+        mode: 0o644,
+        mtime_sec: 0,
+        mtime_nsec: 0,
+        size: 5,
+        target: None,
+        chunks: vec![pid],
+    };
+    let mut link = entry("x/escape", Kind::Symlink);
+    link.target = Some(PathRepr::Text("/".into()));
+    let m = Manifest {
+        version: 1,
+        created_ms: 0,
+        host: "evil".into(),
+        roots: vec![],
+        stats: Stats::default(),
+        entries: vec![
+            entry("../../evil.txt", Kind::File),
+            entry("/tmp/evil-abs.txt", Kind::File),
+            link,
+            entry("x/escape/evil-through-link.txt", Kind::File),
+            entry("x/good.txt", Kind::File),
+        ],
+    };
+    let part = keys.seal(&serde_json::to_vec(&m).unwrap());
+    let part_id = BlockId::of(&part);
+    api.put_block(&part_id, part.into(), None).await.unwrap();
+    let root = keys.seal(
+        &serde_json::to_vec(&ManifestRoot {
+            version: 1,
+            parts: vec![part_id],
+        })
+        .unwrap(),
+    );
+    let root_id = BlockId::of(&root);
+    api.put_block(&root_id, root.into(), None).await.unwrap();
+    let s = api.open_session().await.unwrap();
+    api.commit(s.session.as_str(), root_id, &[pid, part_id], 1, 5)
+        .await
+        .unwrap();
+
+    let dev = device(&api, work.path()).await;
+    let target = work.path().join("jail/r");
+    let (_, r) = dev
+        .restore(
+            None,
+            &RestoreOptions {
+                target: target.clone(),
+                include: None,
+                streams: 4,
+            },
+            &Progress::quiet(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.refused.len(), 2, "{r:?}");
+    assert!(!work.path().join("evil.txt").exists() && !work.path().join("jail/evil.txt").exists());
+    assert!(!Path::new("/tmp/evil-abs.txt").exists());
+    assert_eq!(std::fs::read(target.join("x/good.txt")).unwrap(), b"owned");
+    // Files are written before any symlink exists, into real directories:
+    // the file under x/escape/ lands inside the target, and the symlink
+    // that would have redirected it cannot take that place.
+    assert!(!Path::new("/evil-through-link.txt").exists());
+    assert_eq!(
+        std::fs::read(target.join("x/escape/evil-through-link.txt")).unwrap(),
+        b"owned"
+    );
+    assert!(std::fs::symlink_metadata(target.join("x/escape"))
+        .unwrap()
+        .is_dir());
+    assert!(r.failed.iter().any(|(p, _)| p == "x/escape"), "{r:?}");
+}
