@@ -401,8 +401,9 @@ fn read_tree(
         .sum();
     send(Event::Planned { files, bytes })?;
 
-    // 2. Read.
+    // 2. Read, chunk, seal (in parallel batches), send.
     let mut stats = ReadStats::default();
+    let mut batch = SealBatch::new(keys, &send);
     for (i, (p, m)) in items.into_iter().enumerate() {
         let rel = p
             .as_os_str()
@@ -452,40 +453,141 @@ fn read_tree(
                 stats.reused.push(rel.clone());
                 send(Event::Cached(e.size))?;
             } else {
-                match chunk_file(&p, keys, &send) {
-                    Ok(ids) => {
-                        e.chunks = ids;
+                let slot = batch.open(i, e);
+                match chunk_file(&p, slot, &mut batch) {
+                    Ok(()) => {
+                        batch.close(slot);
                         stats.read += 1;
+                        stats.identity.insert(rel, identity);
                     }
                     Err(err) => {
+                        batch.fail(slot);
                         send(Event::Skipped(p.display().to_string(), format!("{err:#}")))?;
-                        continue;
                     }
                 }
+                continue;
             }
             stats.identity.insert(rel, identity);
         }
-        send(Event::Entry(i, e))?;
+        let slot = batch.open(i, e);
+        batch.close(slot);
     }
+    batch.flush()?;
     Ok(stats)
 }
 
-/// Chunk and seal one file, sending each block; returns the block ids.
-fn chunk_file(
-    p: &Path,
-    keys: &Keys,
-    send: &dyn Fn(Event) -> anyhow::Result<()>,
-) -> anyhow::Result<Vec<BlockId>> {
+/// Chunk one file into the batch.
+fn chunk_file(p: &Path, slot: usize, batch: &mut SealBatch) -> anyhow::Result<()> {
     let f = File::open(p)?;
-    let mut ids = Vec::new();
     for c in fastcdc::v2020::StreamCDC::new(f, CDC_MIN, CDC_AVG, CDC_MAX) {
         let c = c.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let blob = keys.seal(&c.data);
-        let id = BlockId::of(&blob);
-        ids.push(id);
-        send(Event::Chunk(id, blob.into(), c.data.len() as u64))?;
+        batch.push(slot, c.data)?;
     }
-    Ok(ids)
+    Ok(())
+}
+
+/// Seal this many bytes of chunks at a time, on every core.
+const SEAL_BATCH: usize = 8 << 20;
+
+/// Chunks waiting to be sealed, and the entries they belong to. Sealing
+/// (two blake3 passes, compression, XChaCha20-Poly1305) is the agent's main
+/// CPU cost; a batch spanning many small files or part of a large one is
+/// sealed on all cores at once, then its blocks and finished entries are
+/// sent in order.
+struct SealBatch<'a> {
+    keys: &'a Keys,
+    send: &'a dyn Fn(Event) -> anyhow::Result<()>,
+    chunks: Vec<(usize, Vec<u8>)>,
+    bytes: usize,
+    /// Entries being assembled: (item index, entry, fully read), or `None`
+    /// once failed or sent.
+    open: Vec<Option<(usize, Entry, bool)>>,
+    threads: usize,
+}
+
+impl<'a> SealBatch<'a> {
+    fn new(keys: &'a Keys, send: &'a dyn Fn(Event) -> anyhow::Result<()>) -> Self {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
+        Self {
+            keys,
+            send,
+            chunks: Vec::new(),
+            bytes: 0,
+            open: Vec::new(),
+            threads,
+        }
+    }
+
+    fn open(&mut self, item: usize, e: Entry) -> usize {
+        self.open.push(Some((item, e, false)));
+        self.open.len() - 1
+    }
+
+    fn close(&mut self, slot: usize) {
+        if let Some((_, _, done)) = self.open[slot].as_mut() {
+            *done = true;
+        }
+    }
+
+    fn fail(&mut self, slot: usize) {
+        self.open[slot] = None;
+    }
+
+    fn push(&mut self, slot: usize, data: Vec<u8>) -> anyhow::Result<()> {
+        self.bytes += data.len();
+        self.chunks.push((slot, data));
+        if self.bytes >= SEAL_BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        let chunks = std::mem::take(&mut self.chunks);
+        self.bytes = 0;
+        let keys = self.keys;
+        let per = chunks.len().div_ceil(self.threads).max(1);
+        let sealed: Vec<Vec<(BlockId, Vec<u8>, u64)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = chunks
+                .chunks(per)
+                .map(|group| {
+                    s.spawn(move || {
+                        group
+                            .iter()
+                            .map(|(_, data)| {
+                                let blob = keys.seal(data);
+                                (BlockId::of(&blob), blob, data.len() as u64)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("sealing thread"))
+                .collect()
+        });
+        for ((slot, _), (id, blob, len)) in chunks.iter().zip(sealed.into_iter().flatten()) {
+            if let Some((_, e, _)) = self.open[*slot].as_mut() {
+                e.chunks.push(id);
+                (self.send)(Event::Chunk(id, blob.into(), len))?;
+            }
+        }
+        // Every entry that was fully read is now complete: send it.
+        for slot in self.open.iter_mut() {
+            if slot.as_ref().is_some_and(|(_, _, done)| *done) {
+                let (item, e, _) = slot.take().expect("checked");
+                (self.send)(Event::Entry(item, e))?;
+            }
+        }
+        // Keep only entries still being read (at most one).
+        if self.open.iter().all(Option::is_none) {
+            self.open.clear();
+        }
+        Ok(())
+    }
 }
 
 /// Batches "which of these are missing?" and keeps uploads in flight.

@@ -126,6 +126,8 @@ pub async fn restore(
                 )
             }
         })
+        // Measured: 16 files at once (each with 8 chunk fetches in flight)
+        // restored a third slower than 4.
         .buffer_unordered(4)
         .collect()
         .await;
