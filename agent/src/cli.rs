@@ -175,7 +175,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .backup(paths, exclude, one_file_system, streams, progress)
                 .await?;
             if cli.json {
-                println!("{}", serde_json::json!({"event": "summary", "summary": s}));
+                print_summary(None, &s);
             } else {
                 println!(
                     "backup {}: {} files, {} dirs, {} MiB; read {} files ({} unchanged), uploaded {} blocks ({} MiB) in {:.1} s",
@@ -247,10 +247,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 )
                 .await?;
             if cli.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"event": "summary", "backup": b, "summary": s})
-                );
+                print_summary(Some(&b), &s);
             } else {
                 println!(
                     "restored backup {b}: {} files ({} MiB), {} dirs, {} symlinks",
@@ -275,10 +272,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify { backup, streams } => {
             let (b, s) = agent.verify(backup.as_deref(), streams).await?;
             if cli.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"event": "summary", "backup": b, "summary": s})
-                );
+                print_summary(Some(&b), &s);
             } else {
                 println!(
                     "backup {b}: checked {} blocks ({} MiB), {} bad",
@@ -310,4 +304,12 @@ fn default_cache_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(|| PathBuf::from("."))
         .join("coffer")
+}
+
+/// The closing JSON line of `--json` output.
+fn print_summary(backup: Option<&str>, summary: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::json!({"event": "summary", "backup": backup, "summary": summary})
+    );
 }

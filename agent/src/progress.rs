@@ -50,35 +50,28 @@ impl Progress {
             );
             b
         });
-        let now = Instant::now();
-        Self(Arc::new(Inner {
-            mode,
-            bar,
-            state: Mutex::new(State {
-                files: (0, 0),
-                bytes: 0,
-                total: 0,
-                uploaded: 0,
-                last: now,
-                start: now,
-            }),
-        }))
+        Self::with(mode, bar)
     }
 
     /// No output at all (library callers and tests).
     pub fn quiet() -> Self {
+        Self::with(Mode::Quiet, None)
+    }
+
+    fn with(mode: Mode, bar: Option<ProgressBar>) -> Self {
         let now = Instant::now();
+        let state = State {
+            files: (0, 0),
+            bytes: 0,
+            total: 0,
+            uploaded: 0,
+            last: now,
+            start: now,
+        };
         Self(Arc::new(Inner {
-            mode: Mode::Quiet,
-            bar: None,
-            state: Mutex::new(State {
-                files: (0, 0),
-                bytes: 0,
-                total: 0,
-                uploaded: 0,
-                last: now,
-                start: now,
-            }),
+            mode,
+            bar,
+            state: Mutex::new(state),
         }))
     }
 

@@ -89,6 +89,19 @@ fn assert_same_tree(a: &Path, b: &Path) {
     assert!(n > 1);
 }
 
+/// Restore the latest backup into `target`.
+async fn restore_all(
+    dev: &Device,
+    target: &Path,
+) -> (String, coffer_agent::restore::RestoreSummary) {
+    let opts = RestoreOptions {
+        target: target.to_path_buf(),
+        include: None,
+        streams: 8,
+    };
+    dev.restore(None, &opts, &Progress::quiet()).await.unwrap()
+}
+
 fn restored(target: &Path, src: &Path) -> PathBuf {
     target.join(src.strip_prefix("/").unwrap())
 }
@@ -137,18 +150,7 @@ async fn an_awkward_tree_round_trips_and_reruns_upload_nothing() {
     );
 
     let target = work.path().join("restore");
-    let (_, r) = dev
-        .restore(
-            None,
-            &RestoreOptions {
-                target: target.clone(),
-                include: None,
-                streams: 8,
-            },
-            &Progress::quiet(),
-        )
-        .await
-        .unwrap();
+    let (_, r) = restore_all(&dev, &target).await;
     assert!(r.failed.is_empty() && r.refused.is_empty(), "{r:?}");
     assert_same_tree(&src, &restored(&target, &src));
 
@@ -198,17 +200,7 @@ async fn one_changed_byte_in_100_mib_sends_about_one_chunk() {
         second.bytes_uploaded
     );
     let target = work.path().join("r");
-    dev.restore(
-        None,
-        &RestoreOptions {
-            target: target.clone(),
-            include: None,
-            streams: 8,
-        },
-        &Progress::quiet(),
-    )
-    .await
-    .unwrap();
+    restore_all(&dev, &target).await;
     assert!(std::fs::read(restored(&target, &src).join("disk.img")).unwrap() == data);
 }
 
@@ -275,17 +267,7 @@ async fn a_backup_killed_midway_resumes_without_resending() {
         b.block_count
     );
     let target = work.path().join("r");
-    dev.restore(
-        None,
-        &RestoreOptions {
-            target: target.clone(),
-            include: None,
-            streams: 8,
-        },
-        &Progress::quiet(),
-    )
-    .await
-    .unwrap();
+    restore_all(&dev, &target).await;
     assert_same_tree(&src, &restored(&target, &src));
 }
 
@@ -338,18 +320,7 @@ async fn corruption_on_the_server_is_found_by_verify_and_restore() {
     assert!(v.bad[0].error.contains("corrupt"));
 
     let target = work.path().join("r");
-    let (_, r) = dev
-        .restore(
-            None,
-            &RestoreOptions {
-                target: target.clone(),
-                include: None,
-                streams: 8,
-            },
-            &Progress::quiet(),
-        )
-        .await
-        .unwrap();
+    let (_, r) = restore_all(&dev, &target).await;
     assert_eq!(r.failed.len(), 1);
     assert!(r.failed[0].0.ends_with("victim.bin"), "{r:?}");
     assert_eq!(
@@ -424,18 +395,7 @@ async fn a_manifest_that_climbs_out_of_the_target_is_refused() {
 
     let dev = device(&api, work.path()).await;
     let target = work.path().join("jail/r");
-    let (_, r) = dev
-        .restore(
-            None,
-            &RestoreOptions {
-                target: target.clone(),
-                include: None,
-                streams: 4,
-            },
-            &Progress::quiet(),
-        )
-        .await
-        .unwrap();
+    let (_, r) = restore_all(&dev, &target).await;
     assert_eq!(r.refused.len(), 2, "{r:?}");
     assert!(!work.path().join("evil.txt").exists() && !work.path().join("jail/evil.txt").exists());
     assert!(!Path::new("/tmp/evil-abs.txt").exists());
