@@ -413,3 +413,34 @@ async fn a_manifest_that_climbs_out_of_the_target_is_refused() {
         .is_dir());
     assert!(r.failed.iter().any(|(p, _)| p == "x/escape"), "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_file_is_reported_and_skipped() {
+    let (_server, api, work) = setup().await;
+    let src = work.path().join("src");
+    write(&src.join("fine.txt"), b"fine");
+    // Tests run as root, which reads any file whatever its mode; but
+    // /proc/self/mem is a regular file whose reads at offset 0 fail (EIO).
+    let unreadable = PathBuf::from("/proc/self/mem");
+    let dev = device(&api, work.path()).await;
+    let s = dev
+        .backup(
+            vec![src.clone(), unreadable.clone()],
+            vec![],
+            false,
+            4,
+            Progress::quiet(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.skipped, 1, "{s:?}");
+    assert_eq!(s.skipped_paths, vec![unreadable.display().to_string()]);
+    assert_eq!(s.files, 1, "the readable file is in the backup");
+    let target = work.path().join("r");
+    let (_, r) = restore_all(&dev, &target).await;
+    assert!(r.failed.is_empty());
+    assert_eq!(
+        std::fs::read(restored(&target, &src).join("fine.txt")).unwrap(),
+        b"fine"
+    );
+}
