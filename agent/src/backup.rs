@@ -590,7 +590,10 @@ impl<'a> SealBatch<'a> {
     }
 }
 
-/// Batches "which of these are missing?" and keeps uploads in flight.
+/// Batches "which of these are missing?" and keeps uploads in flight. A full
+/// batch is handed to a task (query, then uploads) so the reader keeps
+/// chunking meanwhile; at most two batches are in flight, which bounds the
+/// memory held in sealed blocks.
 struct Uploader {
     api: Api,
     session: String,
@@ -598,7 +601,8 @@ struct Uploader {
     pending_bytes: usize,
     seen: HashSet<BlockId>,
     slots: Arc<Semaphore>,
-    inflight: JoinSet<anyhow::Result<u64>>,
+    batches: Arc<Semaphore>,
+    inflight: JoinSet<anyhow::Result<(u64, u64)>>,
     uploaded_blocks: u64,
     uploaded_bytes: u64,
 }
@@ -612,6 +616,7 @@ impl Uploader {
             pending_bytes: 0,
             seen: HashSet::new(),
             slots: Arc::new(Semaphore::new(streams.max(1))),
+            batches: Arc::new(Semaphore::new(2)),
             inflight: JoinSet::new(),
             uploaded_blocks: 0,
             uploaded_bytes: 0,
@@ -630,10 +635,19 @@ impl Uploader {
         self.reap()
     }
 
+    fn count(
+        &mut self,
+        done: Result<anyhow::Result<(u64, u64)>, tokio::task::JoinError>,
+    ) -> anyhow::Result<()> {
+        let (blocks, bytes) = done.context("upload task")??;
+        self.uploaded_blocks += blocks;
+        self.uploaded_bytes += bytes;
+        Ok(())
+    }
+
     fn reap(&mut self) -> anyhow::Result<()> {
         while let Some(done) = self.inflight.try_join_next() {
-            self.uploaded_bytes += done.context("upload task")??;
-            self.uploaded_blocks += 1;
+            self.count(done)?;
         }
         Ok(())
     }
@@ -644,37 +658,46 @@ impl Uploader {
         }
         let batch = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
-        let ids: Vec<BlockId> = batch.iter().map(|(id, _)| *id).collect();
-        let missing: HashSet<BlockId> = self
-            .api
-            .missing(&ids, Some(&self.session))
-            .await?
-            .into_iter()
-            .collect();
-        for (id, blob) in batch.into_iter().filter(|(id, _)| missing.contains(id)) {
-            let permit = self
-                .slots
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore open");
-            let (api, session) = (self.api.clone(), self.session.clone());
-            self.inflight.spawn(async move {
-                let n = blob.len() as u64;
-                api.put_block(&id, blob, Some(&session)).await?;
-                drop(permit);
-                Ok(n)
-            });
-            self.reap()?;
-        }
-        Ok(())
+        let permit = self
+            .batches
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore open");
+        let (api, session, slots) = (self.api.clone(), self.session.clone(), self.slots.clone());
+        self.inflight.spawn(async move {
+            let ids: Vec<BlockId> = batch.iter().map(|(id, _)| *id).collect();
+            let missing: HashSet<BlockId> = api
+                .missing(&ids, Some(&session))
+                .await?
+                .into_iter()
+                .collect();
+            let mut uploads = JoinSet::new();
+            for (id, blob) in batch.into_iter().filter(|(id, _)| missing.contains(id)) {
+                let slot = slots.clone().acquire_owned().await.expect("semaphore open");
+                let (api, session) = (api.clone(), session.clone());
+                uploads.spawn(async move {
+                    let n = blob.len() as u64;
+                    api.put_block(&id, blob, Some(&session)).await?;
+                    drop(slot);
+                    anyhow::Ok(n)
+                });
+            }
+            let (mut blocks, mut bytes) = (0, 0);
+            while let Some(r) = uploads.join_next().await {
+                bytes += r.context("upload task")??;
+                blocks += 1;
+            }
+            drop(permit);
+            Ok((blocks, bytes))
+        });
+        self.reap()
     }
 
     async fn finish(&mut self) -> anyhow::Result<()> {
         self.flush().await?;
         while let Some(done) = self.inflight.join_next().await {
-            self.uploaded_bytes += done.context("upload task")??;
-            self.uploaded_blocks += 1;
+            self.count(done)?;
         }
         Ok(())
     }
