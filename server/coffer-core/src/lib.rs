@@ -16,7 +16,7 @@ mod sessions;
 use std::sync::Arc;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use coffer_meta::MetaStore;
+pub use coffer_meta::{DeviceRecord, MetaStore};
 pub use coffer_storage::{BlockStore, StorageConfig};
 pub use error::CoreError;
 pub use ingest::{BlockRead, PutBlock};

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use coffer_core::DeviceRecord;
 use coffer_core::{Coffer, CoreError};
-use coffer_meta::DeviceRecord;
 use coffer_types::wire::{
     AddUser, BackupList, CommitRequest, CreateOrg, DeviceList, EnrollDevice, MissingRequest,
     OrgList, ProgressRequest, SetRef, UserList,
