@@ -147,6 +147,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
     if let Command::Init = cli.command {
         let created = commands::init(&api, &passphrase).await?;
+        // Later commands run from anywhere: keep absolute paths.
+        let mut profile = profile;
+        for p in [&mut profile.ca_cert, &mut profile.passphrase_file]
+            .into_iter()
+            .flatten()
+        {
+            *p = std::path::absolute(&*p).with_context(|| format!("resolve {}", p.display()))?;
+        }
         profile.save(&profile_path)?;
         println!(
             "{} archive {}; settings saved to {} (mode 0600)",
