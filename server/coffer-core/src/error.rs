@@ -89,7 +89,6 @@ impl From<StorageError> for CoreError {
             }
             StorageError::Full { detail } => CoreError::StorageFull(detail),
             StorageError::Unavailable { .. } => CoreError::StorageUnavailable(e.to_string()),
-            StorageError::Range { size, .. } => CoreError::RangeNotSatisfiable { size },
             other => CoreError::Internal(format!("storage: {other}")),
         }
     }

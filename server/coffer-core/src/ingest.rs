@@ -57,18 +57,11 @@ impl Coffer {
 
     /// An open session of `archive`, for pinning.
     fn open_session_named(&self, archive: &Name, session: &str) -> Result<Name> {
-        let sid = Name::new(session).map_err(|e| CoreError::InvalidId(format!("session: {e}")))?;
-        match self.meta.session(archive, &sid)? {
-            None => Err(CoreError::NotFound(format!("session {sid} not found"))),
-            Some(s) if s.state != SessionState::Open => Err(CoreError::SessionClosed(
-                format!(
-                    "session {sid} is closed ({:?}) and takes no more blocks",
-                    s.state
-                )
-                .to_lowercase(),
-            )),
-            Some(_) => Ok(sid),
+        let s = self.session_record(archive, session)?;
+        if s.state != SessionState::Open {
+            return Err(crate::sessions::closed(&s));
         }
+        Ok(s.id)
     }
 
     /// Store one block. `content_length` (when the client sent one) lets an

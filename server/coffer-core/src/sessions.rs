@@ -50,7 +50,7 @@ impl Coffer {
         self.session_info(rec)
     }
 
-    fn session_record(&self, archive: &Name, session: &str) -> Result<SessionRecord> {
+    pub(crate) fn session_record(&self, archive: &Name, session: &str) -> Result<SessionRecord> {
         let sid = Name::new(session).map_err(|e| CoreError::InvalidId(format!("session: {e}")))?;
         self.meta
             .session(archive, &sid)?
@@ -263,7 +263,7 @@ impl Coffer {
     }
 }
 
-fn closed(s: &SessionRecord) -> CoreError {
+pub(crate) fn closed(s: &SessionRecord) -> CoreError {
     let state = match s.state {
         SessionState::Open => "open",
         SessionState::Committed => "committed",

@@ -15,7 +15,7 @@ mod tls;
 
 pub use config::{HttpConfig, TlsConfig, TlsMode};
 pub use metrics::Metrics;
-pub use server::{serve, Server};
+pub use server::Server;
 pub use tls::{load_or_create_tls, TlsSetup};
 
 /// Why the HTTP front could not start.

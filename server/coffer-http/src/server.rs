@@ -139,17 +139,3 @@ impl Server {
         }
     }
 }
-
-/// Build and run a server in one call (see [`Server::run`]).
-pub async fn serve(
-    core: Coffer,
-    config: HttpConfig,
-    tls: Option<&TlsSetup>,
-    metrics: Arc<Metrics>,
-    listener: TcpListener,
-    shutdown: watch::Receiver<bool>,
-) {
-    Server::new(core, config, tls, metrics)
-        .run(listener, shutdown)
-        .await
-}

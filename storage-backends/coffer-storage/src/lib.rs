@@ -39,8 +39,6 @@ pub enum StorageError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("byte range {start}-{end} is outside a block of {size} bytes")]
-    Range { start: u64, end: u64, size: u64 },
     #[error("{op}: {source}")]
     Io {
         op: &'static str,
