@@ -1,6 +1,7 @@
 //! The reference agent against the real server: round trip of an awkward
-//! tree, incremental runs, resumption after the agent dies, wrong
-//! passphrases, corruption on the server's disk, and hostile manifests.
+//! tree, incremental runs, wrong passphrases, corruption on the server's
+//! disk, and hostile manifests. (The binary itself, killed mid-backup, is in
+//! `agent_cli`.)
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -202,73 +203,6 @@ async fn one_changed_byte_in_100_mib_sends_about_one_chunk() {
     let target = work.path().join("r");
     restore_all(&dev, &target).await;
     assert!(std::fs::read(restored(&target, &src).join("disk.img")).unwrap() == data);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backup_killed_midway_resumes_without_resending() {
-    let (server, api, work) = setup().await;
-    let src = work.path().join("src");
-    for i in 0..6 {
-        write(
-            &src.join(format!("f{i}.bin")),
-            &block_bytes(100 + i, 8 << 20),
-        );
-    }
-    let dev = device(&api, work.path()).await;
-    // Kill the backup once the server holds some of its blocks.
-    let task = {
-        let (api, src, cache) = (api.clone(), src.clone(), work.path().join("cache"));
-        tokio::spawn(async move {
-            let dev = Device::open(api, "correct horse", &cache).await.unwrap();
-            dev.backup(vec![src], vec![], false, 4, Progress::quiet())
-                .await
-        })
-    };
-    let admin = server.admin().await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let d: coffer_types::wire::DeviceList = admin
-            .get("/admin/v1/devices")
-            .await
-            .unwrap()
-            .json()
-            .unwrap();
-        if d.devices[0].block_count >= 10 || std::time::Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    task.abort();
-    assert!(
-        task.await.unwrap_err().is_cancelled(),
-        "the backup was still running when killed"
-    );
-    let d: coffer_types::wire::DeviceList = admin
-        .get("/admin/v1/devices")
-        .await
-        .unwrap()
-        .json()
-        .unwrap();
-    let stored_before = d.devices[0].block_count;
-    assert_eq!(d.devices[0].backup_count, 0);
-
-    assert!(stored_before >= 10);
-    let s = dev
-        .backup(vec![src.clone()], vec![], false, 16, Progress::quiet())
-        .await
-        .unwrap();
-    // Every block the server held before (the key and chunks of these files)
-    // is part of the finished backup; the rerun sent none of them again.
-    let b = dev.backups().await.unwrap().pop().unwrap();
-    assert!(
-        s.blocks_uploaded <= b.block_count - stored_before,
-        "the rerun sent {} blocks; the backup has {} and the server already held {stored_before}",
-        s.blocks_uploaded,
-        b.block_count
-    );
-    let target = work.path().join("r");
-    restore_all(&dev, &target).await;
-    assert_same_tree(&src, &restored(&target, &src));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,23 @@ pub use coffer_storage::conformance::block_bytes;
 
 pub const COFFER: &str = env!("CARGO_BIN_EXE_coffer");
 
+/// The `coffer-agent` binary. It belongs to another package, so Cargo gives
+/// this test no `CARGO_BIN_EXE_` for it; `cargo test --workspace` builds it
+/// beside `coffer` (the agent has integration tests of its own, which makes
+/// Cargo build its binary). `COFFER_AGENT_BIN` overrides.
+pub fn agent_binary() -> PathBuf {
+    let path = std::env::var_os("COFFER_AGENT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(COFFER).with_file_name("coffer-agent"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run the tests with `cargo test --workspace`, or \
+         `cargo build -p coffer-agent` first",
+        path.display()
+    );
+    path
+}
+
 /// How to start a server.
 #[derive(Debug, Clone, Default)]
 pub struct Opts {

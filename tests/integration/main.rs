@@ -7,6 +7,7 @@ mod harness;
 
 mod admin;
 mod agent;
+mod agent_cli;
 mod agent_protocol;
 mod bad_input;
 mod durability;

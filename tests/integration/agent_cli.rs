@@ -1,0 +1,167 @@
+//! The `coffer-agent` binary as an operator runs it, against the real server
+//! over TLS: `init` writes the profile, later commands need nothing else, and
+//! a backup process killed with SIGKILL is finished by the next run without
+//! re-sending what the server already holds.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use coffer_types::wire::DeviceList;
+use serde_json::Value;
+
+use crate::harness::*;
+
+/// `coffer-agent` with only the profile and cache locations set.
+fn agent(work: &Path) -> Command {
+    let mut c = Command::new(agent_binary());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("COFFER_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("COFFER_PROFILE", work.join("agent.toml"))
+        .env("COFFER_CACHE_DIR", work.join("cache"));
+    c
+}
+
+fn ok(o: Output) -> Output {
+    assert!(
+        o.status.success(),
+        "{:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// The closing `{"event":"summary"}` line of `--json` output.
+fn summary(o: &Output) -> Value {
+    let out = String::from_utf8_lossy(&o.stdout);
+    let last = out.lines().last().expect("no output");
+    let v: Value = serde_json::from_str(last).unwrap();
+    assert_eq!(v["event"], "summary", "{last}");
+    v
+}
+
+async fn stored_blocks(admin: &coffer_http::client::Client) -> (u64, u64) {
+    let d: DeviceList = admin
+        .get("/admin/v1/devices")
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    (d.devices[0].block_count, d.devices[0].backup_count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_binary_killed_with_sigkill_is_finished_by_its_rerun() {
+    let server = TestServer::start(Opts {
+        tls: true,
+        ..Opts::default()
+    })
+    .await;
+    let enrolled = server.enroll("acme", "ann", "laptop").await;
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let src = work.join("src");
+    std::fs::create_dir_all(src.join("docs")).unwrap();
+    for i in 0..6 {
+        std::fs::write(src.join(format!("f{i}.bin")), block_bytes(200 + i, 8 << 20)).unwrap();
+    }
+    for i in 0..50 {
+        std::fs::write(src.join(format!("docs/n{i}.txt")), format!("note {i}\n")).unwrap();
+    }
+    let pass = work.join("passphrase");
+    std::fs::write(&pass, "correct horse\n").unwrap();
+
+    // init: every setting once, kept in a 0600 profile.
+    let o = ok(agent(work)
+        .args(["init", "--server", &server.url, "--token", &enrolled.token])
+        .arg("--passphrase-file")
+        .arg(&pass)
+        .arg("--ca-cert")
+        .arg(server.ca_cert())
+        .output()
+        .unwrap());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("created the key"),
+        "{o:?}"
+    );
+    let mode = std::fs::metadata(work.join("agent.toml"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // A backup, killed with SIGKILL once the server holds some of its blocks.
+    let mut child = agent(work)
+        .args(["backup", "--json", "--streams", "4"])
+        .arg(&src)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let admin = server.admin().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stored_blocks(&admin).await.0 < 10 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "the backup was still running when killed ({status:?})"
+    );
+    let (stored_before, backups) = stored_blocks(&admin).await;
+    assert!(stored_before >= 10);
+    assert_eq!(backups, 0);
+
+    // The rerun, with no settings but the profile, finishes the backup.
+    let o = ok(agent(work)
+        .args(["backup", "--json"])
+        .arg(&src)
+        .output()
+        .unwrap());
+    let s = summary(&o);
+    assert_eq!(s["summary"]["files"], 56);
+    assert_eq!(s["summary"]["skipped"], 0);
+    let list: Vec<Value> = serde_json::from_slice(
+        &ok(agent(work).args(["backups", "--json"]).output().unwrap()).stdout,
+    )
+    .unwrap();
+    assert_eq!(list.len(), 1);
+    let total = list[0]["block_count"].as_u64().unwrap();
+    let uploaded = s["summary"]["blocks_uploaded"].as_u64().unwrap();
+    assert!(
+        uploaded <= total - stored_before,
+        "the rerun sent {uploaded} blocks; the backup has {total} and the server already held {stored_before}"
+    );
+
+    // verify and restore, by the same binary.
+    let o = ok(agent(work).args(["verify", "--json"]).output().unwrap());
+    assert_eq!(summary(&o)["summary"]["bad"], serde_json::json!([]));
+    let target = work.join("restored");
+    let o = ok(agent(work)
+        .args(["restore", "--json", "--target"])
+        .arg(&target)
+        .output()
+        .unwrap());
+    assert_eq!(summary(&o)["summary"]["files"], 56);
+    let back = target.join(src.strip_prefix("/").unwrap());
+    for i in 0..6 {
+        let name = format!("f{i}.bin");
+        assert!(
+            std::fs::read(back.join(&name)).unwrap() == block_bytes(200 + i, 8 << 20),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(back.join("docs/n7.txt")).unwrap(),
+        "note 7\n"
+    );
+}
