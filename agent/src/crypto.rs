@@ -183,8 +183,9 @@ impl Default for Kdf {
     fn default() -> Self {
         Self {
             algorithm: "argon2id".into(),
-            memory_kib: 64 * 1024,
-            iterations: 3,
+            // OWASP's recommendation for Argon2id: 19 MiB, 2 passes, 1 lane.
+            memory_kib: 19 * 1024,
+            iterations: 2,
             parallelism: 1,
         }
     }
@@ -240,5 +241,35 @@ mod tests {
         assert_eq!(back.master, k.master);
         let err = Keys::unwrap(&file, "wrong").err().unwrap().to_string();
         assert!(err.contains("wrong passphrase"), "{err}");
+    }
+
+    #[test]
+    fn the_key_file_records_its_kdf_cost_and_older_costs_still_unwrap() {
+        let k = Keys::generate().unwrap();
+        let file: serde_json::Value =
+            serde_json::from_slice(&k.wrap("correct horse").unwrap()).unwrap();
+        assert_eq!(file["kdf"]["memory_kib"], 19 * 1024);
+        assert_eq!(file["kdf"]["iterations"], 2);
+        // A key wrapped at another cost (an older agent's 64 MiB / 3) opens
+        // with the parameters its file states.
+        let mut kf: KeyFile = serde_json::from_value(file).unwrap();
+        kf.kdf.memory_kib = 64 * 1024;
+        kf.kdf.iterations = 3;
+        let salt = hex::decode(&kf.salt).unwrap();
+        let nonce = hex::decode(&kf.nonce).unwrap();
+        let kek = kf.kdf.derive("correct horse", &salt).unwrap();
+        kf.wrapped = hex::encode(
+            XChaCha20Poly1305::new(&kek.into())
+                .encrypt(
+                    XNonce::from_slice(&nonce),
+                    Payload {
+                        msg: &k.master,
+                        aad: b"coffer-agent key v1",
+                    },
+                )
+                .unwrap(),
+        );
+        let back = Keys::unwrap(&serde_json::to_vec(&kf).unwrap(), "correct horse").unwrap();
+        assert_eq!(back.master, k.master);
     }
 }

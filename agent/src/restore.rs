@@ -18,11 +18,29 @@ use coffer_types::wire::BackupInfo;
 use coffer_types::BlockId;
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
+use tokio::sync::Semaphore;
 
 use crate::api::Api;
 use crate::crypto::Keys;
 use crate::manifest::{Entry, Kind, Manifest, ManifestRoot};
 use crate::progress::Progress;
+
+/// Fetch and check a block as a task of its own, holding a slot of `cap`
+/// meanwhile. The command's future runs on the thread that called
+/// `block_on`; spawning puts hashing and decryption on every worker.
+fn spawn_fetch(
+    api: &Api,
+    keys: &Arc<Keys>,
+    id: BlockId,
+    cap: &Arc<Semaphore>,
+) -> impl std::future::Future<Output = anyhow::Result<Vec<u8>>> {
+    let (api, keys, cap) = (api.clone(), keys.clone(), cap.clone());
+    let task = tokio::spawn(async move {
+        let _slot = cap.acquire_owned().await.expect("semaphore open");
+        fetch(&api, &keys, &id).await
+    });
+    async move { task.await.context("block fetch task failed")? }
+}
 
 /// Fetch a block and check it: `Err` names what is wrong.
 pub async fn fetch(api: &Api, keys: &Keys, id: &BlockId) -> anyhow::Result<Vec<u8>> {
@@ -118,17 +136,14 @@ pub async fn restore(
     let target_ref = &target;
     // Many files at once (small files are bound by round trips), but at most
     // `streams` block fetches in flight overall, whatever the file sizes.
-    let fetches = Arc::new(tokio::sync::Semaphore::new(opts.streams.max(1)));
-    let fetches = &fetches;
+    let fetches = Arc::new(Semaphore::new(opts.streams.max(1)));
+    let (keys, fetches) = (&keys, &fetches);
     let results: Vec<(String, anyhow::Result<u64>)> = futures::stream::iter(files.iter())
-        .map(|(e, path)| {
-            let keys = keys.clone();
-            async move {
-                (
-                    e.path.display(),
-                    restore_file(api, &keys, target_ref, e, path, fetches).await,
-                )
-            }
+        .map(|(e, path)| async move {
+            (
+                e.path.display(),
+                restore_file(api, keys, target_ref, e, path, fetches).await,
+            )
         })
         .buffer_unordered(32)
         .collect()
@@ -201,11 +216,11 @@ fn real_dirs(target: &Path, dir: &Path) -> anyhow::Result<()> {
 
 async fn restore_file(
     api: &Api,
-    keys: &Keys,
+    keys: &Arc<Keys>,
     target: &Path,
     e: &Entry,
     path: &Path,
-    fetches: &tokio::sync::Semaphore,
+    fetches: &Arc<Semaphore>,
 ) -> anyhow::Result<u64> {
     // File work blocks; `block_in_place` lets the runtime move the HTTP/2
     // connection and the other restores off this worker meanwhile.
@@ -223,10 +238,7 @@ async fn restore_file(
     // Up to 4 chunks of this file ahead, each holding a fetch slot while it
     // downloads and opens.
     let mut chunks = futures::stream::iter(e.chunks.iter())
-        .map(|id| async move {
-            let _slot = fetches.acquire().await.expect("semaphore open");
-            fetch(api, keys, id).await
-        })
+        .map(|id| spawn_fetch(api, keys, *id, fetches))
         .buffered(4);
     let mut n = 0u64;
     let written: anyhow::Result<()> = async {
@@ -289,11 +301,12 @@ pub async fn verify(
             owners.entry(*c).or_default().push(e.path.display());
         }
     }
+    let cap = Arc::new(Semaphore::new(streams.max(1)));
     let results: Vec<(BlockId, anyhow::Result<usize>)> =
         futures::stream::iter(owners.keys().copied())
             .map(|id| {
-                let keys = keys.clone();
-                async move { (id, fetch(api, &keys, &id).await.map(|d| d.len())) }
+                let fetched = spawn_fetch(api, &keys, id, &cap);
+                async move { (id, fetched.await.map(|d| d.len())) }
             })
             .buffer_unordered(streams.max(1))
             .collect()
