@@ -1,0 +1,61 @@
+//! Building the plugins of `plugins/guest` from source, for tests and
+//! benchmarks: `cargo build --release --target wasm32-wasip2` in that
+//! workspace, once per process.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The repository's `plugins/guest` workspace.
+pub fn guest_workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest")
+}
+
+/// Build every guest (once per process) and return the directory holding
+/// the `.wasm` components. The build uses its own target directory beside
+/// the caller's, so it never waits on the outer cargo's lock.
+pub fn build_guests() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                // target/debug/deps/<test binary> -> target
+                std::env::current_exe()
+                    .ok()
+                    .and_then(|e| e.ancestors().nth(3).map(Path::to_path_buf))
+                    .unwrap_or_else(|| guest_workspace().join("target"))
+            })
+            .join("guest-wasm");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .current_dir(guest_workspace())
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .output()
+            .expect("run cargo to build the guest plugins");
+        assert!(
+            out.status.success(),
+            "building plugins/guest for wasm32-wasip2 failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target.join("wasm32-wasip2/release")
+    })
+}
+
+/// A guest component's bytes and its manifest text, by crate name (e.g.
+/// `gfs-retention`).
+pub fn guest(name: &str) -> (Vec<u8>, String) {
+    let dir = build_guests();
+    let wasm = dir.join(format!("{}.wasm", name.replace('-', "_")));
+    let bytes = std::fs::read(&wasm).unwrap_or_else(|e| panic!("{}: {e}", wasm.display()));
+    let ws = guest_workspace();
+    let manifest = ["examples", "test-plugins"]
+        .iter()
+        .map(|d| ws.join(d).join(name).join("plugin.toml"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("no plugin.toml for {name}"));
+    (bytes, std::fs::read_to_string(manifest).unwrap())
+}

@@ -1,0 +1,380 @@
+//! The host against real components built from `plugins/guest`: the
+//! examples do their job, and hostile plugins hurt nothing but their own
+//! call.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::bindings::types::{Archive, BackupSummary, Device, HealthFacts, HealthState};
+use crate::testing::guest;
+
+const DAY: u64 = 86_400_000;
+/// 2026-11-22T12:00:00Z
+const NOW: u64 = 1_795_348_800_000;
+
+fn host(limits: Limits) -> Host {
+    Host::new(HostOptions {
+        limits,
+        ..HostOptions::default()
+    })
+    .unwrap()
+}
+
+fn load(host: &Host, name: &str, grants: Grants) -> Plugin {
+    let (wasm, manifest) = guest(name);
+    host.load(&wasm, Manifest::parse(&manifest).unwrap(), grants)
+        .unwrap()
+}
+
+fn info() -> CallInfo {
+    CallInfo {
+        org: "acme".into(),
+        now_ms: NOW,
+    }
+}
+
+fn archive(id: &str) -> Archive {
+    Archive {
+        id: id.into(),
+        device: "dv_1".into(),
+        org: "acme".into(),
+    }
+}
+
+fn backup(i: u64, at: u64) -> BackupSummary {
+    BackupSummary {
+        id: format!("bk_{i}"),
+        archive: "ar_1".into(),
+        committed_at_ms: at,
+        files: 1,
+        bytes: 1,
+        block_count: 1,
+        pinned: false,
+    }
+}
+
+#[tokio::test]
+async fn the_gfs_example_keeps_one_backup_per_day_week_month_and_year() {
+    let h = host(Limits::default());
+    let p = load(&h, "gfs-retention", Grants::default());
+    // Four backups a day for 800 days.
+    let backups: Vec<_> = (0..3200)
+        .map(|i| backup(i, NOW - (i / 4) * DAY - (i % 4) * 3_600_000))
+        .collect();
+    let plan = p.plan(&info(), &archive("ar_1"), &backups).await.unwrap();
+    let expired: std::collections::HashSet<_> =
+        plan.expire.iter().map(|e| e.backup.as_str()).collect();
+    let kept: Vec<_> = backups
+        .iter()
+        .filter(|b| !expired.contains(b.id.as_str()))
+        .collect();
+    // 7 days; the weeks, months and years are the newest backups of each,
+    // and overlap the days where they coincide.
+    assert!(
+        kept.len() >= 12 + 3 && kept.len() <= 7 + 4 + 12 + 3,
+        "{}",
+        kept.len()
+    );
+    assert!(!expired.contains("bk_0"), "the newest backup is kept");
+    assert!(
+        expired.contains("bk_1"),
+        "an older backup of the same day goes"
+    );
+    assert!(
+        !expired.contains("bk_24"),
+        "the newest of the 7th day back is kept"
+    );
+    assert!(plan.expire[0].reason.contains("7 days"));
+    // Settings change the plan.
+    let tight = load(
+        &h,
+        "gfs-retention",
+        Grants {
+            config: [
+                ("daily", "1"),
+                ("weekly", "0"),
+                ("monthly", "0"),
+                ("yearly", "0"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            ..Grants::default()
+        },
+    );
+    let plan = tight
+        .plan(&info(), &archive("ar_1"), &backups)
+        .await
+        .unwrap();
+    assert_eq!(plan.expire.len(), backups.len() - 1);
+}
+
+#[tokio::test]
+async fn the_csv_report_lists_devices_only_when_inventory_is_granted() {
+    let h = host(Limits::default());
+    let inv = Arc::new(Inventory {
+        devices: vec![Device {
+            id: "dv_1".into(),
+            name: "laptop".into(),
+            org: "acme".into(),
+            user: "ann".into(),
+            archive: "ar_1".into(),
+            enrolled_at_ms: NOW - 30 * DAY,
+            revoked: false,
+            last_data_ms: Some(NOW - 3_600_000),
+            last_backup_ms: Some(NOW - 3 * DAY),
+            backup_count: 12,
+            block_count: 100,
+            stored_bytes: 3 << 20,
+        }],
+        health: vec![HealthFacts {
+            device: "dv_1".into(),
+            state: HealthState::Yellow,
+            last_data_ms: None,
+            last_backup_ms: None,
+        }],
+        ..Inventory::default()
+    });
+    let granted = load(
+        &h,
+        "csv-report",
+        Grants {
+            capabilities: vec![Capability::Inventory],
+            ..Grants::default()
+        },
+    );
+    let reporter::Report::Table(t) = granted.report(&info(), &[], inv.clone()).await.unwrap()
+    else {
+        panic!("a table")
+    };
+    assert_eq!(t.columns[0], "org");
+    assert_eq!(
+        t.rows,
+        vec![vec![
+            "acme", "ann", "laptop", "dv_1", "yellow", "3 d ago", "12", "3.0", "active"
+        ]]
+    );
+    let denied = load(&h, "csv-report", Grants::default());
+    let reporter::Report::Table(t) = denied.report(&info(), &[], inv).await.unwrap() else {
+        panic!("a table")
+    };
+    assert!(t.rows.is_empty(), "no grant, no inventory");
+}
+
+#[tokio::test]
+async fn a_runaway_plugin_is_stopped_at_its_budget_while_other_work_goes_on() {
+    let h = host(Limits {
+        cpu_ms: 100,
+        ..Limits::default()
+    });
+    let p = load(&h, "hostile", Grants::default());
+    // This runtime has one thread: the ticker below only runs if the
+    // plugin yields.
+    let ticks = Arc::new(AtomicU64::new(0));
+    let t = ticks.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            t.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let started = Instant::now();
+    let err = p
+        .plan(&info(), &archive("mode-loop"), &[])
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    ticker.abort();
+    assert_eq!(err.code(), "cpu_deadline", "{err}");
+    assert!(took < Duration::from_secs(3), "stopped after {took:?}");
+    assert!(
+        ticks.load(Ordering::Relaxed) >= 5,
+        "other tasks ran meanwhile: {}",
+        ticks.load(Ordering::Relaxed)
+    );
+    // The wall-clock limit stops it too when it is the tighter one.
+    let h = host(Limits {
+        cpu_ms: 60_000,
+        call_timeout: Duration::from_millis(150),
+        ..Limits::default()
+    });
+    let p = load(&h, "hostile", Grants::default());
+    let err = p
+        .plan(&info(), &archive("mode-loop"), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "timeout", "{err}");
+    // And the next call on the same plugin works.
+    p.plan(&info(), &archive("ar_1"), &[backup(1, NOW)])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn traps_memory_bombs_and_huge_outputs_fail_only_their_call() {
+    let h = host(Limits {
+        memory_bytes: 32 << 20,
+        max_output_bytes: 1 << 20,
+        ..Limits::default()
+    });
+    let p = load(&h, "hostile", Grants::default());
+    for (mode, code) in [
+        ("mode-trap", "trap"),
+        ("mode-bomb", "memory_limit"),
+        ("mode-huge", "output_too_large"),
+    ] {
+        let err = p.plan(&info(), &archive(mode), &[]).await.unwrap_err();
+        assert_eq!(err.code(), code, "{mode}: {err}");
+        let plan = p
+            .plan(&info(), &archive("ar_1"), &[backup(1, NOW)])
+            .await
+            .unwrap();
+        assert_eq!(plan.expire.len(), 1, "the next call after {mode} works");
+    }
+    let s = p.status();
+    assert_eq!((s.calls, s.failures, s.failures_in_a_row), (6, 3, 0));
+    assert!(
+        s.last_error.unwrap().contains("limit"),
+        "huge output names the limit"
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_failing_again_and_again_is_suspended_until_resumed() {
+    let h = host(Limits {
+        suspend_after: 3,
+        ..Limits::default()
+    });
+    let p = load(&h, "hostile", Grants::default());
+    for _ in 0..3 {
+        let e = p
+            .plan(&info(), &archive("mode-trap"), &[])
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "trap");
+    }
+    let e = p.plan(&info(), &archive("ar_1"), &[]).await.unwrap_err();
+    assert_eq!(e.code(), "suspended", "{e}");
+    assert!(p.status().suspended_for_secs.unwrap() >= 29);
+    assert_eq!(p.status().calls, 3, "a suspended plugin is not run");
+    p.resume();
+    p.plan(&info(), &archive("ar_1"), &[]).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_plugin_sees_no_environment_no_files_and_only_the_calls_clock() {
+    let h = host(Limits::default());
+    let p = load(&h, "hostile", Grants::default());
+    let e = p
+        .plan(&info(), &archive("mode-env"), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the plugin reported an error (env): 0 vars, root readable: false"
+    );
+    let e = p
+        .plan(&info(), &archive("mode-clock"), &[])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().ends_with(&format!(": {NOW}")), "{e}");
+    // A log flood is capped, not fatal.
+    p.plan(&info(), &archive("mode-chatty"), &[]).await.unwrap();
+}
+
+#[tokio::test]
+async fn oversized_input_is_refused_before_the_plugin_runs() {
+    let h = host(Limits {
+        max_input_bytes: 10_000,
+        ..Limits::default()
+    });
+    let p = load(&h, "hostile", Grants::default());
+    let many: Vec<_> = (0..1000).map(|i| backup(i, NOW)).collect();
+    let e = p.plan(&info(), &archive("ar_1"), &many).await.unwrap_err();
+    assert_eq!(e.code(), "input_too_large");
+    assert_eq!(p.status().calls, 0);
+}
+
+#[test]
+fn what_is_not_a_component_of_the_right_world_is_refused_at_load() {
+    let h = host(Limits::default());
+    let (wasm, manifest) = guest("hostile");
+    let m = Manifest::parse(&manifest).unwrap();
+    let core_module = b"\0asm\x01\0\0\0";
+    let e = h
+        .load(core_module, m.clone(), Grants::default())
+        .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("core WebAssembly module"),
+        "{e:#}"
+    );
+    let e = h.load(b"hello", m.clone(), Grants::default()).unwrap_err();
+    assert!(format!("{e:#}").contains("not a WebAssembly file"), "{e:#}");
+    // A retention component presented as a reporter.
+    let mut as_reporter = m.clone();
+    as_reporter.world = World::Reporter;
+    let e = h.load(&wasm, as_reporter, Grants::default()).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("does not implement the reporter world"),
+        "{e:#}"
+    );
+    // A reporter (which imports the inventory) presented as retention.
+    let (report_wasm, _) = guest("csv-report");
+    let e = h.load(&report_wasm, m, Grants::default()).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("does not link as a retention plugin"),
+        "{e:#}"
+    );
+}
+
+#[tokio::test]
+async fn compiled_components_are_cached_on_disk_and_a_bad_artifact_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mk = || {
+        Host::new(HostOptions {
+            cache_dir: Some(dir.path().to_path_buf()),
+            ..HostOptions::default()
+        })
+        .unwrap()
+    };
+    let (wasm, manifest) = guest("gfs-retention");
+    let m = Manifest::parse(&manifest).unwrap();
+    mk().load(&wasm, m.clone(), Grants::default()).unwrap();
+    let cached: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert!(cached[0].extension().unwrap() == "cwasm");
+    let modified = std::fs::metadata(&cached[0]).unwrap().modified().unwrap();
+    // A second host loads the artifact instead of compiling.
+    let p = mk().load(&wasm, m.clone(), Grants::default()).unwrap();
+    assert_eq!(
+        std::fs::metadata(&cached[0]).unwrap().modified().unwrap(),
+        modified
+    );
+    p.plan(&info(), &archive("ar_1"), &[]).await.unwrap();
+    // A damaged artifact is replaced, not trusted.
+    std::fs::write(&cached[0], b"garbage").unwrap();
+    let p = mk().load(&wasm, m, Grants::default()).unwrap();
+    p.plan(&info(), &archive("ar_1"), &[]).await.unwrap();
+    assert!(std::fs::metadata(&cached[0]).unwrap().len() > 1000);
+}
+
+#[tokio::test]
+async fn without_room_for_the_pool_the_host_falls_back_to_on_demand() {
+    assert!(host(Limits::default()).pooling(), "pooling works here");
+    // Far more address space than a 47-bit machine has.
+    let h = Host::new(HostOptions {
+        pool_memories: 1 << 22,
+        ..HostOptions::default()
+    })
+    .unwrap();
+    assert!(!h.pooling());
+    let p = load(&h, "gfs-retention", Grants::default());
+    p.plan(&info(), &archive("ar_1"), &[backup(1, NOW)])
+        .await
+        .unwrap();
+}
