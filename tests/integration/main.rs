@@ -12,4 +12,5 @@ mod agent_protocol;
 mod bad_input;
 mod durability;
 mod operations;
+mod plugins;
 mod storage_s3;

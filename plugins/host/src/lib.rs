@@ -13,8 +13,10 @@
 //! plugin is suspended with a doubling backoff.
 
 pub mod bindings;
+pub mod guard;
 pub mod manifest;
 pub mod net;
+pub mod report;
 pub mod state;
 pub mod testing;
 

@@ -8,6 +8,7 @@
 pub mod client;
 mod config;
 mod metrics;
+pub mod outbound;
 mod response;
 mod router;
 mod server;

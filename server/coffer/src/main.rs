@@ -3,6 +3,8 @@
 
 mod admin;
 mod config;
+mod plugin_cmd;
+mod plugin_http;
 mod serve;
 
 use std::path::PathBuf;
@@ -33,6 +35,8 @@ enum Command {
     },
     /// Administer a running server through its admin API.
     Admin(admin::AdminArgs),
+    /// Work with plugins without a server (e.g. `coffer plugin test`).
+    Plugin(plugin_cmd::PluginArgs),
     /// Replace the admin token of a stopped server (when admin.token is lost).
     ResetAdminToken {
         /// The server's data directory.
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Admin(args) => admin::run(args),
+        Command::Plugin(args) => plugin_cmd::run(args),
         Command::ResetAdminToken { data_dir } => serve::reset_admin_token(&data_dir),
     };
     match result {
