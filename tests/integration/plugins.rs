@@ -160,3 +160,236 @@ async fn the_webhook_example_posts_to_an_allowed_listener_only() {
     assert_eq!(body["messages"][1]["event"], "session.failed");
     assert_eq!(body["messages"][1]["reason"], "the agent stopped sending");
 }
+
+/// A plugins directory holding the named guests as `<name>/plugin.{wasm,toml}`.
+fn plugins_dir(names: &[&str]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for n in names {
+        install(d.path(), n, n);
+    }
+    d
+}
+
+/// Put guest `crate_name` into `dir/<as_name>/`.
+fn install(dir: &Path, as_name: &str, crate_name: &str) {
+    let (wasm, src) = example_or_test(crate_name);
+    let to = dir.join(as_name);
+    std::fs::create_dir_all(&to).unwrap();
+    let toml = std::fs::read_to_string(src.join("plugin.toml"))
+        .unwrap()
+        .replacen(
+            &format!("name = \"{crate_name}\""),
+            &format!("name = \"{as_name}\""),
+            1,
+        );
+    // Write then rename, as an operator's deploy would, so a scan never
+    // sees half a file.
+    for (file, bytes) in [
+        ("plugin.toml", toml.into_bytes()),
+        ("plugin.wasm", std::fs::read(wasm).unwrap()),
+    ] {
+        std::fs::write(to.join(format!(".{file}.tmp")), bytes).unwrap();
+        std::fs::rename(to.join(format!(".{file}.tmp")), to.join(file)).unwrap();
+    }
+}
+
+fn example_or_test(name: &str) -> (PathBuf, PathBuf) {
+    let ws = guest_workspace();
+    let dir = ["examples", "test-plugins"]
+        .iter()
+        .map(|d| ws.join(d).join(name))
+        .find(|p| p.exists())
+        .unwrap();
+    (
+        build_guests().join(format!("{}.wasm", name.replace('-', "_"))),
+        dir,
+    )
+}
+
+fn admin_cli(server: &crate::harness::TestServer, args: &[&str]) -> Output {
+    server.cli(args)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_runs_plugins_per_org_from_its_plugins_directory() {
+    use crate::harness::{Opts, TestServer};
+    let plugins = plugins_dir(&["gfs-retention", "csv-report", "webhook"]);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let config = format!(
+        r#"
+[plugins]
+dir = "{dir}"
+reload_poll_ms = 100
+batch_wait_ms = 50
+
+[plugins.grants.webhook]
+orgs = ["acme"]
+capabilities = ["http", "kv"]
+allowed_hosts = ["127.0.0.1:{port}"]
+config = {{ url = "http://127.0.0.1:{port}/hook", events = "committed" }}
+
+[plugins.grants.csv-report]
+orgs = ["acme"]
+capabilities = ["inventory"]
+
+[plugins.grants.gfs-retention]
+orgs = ["*"]
+config = {{ daily = "1", weekly = "0", monthly = "0", yearly = "0" }}
+"#,
+        dir = plugins.path().display()
+    );
+    let server = TestServer::start(Opts {
+        config: Some(config),
+        ..Opts::default()
+    })
+    .await;
+    // A sub-organization inherits its parent's plugins.
+    let o = admin_cli(&server, &["org", "create", "acme"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = admin_cli(&server, &["org", "create", "--parent", "acme", "acme-eu"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = admin_cli(&server, &["org", "create", "other"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let dev = server.enroll("acme-eu", "ann", "laptop").await;
+    let stranger = server.enroll("other", "bob", "desktop").await;
+
+    // Two backups of ann's laptop and one of a device in another org.
+    let hook = tokio::spawn(one_request(l));
+    for (agent, n) in [(&dev, 2), (&stranger, 1)] {
+        for i in 0..n {
+            let body = crate::harness::block_bytes(500 + i, 1000);
+            let r = agent.put(&body).await;
+            assert_eq!(r.status, 201, "{r:?}");
+            let id = coffer_types::BlockId::of(&body);
+            let s = agent.open_session().await;
+            let r = agent.commit(&s, &id, &[id], 100.0).await;
+            assert_eq!(r.status, 201, "{r:?}");
+        }
+    }
+    // The webhook got acme-eu's commits (batched), never other's.
+    let req = tokio::time::timeout(std::time::Duration::from_secs(20), hook)
+        .await
+        .expect("the webhook was called")
+        .unwrap();
+    let body: serde_json::Value =
+        serde_json::from_str(req.split_once("\r\n\r\n").unwrap().1).unwrap();
+    for m in body["messages"].as_array().unwrap() {
+        assert_eq!(m["event"], "backup.committed");
+        assert_eq!(m["org"], "acme-eu", "{body}");
+        assert_eq!(m["archive"], dev.archive.as_str());
+    }
+
+    // Reports, through the CLI, for the org that has the plugin.
+    let o = admin_cli(&server, &["report", "run", "csv-report", "--org", "acme"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let csv = text(&o.stdout);
+    assert!(csv.starts_with("org,user,device"), "{csv}");
+    assert!(
+        csv.contains(&format!("acme-eu,ann,laptop,{}", dev.device)),
+        "{csv}"
+    );
+    assert!(!csv.contains("desktop"), "another org's device: {csv}");
+    let o = admin_cli(&server, &["report", "run", "csv-report", "--org", "other"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("not enabled for org other"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // A retention plan (dry run): daily=1 keeps one; the newest is kept anyway.
+    let o = admin_cli(
+        &server,
+        &["retention", "plan", "--archive", &dev.archive, "--json"],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(plan["plugin"], "gfs-retention");
+    assert_eq!(plan["backups"], 2);
+    assert_eq!(plan["expire"].as_array().unwrap().len(), 1, "{plan}");
+    assert_eq!(plan["dry_run"], true);
+
+    // list, disable, enable, and the metrics.
+    let o = admin_cli(&server, &["plugin", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = list["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["csv-report", "gfs-retention", "webhook"]);
+    let o = admin_cli(&server, &["plugin", "disable", "csv-report"]);
+    assert!(text(&o.stdout).contains("disabled"), "{}", text(&o.stdout));
+    let o = admin_cli(&server, &["report", "run", "csv-report", "--org", "acme"]);
+    assert!(
+        text(&o.stderr).contains("plugin_failed"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = admin_cli(&server, &["plugin", "enable", "csv-report"]);
+    assert!(o.status.success());
+    let metrics = server.client().await.get("/metrics").await.unwrap();
+    let m = text(&metrics.body);
+    assert!(
+        m.contains("coffer_plugin_calls_total{plugin=\"csv-report\"}"),
+        "{m}"
+    );
+    assert!(m.trim_end().ends_with("# EOF"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_plugin_file_is_reloaded_and_a_broken_one_leaves_the_old_running() {
+    use crate::harness::{Opts, TestServer};
+    let plugins = plugins_dir(&["gfs-retention"]);
+    let config = format!(
+        "[plugins]\ndir = \"{}\"\nreload_poll_ms = 100\n[plugins.grants.gfs-retention]\norgs = [\"*\"]\n",
+        plugins.path().display()
+    );
+    let server = TestServer::start(Opts {
+        config: Some(config),
+        ..Opts::default()
+    })
+    .await;
+    let status = |server: &TestServer| -> serde_json::Value {
+        let o = server.cli(&["plugin", "status", "gfs-retention"]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let first = status(&server)["digest"].as_str().unwrap().to_string();
+    // A file that is not a component: refused, the old version serves on.
+    let wasm = plugins.path().join("gfs-retention/plugin.wasm");
+    let good = std::fs::read(&wasm).unwrap();
+    std::fs::write(wasm.with_extension("tmp"), b"\0asm\x01\0\0\0").unwrap();
+    std::fs::rename(wasm.with_extension("tmp"), &wasm).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let refused = loop {
+        let s = status(&server);
+        if s["load_error"].is_string() || std::time::Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        refused["load_error"]
+            .as_str()
+            .unwrap()
+            .contains("core WebAssembly module"),
+        "{refused}"
+    );
+    assert_eq!(
+        refused["digest"],
+        first.as_str(),
+        "the old version still serves"
+    );
+    // The hostile plugin under the same name, by explicit reload: swapped.
+    let (hostile, _) = example_or_test("hostile");
+    std::fs::write(&wasm, std::fs::read(hostile).unwrap()).unwrap();
+    let o = server.cli(&["plugin", "reload", "gfs-retention"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let s = status(&server);
+    assert_ne!(s["digest"], first.as_str());
+    assert!(s["load_error"].is_null(), "{s}");
+    let _ = good;
+}

@@ -6,6 +6,7 @@ use coffer_types::wire::{DeviceInfo, DeviceToken, EnrollDevice, OrgInfo, UserInf
 use coffer_types::Name;
 
 use crate::auth::new_device_token;
+use crate::events::{Event, EventKind};
 use crate::{random16, Coffer, CoreError, Result};
 
 impl Coffer {
@@ -119,6 +120,13 @@ impl Coffer {
         self.meta.enroll(&dev, &ar)?;
         self.meta.durable().await?;
         tracing::info!(%device, %archive, "device enrolled");
+        if let Ok(info) = self.device(&device) {
+            self.events.publish(Event {
+                at: now,
+                org: info.org.clone(),
+                kind: EventKind::DeviceEnrolled { device: info },
+            });
+        }
         Ok(DeviceToken {
             device,
             archive,
@@ -154,7 +162,15 @@ impl Coffer {
             .ok_or_else(|| CoreError::NotFound(format!("device {id} does not exist")))?;
         self.meta.durable().await?;
         tracing::info!(device = %id, "device token revoked");
-        self.device(id)
+        let info = self.device(id)?;
+        self.events.publish(Event {
+            at: self.now(),
+            org: info.org.clone(),
+            kind: EventKind::DeviceRevoked {
+                device: info.clone(),
+            },
+        });
+        Ok(info)
     }
 
     /// Issue a new token for a device; the old one stops working at once.

@@ -41,6 +41,8 @@ pub enum CoreError {
     RangeNotSatisfiable { size: u64 },
     #[error("the upload was interrupted: {0}")]
     BodyAborted(String),
+    #[error("{0}")]
+    PluginFailed(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -62,6 +64,7 @@ impl CoreError {
             Self::StorageFull(_) => ErrorCode::StorageFull,
             Self::StorageUnavailable(_) => ErrorCode::StorageUnavailable,
             Self::RangeNotSatisfiable { .. } => ErrorCode::RangeNotSatisfiable,
+            Self::PluginFailed(_) => ErrorCode::PluginFailed,
             Self::Internal(_) => ErrorCode::Internal,
         }
     }

@@ -10,7 +10,9 @@ mod admin;
 mod auth;
 mod clock;
 mod error;
+pub mod events;
 mod ingest;
+pub mod plugins;
 mod sessions;
 
 use std::sync::Arc;
@@ -89,6 +91,8 @@ pub struct Coffer {
     pub(crate) storage: BlockStore,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) limits: Limits,
+    pub(crate) events: Arc<events::EventBus>,
+    pub(crate) plugins: Arc<std::sync::OnceLock<Arc<dyn plugins::PluginAdmin>>>,
 }
 
 impl std::fmt::Debug for Coffer {
@@ -111,6 +115,35 @@ impl Coffer {
             storage,
             clock,
             limits,
+            events: Arc::default(),
+            plugins: Arc::default(),
+        }
+    }
+
+    /// Where the server's events are published (commits, sessions,
+    /// enrollments, revocations).
+    pub fn events(&self) -> &events::EventBus {
+        &self.events
+    }
+
+    /// Publish an event about `archive`'s device (never fails the caller).
+    pub(crate) fn publish_for_archive(
+        &self,
+        archive: &coffer_types::Name,
+        kind: impl FnOnce(coffer_types::Name) -> events::EventKind,
+    ) {
+        let found = self
+            .meta
+            .archive(archive)
+            .ok()
+            .flatten()
+            .and_then(|a| self.device(&a.device).ok());
+        if let Some(d) = found {
+            self.events.publish(events::Event {
+                at: self.now(),
+                org: d.org.clone(),
+                kind: kind(d.device),
+            });
         }
     }
 

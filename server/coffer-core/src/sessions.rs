@@ -13,6 +13,7 @@ use coffer_types::wire::{
 };
 use coffer_types::Name;
 
+use crate::events::EventKind;
 use crate::{random16, Coffer, CoreError, Result};
 
 /// Longest agent version string recorded.
@@ -47,7 +48,13 @@ impl Coffer {
         });
         self.meta.touch_device(&device.id, now, agent.as_deref())?;
         self.meta.durable().await?;
-        self.session_info(rec)
+        let info = self.session_info(rec)?;
+        let session = info.clone();
+        self.publish_for_archive(archive, |device| EventKind::SessionOpened {
+            device,
+            session,
+        });
+        Ok(info)
     }
 
     pub(crate) fn session_record(&self, archive: &Name, session: &str) -> Result<SessionRecord> {
@@ -160,7 +167,13 @@ impl Coffer {
                 self.meta.release_pins(archive, &s.id)?;
                 self.meta.durable().await?;
                 tracing::info!(archive = %archive, backup = %b.id, blocks = b.block_count, "backup committed");
-                Ok((backup_info(b, None), true))
+                let info = backup_info(b, None);
+                let backup = info.clone();
+                self.publish_for_archive(archive, |device| EventKind::BackupCommitted {
+                    device,
+                    backup,
+                });
+                Ok((info, true))
             }
             CommitOutcome::AlreadyCommitted(b) if b.manifest == req.manifest => {
                 // The first commit may not be durable yet if it raced this one.
@@ -198,7 +211,16 @@ impl Coffer {
         }
         self.meta.release_pins(archive, &s.id)?;
         self.meta.durable().await?;
-        self.session_info(updated)
+        let was_open = s.state == SessionState::Open;
+        let info = self.session_info(updated)?;
+        if was_open {
+            let session = info.clone();
+            self.publish_for_archive(archive, |device| EventKind::SessionAborted {
+                device,
+                session,
+            });
+        }
+        Ok(info)
     }
 
     /// Point the archive's reference `name` at a block it holds (e.g. the

@@ -146,9 +146,19 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
+        self.encode_with("")
+    }
+
+    /// The exposition with `extra` families (already in the text format)
+    /// placed before the closing `# EOF`.
+    pub fn encode_with(&self, extra: &str) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        if !extra.is_empty() {
+            let at = out.rfind("# EOF").unwrap_or(out.len());
+            out.insert_str(at, extra);
+        }
         out
     }
 }

@@ -13,7 +13,7 @@ use coffer_core::DeviceRecord;
 use coffer_core::{Coffer, CoreError};
 use coffer_types::wire::{
     AddUser, BackupList, CommitRequest, CreateOrg, DeviceList, EnrollDevice, MissingRequest,
-    OrgList, ProgressRequest, SetRef, UserList,
+    OrgList, PluginList, ProgressRequest, RunReport, SetRef, UserList,
 };
 use coffer_types::{ErrorCode, Name};
 use futures::TryStreamExt;
@@ -127,7 +127,7 @@ impl App {
                 header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )
-            .body(full(self.metrics.encode()))
+            .body(full(self.metrics.encode_with(&plugin_metrics(&self.core))))
             .expect("valid response")
     }
 
@@ -380,6 +380,12 @@ impl App {
             (["devices", _], &Method::GET) => "admin_get_device",
             (["devices", _, "revoke"], &Method::POST) => "admin_revoke_device",
             (["devices", _, "rotate"], &Method::POST) => "admin_rotate_device",
+            (["plugins"], &Method::GET) => "admin_list_plugins",
+            (["plugins", _, "enable"], &Method::POST) => "admin_enable_plugin",
+            (["plugins", _, "disable"], &Method::POST) => "admin_disable_plugin",
+            (["plugins", _, "reload"], &Method::POST) => "admin_reload_plugin",
+            (["plugins", _, "report"], &Method::POST) => "admin_run_report",
+            (["archives", _, "retention-plan"], &Method::GET) => "admin_retention_plan",
             _ => return ("unknown", Err(not_served(&m, segs))),
         };
         if let Err(e) = bearer(req.headers()).and_then(|t| self.core.authenticate_admin(t)) {
@@ -435,12 +441,129 @@ impl App {
                     StatusCode::OK,
                     &self.core.rotate_device_token(&name(segs[1])?).await?,
                 )),
+                "admin_list_plugins" => Ok(json(
+                    StatusCode::OK,
+                    &PluginList {
+                        plugins: self.core.plugins()?.list(),
+                    },
+                )),
+                "admin_enable_plugin" | "admin_disable_plugin" => Ok(json(
+                    StatusCode::OK,
+                    &self
+                        .core
+                        .plugins()?
+                        .set_enabled(segs[1], route == "admin_enable_plugin")?,
+                )),
+                "admin_reload_plugin" => Ok(json(
+                    StatusCode::OK,
+                    &self.core.plugins()?.reload(segs[1].to_string()).await?,
+                )),
+                "admin_run_report" => {
+                    let b: RunReport = self.read_json(req).await?;
+                    let (media, body) = self.core.plugins()?.report(segs[1].to_string(), b).await?;
+                    let mut r = Response::new(full(body));
+                    if let Ok(v) = HeaderValue::from_str(&media) {
+                        r.headers_mut().insert(header::CONTENT_TYPE, v);
+                    }
+                    Ok(r)
+                }
+                "admin_retention_plan" => {
+                    let plugin = req.uri().query().and_then(|q| {
+                        q.split('&')
+                            .find_map(|kv| kv.strip_prefix("plugin="))
+                            .map(str::to_string)
+                    });
+                    Ok(json(
+                        StatusCode::OK,
+                        &self
+                            .core
+                            .plugins()?
+                            .retention_plan(name(segs[1])?, plugin)
+                            .await?,
+                    ))
+                }
                 _ => Err(CoreError::Internal(format!("route {route} has no handler"))),
             }
         }
         .await;
         (route, r)
     }
+}
+
+/// A metric family: name, type, help, and its value for one plugin.
+type Series = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&coffer_types::wire::PluginInfo) -> Option<f64>,
+);
+
+/// Per-plugin series, from the plugin service's own counters.
+fn plugin_metrics(core: &Coffer) -> String {
+    use std::fmt::Write;
+    let Ok(p) = core.plugins() else {
+        return String::new();
+    };
+    let list = p.list();
+    let mut out = String::new();
+    let series: [Series; 7] = [
+        (
+            "coffer_plugin_calls",
+            "counter",
+            "Calls to the plugin",
+            |i| Some(i.calls as f64),
+        ),
+        (
+            "coffer_plugin_failures",
+            "counter",
+            "Failed calls (trap, timeout, limit, plugin error)",
+            |i| Some(i.failures as f64),
+        ),
+        (
+            "coffer_plugin_suspended",
+            "gauge",
+            "1 while the plugin is suspended",
+            |i| Some(i.suspended_for_secs.map_or(0.0, |_| 1.0)),
+        ),
+        (
+            "coffer_plugin_events_queued",
+            "counter",
+            "Events queued for an integration plugin",
+            |i| Some(i.events_queued as f64),
+        ),
+        (
+            "coffer_plugin_events_dropped",
+            "counter",
+            "Events dropped on a full queue",
+            |i| Some(i.events_dropped as f64),
+        ),
+        (
+            "coffer_plugin_latency_p50_seconds",
+            "gauge",
+            "Median call latency of the latest calls",
+            |i| i.p50_us.map(|u| u as f64 / 1e6),
+        ),
+        (
+            "coffer_plugin_latency_p99_seconds",
+            "gauge",
+            "99th percentile call latency of the latest calls",
+            |i| i.p99_us.map(|u| u as f64 / 1e6),
+        ),
+    ];
+    for (name, kind, help, get) in series {
+        let (metric, suffix) = match kind {
+            "counter" => (name, "_total"),
+            _ => (name, ""),
+        };
+        let _ = writeln!(out, "# HELP {metric} {help}.");
+        let _ = writeln!(out, "# TYPE {metric} {kind}");
+        for i in &list {
+            if let Some(v) = get(i) {
+                let _ = writeln!(out, "{metric}{suffix}{{plugin=\"{}\"}} {v}", i.name);
+            }
+        }
+    }
+    out
 }
 
 fn agent_route(segs: &[&str], m: &Method) -> &'static str {

@@ -43,6 +43,9 @@ pub enum ErrorCode {
     RangeNotSatisfiable,
     /// The server is shutting down.
     ShuttingDown,
+    /// A plugin failed (trapped, ran out of time or memory, returned an
+    /// error, or is suspended); the message says which.
+    PluginFailed,
     /// A bug or an unexpected failure; the log has details.
     Internal,
 }
@@ -68,6 +71,7 @@ impl ErrorCode {
             Self::CorruptBlock => "corrupt_block",
             Self::RangeNotSatisfiable => "range_not_satisfiable",
             Self::ShuttingDown => "shutting_down",
+            Self::PluginFailed => "plugin_failed",
             Self::Internal => "internal",
         }
     }
@@ -86,6 +90,7 @@ impl ErrorCode {
             Self::Internal | Self::CorruptBlock => 500,
             Self::StorageUnavailable | Self::ShuttingDown => 503,
             Self::StorageFull => 507,
+            Self::PluginFailed => 502,
         }
     }
 
@@ -93,7 +98,11 @@ impl ErrorCode {
     pub fn retryable(self) -> bool {
         matches!(
             self,
-            Self::StorageUnavailable | Self::ShuttingDown | Self::StorageFull | Self::Internal
+            Self::StorageUnavailable
+                | Self::ShuttingDown
+                | Self::StorageFull
+                | Self::PluginFailed
+                | Self::Internal
         )
     }
 
@@ -116,6 +125,7 @@ impl ErrorCode {
         Self::CorruptBlock,
         Self::RangeNotSatisfiable,
         Self::ShuttingDown,
+        Self::PluginFailed,
         Self::Internal,
     ];
 }

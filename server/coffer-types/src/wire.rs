@@ -251,3 +251,54 @@ pub struct DeviceInfo {
 pub struct DeviceList {
     pub devices: Vec<DeviceInfo>,
 }
+
+/// A plugin as the admin API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    /// reporter, retention or integration.
+    pub world: String,
+    /// Enabled by the operator (a suspended plugin is still enabled).
+    pub enabled: bool,
+    /// Organizations it serves (and their sub-organizations); `*` is all.
+    pub orgs: Vec<String>,
+    /// blake3 of the loaded component.
+    pub digest: String,
+    pub calls: u64,
+    pub failures: u64,
+    pub failures_in_a_row: u32,
+    /// Seconds until a suspended plugin is tried again.
+    pub suspended_for_secs: Option<u64>,
+    pub last_error: Option<String>,
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+    /// Integration plugins: events queued for it and dropped on a full queue.
+    pub events_queued: u64,
+    pub events_dropped: u64,
+    /// Why the newest file in the plugins directory was not loaded (the
+    /// previous version keeps running).
+    pub load_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PluginList {
+    pub plugins: Vec<PluginInfo>,
+}
+
+/// `POST /admin/v1/plugins/{name}/report`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunReport {
+    /// The organization the report is for (the plugin sees its inventory).
+    pub org: Name,
+    #[serde(default)]
+    pub params: Vec<(String, String)>,
+    /// csv or json (for tables; documents pass through).
+    #[serde(default = "json_format")]
+    pub format: String,
+}
+
+fn json_format() -> String {
+    "json".into()
+}

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use coffer_http::client::{Client, ClientResponse, ClientTls};
 use coffer_types::wire::{
     AddUser, CreateOrg, DeviceInfo, DeviceList, DeviceToken, EnrollDevice, OrgInfo, OrgList,
-    UserInfo, UserList,
+    PluginInfo, PluginList, RunReport, UserInfo, UserList,
 };
 use coffer_types::{Name, UnixMillis};
 use serde::de::DeserializeOwned;
@@ -60,6 +60,68 @@ enum AdminCommand {
     Device {
         #[command(subcommand)]
         command: DeviceCommand,
+    },
+    /// WebAssembly plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// Reports made by reporter plugins.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+    /// Retention plans made by retention plugins.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Every plugin with its calls, failures and state.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One plugin in detail.
+    Status { name: String },
+    /// Enable a plugin (and lift a suspension).
+    Enable { name: String },
+    /// Disable a plugin: it is not called until enabled again.
+    Disable { name: String },
+    /// Load the plugin's files again now (compile, check, smoke call, swap).
+    Reload { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportCommand {
+    /// Run a reporter plugin for an organization and print its report.
+    Run {
+        plugin: String,
+        #[arg(long)]
+        org: Name,
+        /// A parameter for the report, KEY=VALUE (repeatable).
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        #[arg(long, default_value = "csv")]
+        format: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RetentionCommand {
+    /// Show which backups a retention plugin would expire (a dry run).
+    Plan {
+        #[arg(long)]
+        archive: Name,
+        /// The plugin (default: the enabled retention plugin serving the
+        /// archive's organization).
+        #[arg(long)]
+        plugin: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -287,8 +349,160 @@ async fn run_async(args: AdminArgs) -> anyhow::Result<()> {
             )?;
             print_token(&t, json)?;
         }
+        AdminCommand::Plugin { command } => plugin_command(&client, command).await?,
+        AdminCommand::Report {
+            command:
+                ReportCommand::Run {
+                    plugin,
+                    org,
+                    params,
+                    format,
+                },
+        } => {
+            let params = params
+                .iter()
+                .map(|p| {
+                    p.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .with_context(|| format!("--param {p:?}: expected KEY=VALUE"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let r = client
+                .post_json(
+                    &format!("/admin/v1/plugins/{plugin}/report"),
+                    &RunReport {
+                        org,
+                        params,
+                        format,
+                    },
+                )
+                .await?;
+            if r.error().is_some() || !r.is_success() {
+                call::<serde_json::Value>(r)?;
+            } else {
+                use std::io::Write;
+                std::io::stdout().write_all(&r.body)?;
+            }
+        }
+        AdminCommand::Retention {
+            command:
+                RetentionCommand::Plan {
+                    archive,
+                    plugin,
+                    json,
+                },
+        } => {
+            let q = plugin.map(|p| format!("?plugin={p}")).unwrap_or_default();
+            let v: serde_json::Value = call(
+                client
+                    .get(&format!("/admin/v1/archives/{archive}/retention-plan{q}"))
+                    .await?,
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "retention plan for archive {} by plugin {} (dry run; nothing is expired): {} of {} backups",
+                    v["archive"].as_str().unwrap_or(""),
+                    v["plugin"].as_str().unwrap_or(""),
+                    v["expire"].as_array().map_or(0, Vec::len),
+                    v["backups"]
+                );
+                for e in v["expire"].as_array().into_iter().flatten() {
+                    println!(
+                        "EXPIRE {}  {}",
+                        e["backup"].as_str().unwrap_or(""),
+                        e["reason"].as_str().unwrap_or("")
+                    );
+                }
+                for k in v["kept_by_host"].as_array().into_iter().flatten() {
+                    println!(
+                        "KEEP   {}  {} (the plugin proposed it)",
+                        k["backup"].as_str().unwrap_or(""),
+                        k["reason"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
     }
     Ok(())
+}
+
+async fn plugin_command(client: &Client, command: PluginCommand) -> anyhow::Result<()> {
+    let (path, name) = match &command {
+        PluginCommand::List { json } => {
+            let l: PluginList = call(client.get("/admin/v1/plugins").await?)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&l)?);
+            } else {
+                table(
+                    &[
+                        "PLUGIN", "VERSION", "WORLD", "STATE", "ORGS", "CALLS", "FAILED", "P50",
+                        "P99", "DROPPED",
+                    ],
+                    l.plugins.iter().map(|p| {
+                        let us = |v: Option<u64>| v.map_or("-".into(), |u| format!("{u} µs"));
+                        vec![
+                            p.name.clone(),
+                            p.version.clone(),
+                            p.world.clone(),
+                            plugin_state(p),
+                            if p.orgs.is_empty() {
+                                "(none)".into()
+                            } else {
+                                p.orgs.join(",")
+                            },
+                            p.calls.to_string(),
+                            p.failures.to_string(),
+                            us(p.p50_us),
+                            us(p.p99_us),
+                            p.events_dropped.to_string(),
+                        ]
+                    }),
+                );
+            }
+            return Ok(());
+        }
+        PluginCommand::Status { name } => {
+            let l: PluginList = call(client.get("/admin/v1/plugins").await?)?;
+            let p = l
+                .plugins
+                .into_iter()
+                .find(|p| &p.name == name)
+                .with_context(|| format!("no plugin named {name:?}"))?;
+            println!("{}", serde_json::to_string_pretty(&p)?);
+            return Ok(());
+        }
+        PluginCommand::Enable { name } => ("enable", name),
+        PluginCommand::Disable { name } => ("disable", name),
+        PluginCommand::Reload { name } => ("reload", name),
+    };
+    let p: PluginInfo = call(
+        client
+            .post_json(
+                &format!("/admin/v1/plugins/{name}/{path}"),
+                &serde_json::json!({}),
+            )
+            .await?,
+    )?;
+    println!(
+        "plugin {} {} ({}): {}",
+        p.name,
+        p.version,
+        p.world,
+        plugin_state(&p)
+    );
+    Ok(())
+}
+
+fn plugin_state(p: &PluginInfo) -> String {
+    match (&p.load_error, p.suspended_for_secs, p.enabled) {
+        (Some(_), _, _) if p.version.is_empty() => "not loaded".into(),
+        (_, Some(s), _) => format!("suspended {s} s"),
+        (_, None, false) => "disabled".into(),
+        (Some(_), None, true) => "enabled (newer files refused)".into(),
+        (None, None, true) => "enabled".into(),
+    }
 }
 
 /// The body of a successful answer, or the server's error as an error.

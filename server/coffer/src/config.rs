@@ -30,6 +30,8 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub plugins: PluginsConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -45,6 +47,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             limits: Limits::default(),
             log: LogConfig::default(),
+            plugins: PluginsConfig::default(),
         }
     }
 }
@@ -111,6 +114,7 @@ impl Config {
             self.tls.validate(),
             self.storage.validate(),
             self.limits.validate(),
+            self.plugins.validate(),
         ];
         for c in checks {
             if let Err(msg) = c {
@@ -233,5 +237,92 @@ mod tests {
         assert_eq!(cfg.http.listen.port(), 2);
         assert_eq!(cfg.storage.backend, coffer_storage::Backend::Memory);
         assert_eq!(cfg.limits.max_block_bytes, 1024);
+    }
+}
+
+/// `[plugins]`: the WebAssembly plugins. Each plugin is a directory
+/// `<dir>/<name>/` holding `plugin.toml` and `plugin.wasm`; it runs only for
+/// the organizations its `[plugins.grants.<name>]` lists, with only the
+/// capabilities granted there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    pub enabled: bool,
+    /// Default `<data_dir>/plugins`.
+    pub dir: Option<PathBuf>,
+    /// Guest execution time per call.
+    pub cpu_ms: u64,
+    /// Wall-clock time per call, host calls included.
+    pub call_timeout_ms: u64,
+    /// Each linear memory of a plugin instance.
+    pub memory_mib: u64,
+    /// Events waiting per integration plugin; beyond, events are dropped
+    /// and counted (ingest never waits for a plugin).
+    pub queue_capacity: usize,
+    /// Events per call to an integration plugin.
+    pub batch_max: usize,
+    /// How long a batch waits to fill.
+    pub batch_wait_ms: u64,
+    /// How often the plugins directory is checked for changed files (0: only
+    /// on `coffer admin plugin reload`).
+    pub reload_poll_ms: u64,
+    /// Failures in a row that suspend a plugin (doubling backoff from 30 s).
+    pub suspend_after: u32,
+    pub grants: std::collections::BTreeMap<String, PluginGrant>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: None,
+            cpu_ms: 500,
+            call_timeout_ms: 5000,
+            memory_mib: 64,
+            queue_capacity: 1024,
+            batch_max: 100,
+            batch_wait_ms: 200,
+            reload_poll_ms: 2000,
+            suspend_after: 5,
+            grants: Default::default(),
+        }
+    }
+}
+
+/// What the operator grants one plugin.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginGrant {
+    /// Organizations served, with their sub-organizations; "*" for all.
+    pub orgs: Vec<String>,
+    /// kv, http, inventory.
+    pub capabilities: Vec<String>,
+    /// host or host:port for outbound HTTP; empty denies all.
+    pub allowed_hosts: Vec<String>,
+    /// The plugin's settings (checked against its manifest's schema).
+    pub config: std::collections::BTreeMap<String, String>,
+}
+
+impl PluginsConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.cpu_ms == 0 || self.call_timeout_ms == 0 {
+            return Err("plugins.cpu_ms and plugins.call_timeout_ms must be above 0".into());
+        }
+        if !(1..=4096).contains(&self.memory_mib) {
+            return Err("plugins.memory_mib must be between 1 and 4096".into());
+        }
+        if self.queue_capacity == 0 || self.batch_max == 0 {
+            return Err("plugins.queue_capacity and plugins.batch_max must be above 0".into());
+        }
+        for (name, g) in &self.grants {
+            for c in &g.capabilities {
+                if !matches!(c.as_str(), "kv" | "http" | "inventory") {
+                    return Err(format!(
+                        "plugins.grants.{name}.capabilities: {c:?} is not kv, http or inventory"
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -5,6 +5,7 @@ mod admin;
 mod config;
 mod plugin_cmd;
 mod plugin_http;
+mod plugins;
 mod serve;
 
 use std::path::PathBuf;

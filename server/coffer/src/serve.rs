@@ -143,6 +143,15 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         let _ = tx.send(true);
     });
 
+    // Plugins: loaded before serving; a broken plugin is reported, not fatal.
+    let _plugins = if cfg.plugins.enabled {
+        let m = crate::plugins::Manager::start(core.clone(), cfg.plugins.clone(), data_dir).await?;
+        core.set_plugins(m.clone());
+        Some(m)
+    } else {
+        None
+    };
+
     let metrics = Arc::new(Metrics::new());
     Server::new(core.clone(), cfg.http.clone(), tls.as_ref(), metrics)
         .run(listener, rx)

@@ -1,0 +1,151 @@
+//! What happened on the server, for whoever subscribed (the plugin
+//! integrations). Publishing never blocks and never fails the operation that
+//! published: each subscriber has a bounded queue, and a full queue drops
+//! the event and counts it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use coffer_types::wire::{BackupInfo, DeviceInfo, SessionInfo};
+use coffer_types::{Name, UnixMillis};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    BackupCommitted { device: Name, backup: BackupInfo },
+    SessionOpened { device: Name, session: SessionInfo },
+    SessionAborted { device: Name, session: SessionInfo },
+    DeviceEnrolled { device: DeviceInfo },
+    DeviceRevoked { device: DeviceInfo },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Server-stamped.
+    pub at: UnixMillis,
+    /// The organization the event belongs to.
+    pub org: Name,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// One subscriber's queue and its counters.
+#[derive(Debug)]
+pub struct Subscriber {
+    pub name: String,
+    tx: mpsc::Sender<Event>,
+    published: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl Subscriber {
+    /// Events queued for this subscriber so far.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+    /// Events dropped because its queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// The fan-out of events to subscribers.
+#[derive(Debug, Default)]
+pub struct EventBus {
+    subs: RwLock<Vec<Arc<Subscriber>>>,
+}
+
+impl EventBus {
+    /// Subscribe `name` with a queue of `capacity` events (replacing an
+    /// earlier subscription of the same name).
+    pub fn subscribe(
+        &self,
+        name: &str,
+        capacity: usize,
+    ) -> (Arc<Subscriber>, mpsc::Receiver<Event>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let s = Arc::new(Subscriber {
+            name: name.to_string(),
+            tx,
+            published: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        });
+        let mut subs = self.subs.write().unwrap();
+        subs.retain(|o| o.name != name);
+        subs.push(s.clone());
+        (s, rx)
+    }
+
+    pub fn unsubscribe(&self, name: &str) {
+        self.subs.write().unwrap().retain(|o| o.name != name);
+    }
+
+    /// Offer `event` to every subscriber without waiting.
+    pub fn publish(&self, event: Event) {
+        let subs = self.subs.read().unwrap();
+        for s in subs.iter() {
+            match s.tx.try_send(event.clone()) {
+                Ok(()) => {
+                    s.published.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    s.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> Name {
+        Name::new(s).unwrap()
+    }
+
+    fn ev() -> Event {
+        Event {
+            at: 1,
+            org: n("acme"),
+            kind: EventKind::DeviceRevoked {
+                device: DeviceInfo {
+                    device: n("dv_1"),
+                    name: "laptop".into(),
+                    org: n("acme"),
+                    user: n("ann"),
+                    os: None,
+                    archive: n("ar_1"),
+                    revoked: true,
+                    enrolled_at: 0,
+                    last_connection: None,
+                    agent_version: None,
+                    bytes_stored: 0,
+                    block_count: 0,
+                    backup_count: 0,
+                    last_activity: None,
+                    last_completed: None,
+                    percent_complete: None,
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_without_blocking() {
+        let bus = EventBus::default();
+        let (slow, mut rx) = bus.subscribe("slow", 2);
+        for _ in 0..5 {
+            bus.publish(ev());
+        }
+        assert_eq!((slow.published(), slow.dropped()), (2, 3));
+        assert!(rx.try_recv().is_ok());
+        bus.publish(ev());
+        assert_eq!(slow.published(), 3);
+        bus.unsubscribe("slow");
+        bus.publish(ev());
+        assert_eq!(slow.published() + slow.dropped(), 6);
+    }
+}

@@ -1,0 +1,657 @@
+//! The server's plugins: loaded from the plugins directory at start and
+//! again when their files change, served per organization as the operator's
+//! grants say, fed events through bounded queues, and reached by the admin
+//! API through `coffer_core::plugins::PluginAdmin`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use coffer_core::events::{self, EventKind, Subscriber};
+use coffer_core::plugins::PluginAdmin;
+use coffer_core::{Coffer, CoreError};
+use coffer_plugin_host::bindings::types;
+use coffer_plugin_host::{
+    guard, report, CallInfo, Grants, Host, HostOptions, Inventory, Limits, Manifest, Plugin, World,
+};
+use coffer_types::wire::{BackupInfo, DeviceInfo, PluginInfo, RunReport, SessionInfo};
+use coffer_types::Name;
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+
+use crate::config::PluginsConfig;
+
+/// One plugin name: the version serving now, and what the operator set.
+struct Slot {
+    current: RwLock<Option<Arc<Plugin>>>,
+    enabled: AtomicBool,
+    load_error: Mutex<Option<String>>,
+    /// What the files looked like when last loaded (or refused).
+    stamp: Mutex<Option<Stamp>>,
+    subscriber: Mutex<Option<Arc<Subscriber>>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Stamp(Vec<(u64, Option<SystemTime>)>);
+
+fn stamp(dir: &Path) -> Stamp {
+    Stamp(
+        ["plugin.toml", "plugin.wasm"]
+            .iter()
+            .map(|f| {
+                std::fs::metadata(dir.join(f))
+                    .map(|m| (m.len(), m.modified().ok()))
+                    .unwrap_or((0, None))
+            })
+            .collect(),
+    )
+}
+
+pub struct Manager {
+    host: Host,
+    core: Coffer,
+    dir: PathBuf,
+    cfg: PluginsConfig,
+    slots: RwLock<BTreeMap<String, Arc<Slot>>>,
+    /// Itself, for the event workers it starts.
+    me: std::sync::Weak<Manager>,
+}
+
+impl Manager {
+    /// Build the host, load every plugin in the directory, start the event
+    /// workers and the reload poller.
+    pub async fn start(
+        core: Coffer,
+        cfg: PluginsConfig,
+        data_dir: &Path,
+    ) -> anyhow::Result<Arc<Self>> {
+        let dir = cfg.dir.clone().unwrap_or_else(|| data_dir.join("plugins"));
+        std::fs::create_dir_all(&dir)?;
+        let host = Host::new(HostOptions {
+            limits: Limits {
+                memory_bytes: (cfg.memory_mib << 20) as usize,
+                cpu_ms: cfg.cpu_ms,
+                call_timeout: Duration::from_millis(cfg.call_timeout_ms),
+                suspend_after: cfg.suspend_after,
+                ..Limits::default()
+            },
+            cache_dir: Some(data_dir.join("plugin-cache")),
+            http: Some(Arc::new(crate::plugin_http::PluginHttp::new()?)),
+            ..HostOptions::default()
+        })?;
+        tracing::info!(dir = %dir.display(), pooling = host.pooling(), "plugins: host ready");
+        let m = Arc::new_cyclic(|me| Self {
+            host,
+            core,
+            dir,
+            cfg,
+            slots: RwLock::default(),
+            me: me.clone(),
+        });
+        m.scan().await;
+        if m.cfg.reload_poll_ms > 0 {
+            let weak = Arc::downgrade(&m);
+            let every = Duration::from_millis(m.cfg.reload_poll_ms);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let Some(m) = weak.upgrade() else { return };
+                    m.scan().await;
+                }
+            });
+        }
+        Ok(m)
+    }
+
+    /// Load new or changed plugin directories; unload removed ones.
+    async fn scan(&self) {
+        let mut present = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(&self.dir) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.join("plugin.toml").is_file() && p.join("plugin.wasm").is_file() {
+                    if let Some(n) = p.file_name().and_then(|n| n.to_str()) {
+                        present.push(n.to_string());
+                    }
+                }
+            }
+        }
+        for name in &present {
+            let slot = self.slot(name);
+            let now = stamp(&self.dir.join(name));
+            if slot.stamp.lock().unwrap().as_ref() != Some(&now) {
+                let _ = self.load(name).await;
+            }
+        }
+        let gone: Vec<String> = self
+            .slots
+            .read()
+            .unwrap()
+            .keys()
+            .filter(|k| !present.contains(k))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(slot) = self.slots.write().unwrap().remove(&name) {
+                self.core.events().unsubscribe(&name);
+                *slot.current.write().unwrap() = None;
+                tracing::info!(plugin = %name, "plugin removed from the plugins directory; unloaded");
+            }
+        }
+    }
+
+    fn slot(&self, name: &str) -> Arc<Slot> {
+        self.slots
+            .write()
+            .unwrap()
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                Arc::new(Slot {
+                    current: RwLock::new(None),
+                    enabled: AtomicBool::new(true),
+                    load_error: Mutex::new(None),
+                    stamp: Mutex::new(None),
+                    subscriber: Mutex::new(None),
+                })
+            })
+            .clone()
+    }
+
+    fn grants(&self, name: &str) -> Grants {
+        let g = self.cfg.grants.get(name).cloned().unwrap_or_default();
+        Grants {
+            capabilities: g
+                .capabilities
+                .iter()
+                .filter_map(|c| serde_json::from_value(serde_json::Value::String(c.clone())).ok())
+                .collect(),
+            allowed_hosts: g.allowed_hosts,
+            config: g.config,
+        }
+    }
+
+    /// Load (or reload) `name`: compile off the async workers, link against
+    /// its world, one smoke call, then swap. A failure leaves the running
+    /// version in place and says why.
+    async fn load(&self, name: &str) -> Result<(), String> {
+        let slot = self.slot(name);
+        let dir = self.dir.join(name);
+        let st = stamp(&dir);
+        let result = self.build(name, &dir).await;
+        *slot.stamp.lock().unwrap() = Some(st);
+        match result {
+            Ok(p) => {
+                let world = p.manifest().world;
+                let version = p.manifest().version.clone();
+                let old = slot.current.write().unwrap().replace(Arc::new(p));
+                *slot.load_error.lock().unwrap() = None;
+                tracing::info!(plugin = name, %version, %world, reloaded = old.is_some(), "plugin loaded");
+                if world == World::Integration && slot.subscriber.lock().unwrap().is_none() {
+                    self.start_worker(name, &slot);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let running = slot.current.read().unwrap().is_some();
+                tracing::error!(
+                    plugin = name,
+                    "plugin not loaded: {e}{}",
+                    if running {
+                        "; the previous version keeps running"
+                    } else {
+                        ""
+                    }
+                );
+                *slot.load_error.lock().unwrap() = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    async fn build(&self, name: &str, dir: &Path) -> Result<Plugin, String> {
+        let text = std::fs::read_to_string(dir.join("plugin.toml"))
+            .map_err(|e| format!("read plugin.toml: {e}"))?;
+        let manifest = Manifest::parse(&text).map_err(|e| format!("plugin.toml: {e:#}"))?;
+        if manifest.name != name {
+            return Err(format!(
+                "plugin.toml names it {:?} but its directory is {name:?}",
+                manifest.name
+            ));
+        }
+        let wasm =
+            std::fs::read(dir.join("plugin.wasm")).map_err(|e| format!("read plugin.wasm: {e}"))?;
+        let host = self.host.clone();
+        let grants = self.grants(name);
+        let plugin = tokio::task::spawn_blocking(move || host.load(&wasm, manifest, grants))
+            .await
+            .map_err(|e| format!("compile: {e}"))?
+            .map_err(|e| format!("{e:#}"))?;
+        self.smoke(&plugin).await?;
+        Ok(plugin)
+    }
+
+    /// One call with empty input: a plugin that cannot answer that is not
+    /// swapped in.
+    async fn smoke(&self, p: &Plugin) -> Result<(), String> {
+        let info = CallInfo {
+            org: "smoke-test".into(),
+            now_ms: now_ms(),
+        };
+        let r = match p.manifest().world {
+            World::Retention => {
+                let a = types::Archive {
+                    id: "smoke-test".into(),
+                    device: "smoke-test".into(),
+                    org: "smoke-test".into(),
+                };
+                p.plan(&info, &a, &[]).await.map(|_| ())
+            }
+            World::Reporter => p.report(&info, &[], Arc::default()).await.map(|_| ()),
+            World::Integration => p.on_events(&info, &[]).await,
+        };
+        r.map_err(|e| format!("smoke call failed: {e}"))
+    }
+
+    fn start_worker(&self, name: &str, slot: &Arc<Slot>) {
+        let (sub, rx) = self.core.events().subscribe(name, self.cfg.queue_capacity);
+        *slot.subscriber.lock().unwrap() = Some(sub);
+        let (m, slot, name) = (self.me.clone(), slot.clone(), name.to_string());
+        tokio::spawn(deliver(m, slot, name, rx));
+    }
+
+    /// The org tree: org -> parent.
+    fn parents(&self) -> HashMap<String, Option<String>> {
+        self.core
+            .orgs()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|o| (o.name.to_string(), o.parent.map(|p| p.to_string())))
+            .collect()
+    }
+
+    /// Whether `name` serves `org` (granted to it or to an ancestor).
+    fn serves(&self, name: &str, org: &str, parents: &HashMap<String, Option<String>>) -> bool {
+        let Some(g) = self.cfg.grants.get(name) else {
+            return false;
+        };
+        if g.orgs.iter().any(|o| o == "*") {
+            return true;
+        }
+        let mut at = Some(org.to_string());
+        let mut hops = 0;
+        while let Some(o) = at {
+            if g.orgs.contains(&o) {
+                return true;
+            }
+            hops += 1;
+            if hops > 64 {
+                break;
+            }
+            at = parents.get(&o).cloned().flatten();
+        }
+        false
+    }
+
+    fn running(&self, name: &str) -> Result<(Arc<Slot>, Arc<Plugin>), CoreError> {
+        let slot = self
+            .slots
+            .read()
+            .unwrap()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| {
+                CoreError::NotFound(format!(
+                    "no plugin named {name:?} in {}",
+                    self.dir.display()
+                ))
+            })?;
+        let p = slot.current.read().unwrap().clone().ok_or_else(|| {
+            CoreError::NotFound(format!(
+                "plugin {name} is not loaded: {}",
+                slot.load_error.lock().unwrap().clone().unwrap_or_default()
+            ))
+        })?;
+        Ok((slot, p))
+    }
+
+    fn info(&self, name: &str, slot: &Slot) -> PluginInfo {
+        let p = slot.current.read().unwrap().clone();
+        let st = p.as_ref().map(|p| p.status());
+        let sub = slot.subscriber.lock().unwrap().clone();
+        PluginInfo {
+            name: name.to_string(),
+            version: st.as_ref().map(|s| s.version.clone()).unwrap_or_default(),
+            world: st.as_ref().map(|s| s.world.to_string()).unwrap_or_default(),
+            enabled: slot.enabled.load(Ordering::Relaxed),
+            orgs: self
+                .cfg
+                .grants
+                .get(name)
+                .map(|g| g.orgs.clone())
+                .unwrap_or_default(),
+            digest: st.as_ref().map(|s| s.digest.clone()).unwrap_or_default(),
+            calls: st.as_ref().map_or(0, |s| s.calls),
+            failures: st.as_ref().map_or(0, |s| s.failures),
+            failures_in_a_row: st.as_ref().map_or(0, |s| s.failures_in_a_row),
+            suspended_for_secs: st.as_ref().and_then(|s| s.suspended_for_secs),
+            last_error: st.as_ref().and_then(|s| s.last_error.clone()),
+            p50_us: st.as_ref().and_then(|s| s.p50_us),
+            p99_us: st.as_ref().and_then(|s| s.p99_us),
+            events_queued: sub.as_ref().map_or(0, |s| s.published()),
+            events_dropped: sub.as_ref().map_or(0, |s| s.dropped()),
+            load_error: slot.load_error.lock().unwrap().clone(),
+        }
+    }
+
+    fn inventory(&self, org: &str) -> Result<Inventory, CoreError> {
+        let parents = self.parents();
+        let within = |o: &str| {
+            let mut at = Some(o.to_string());
+            while let Some(x) = at {
+                if x == org {
+                    return true;
+                }
+                at = parents.get(&x).cloned().flatten();
+            }
+            false
+        };
+        let mut inv = Inventory::default();
+        for d in self.core.devices()? {
+            if !within(d.org.as_str()) {
+                continue;
+            }
+            let backups = self.core.backups(&d.archive)?;
+            inv.backups.insert(
+                d.archive.to_string(),
+                backups.iter().map(backup_summary).collect(),
+            );
+            inv.devices.push(device(&d));
+        }
+        Ok(inv)
+    }
+}
+
+/// An integration plugin's worker: batches from its queue, filtered by the
+/// organizations it serves, one call per organization in the batch.
+async fn deliver(
+    m: std::sync::Weak<Manager>,
+    slot: Arc<Slot>,
+    name: String,
+    mut rx: mpsc::Receiver<events::Event>,
+) {
+    let mut seq = 0u64;
+    while let Some(first) = rx.recv().await {
+        let Some(m) = m.upgrade() else { return };
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(m.cfg.batch_wait_ms);
+        while batch.len() < m.cfg.batch_max {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(e)) => batch.push(e),
+                _ => break,
+            }
+        }
+        let Some(plugin) = slot.current.read().unwrap().clone() else {
+            continue;
+        };
+        if !slot.enabled.load(Ordering::Relaxed) {
+            continue;
+        }
+        let parents = m.parents();
+        let mut by_org: BTreeMap<String, Vec<types::Event>> = BTreeMap::new();
+        for e in batch {
+            if !m.serves(&name, e.org.as_str(), &parents) {
+                continue;
+            }
+            seq += 1;
+            by_org
+                .entry(e.org.to_string())
+                .or_default()
+                .push(wit_event(seq, &e));
+        }
+        for (org, events) in by_org {
+            let info = CallInfo {
+                org,
+                now_ms: now_ms(),
+            };
+            // Failures are counted and logged by the host; integrations
+            // fail open: the server carries on.
+            let _ = plugin.on_events(&info, &events).await;
+        }
+    }
+}
+
+impl PluginAdmin for Manager {
+    fn list(&self) -> Vec<PluginInfo> {
+        let slots: Vec<(String, Arc<Slot>)> = self
+            .slots
+            .read()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        slots.iter().map(|(n, s)| self.info(n, s)).collect()
+    }
+
+    fn set_enabled(&self, name: &str, enabled: bool) -> Result<PluginInfo, CoreError> {
+        let (slot, p) = self.running(name)?;
+        slot.enabled.store(enabled, Ordering::Relaxed);
+        if enabled {
+            p.resume();
+        }
+        tracing::info!(
+            plugin = name,
+            enabled,
+            "plugin {}",
+            if enabled { "enabled" } else { "disabled" }
+        );
+        Ok(self.info(name, &slot))
+    }
+
+    fn reload(&self, name: String) -> BoxFuture<'_, Result<PluginInfo, CoreError>> {
+        Box::pin(async move {
+            if !self.dir.join(&name).join("plugin.wasm").is_file() {
+                return Err(CoreError::NotFound(format!(
+                    "no plugin {name:?}: expected {}",
+                    self.dir.join(&name).join("plugin.wasm").display()
+                )));
+            }
+            match self.load(&name).await {
+                Ok(()) => Ok(self.info(&name, &self.slot(&name))),
+                Err(e) => Err(CoreError::InvalidRequest(format!(
+                    "plugin {name} was not reloaded: {e}{}",
+                    if self.slot(&name).current.read().unwrap().is_some() {
+                        "; the previous version keeps running"
+                    } else {
+                        ""
+                    }
+                ))),
+            }
+        })
+    }
+
+    fn report(
+        &self,
+        name: String,
+        req: RunReport,
+    ) -> BoxFuture<'_, Result<(String, Vec<u8>), CoreError>> {
+        Box::pin(async move {
+            let (slot, p) = self.running(&name)?;
+            if p.manifest().world != World::Reporter {
+                return Err(CoreError::InvalidRequest(format!(
+                    "plugin {name} is a {} plugin, not a reporter",
+                    p.manifest().world
+                )));
+            }
+            if !slot.enabled.load(Ordering::Relaxed) {
+                return Err(CoreError::PluginFailed(format!(
+                    "plugin {name} is disabled"
+                )));
+            }
+            if !self.serves(&name, req.org.as_str(), &self.parents()) {
+                return Err(CoreError::Forbidden(format!(
+                    "plugin {name} is not enabled for org {} (plugins.grants.{name}.orgs)",
+                    req.org
+                )));
+            }
+            let inv = Arc::new(self.inventory(req.org.as_str())?);
+            let info = CallInfo {
+                org: req.org.to_string(),
+                now_ms: now_ms(),
+            };
+            let r = p.report(&info, &req.params, inv).await.map_err(|e| {
+                CoreError::PluginFailed(format!("plugin {name}: {e} ({})", e.code()))
+            })?;
+            report::render(&r, &req.format).map_err(|e| CoreError::InvalidRequest(format!("{e:#}")))
+        })
+    }
+
+    fn retention_plan(
+        &self,
+        archive: Name,
+        plugin: Option<String>,
+    ) -> BoxFuture<'_, Result<serde_json::Value, CoreError>> {
+        Box::pin(async move {
+            let dev = self
+                .core
+                .devices()?
+                .into_iter()
+                .find(|d| d.archive == archive)
+                .ok_or_else(|| CoreError::NotFound(format!("archive {archive} does not exist")))?;
+            let parents = self.parents();
+            let name = match plugin {
+                Some(n) => n,
+                None => self
+                    .list()
+                    .into_iter()
+                    .find(|i| {
+                        i.world == "retention"
+                            && i.enabled
+                            && self.serves(&i.name, dev.org.as_str(), &parents)
+                    })
+                    .map(|i| i.name)
+                    .ok_or_else(|| {
+                        CoreError::NotFound(format!(
+                            "no enabled retention plugin serves org {}; name one with --plugin",
+                            dev.org
+                        ))
+                    })?,
+            };
+            let (slot, p) = self.running(&name)?;
+            if p.manifest().world != World::Retention {
+                return Err(CoreError::InvalidRequest(format!(
+                    "plugin {name} is a {} plugin, not a retention plugin",
+                    p.manifest().world
+                )));
+            }
+            if !slot.enabled.load(Ordering::Relaxed) {
+                return Err(CoreError::PluginFailed(format!(
+                    "plugin {name} is disabled"
+                )));
+            }
+            let backups: Vec<types::BackupSummary> = self
+                .core
+                .backups(&archive)?
+                .iter()
+                .map(backup_summary)
+                .collect();
+            let a = types::Archive {
+                id: archive.to_string(),
+                device: dev.device.to_string(),
+                org: dev.org.to_string(),
+            };
+            let info = CallInfo {
+                org: dev.org.to_string(),
+                now_ms: now_ms(),
+            };
+            // Retention fails closed: no plan, nothing expires.
+            let plan = p.plan(&info, &a, &backups).await.map_err(|e| {
+                CoreError::PluginFailed(format!(
+                    "plugin {name}: {e} ({}); no plan, so nothing would expire",
+                    e.code()
+                ))
+            })?;
+            let g = guard::guard(plan, &backups);
+            Ok(serde_json::json!({
+                "dry_run": true,
+                "plugin": name,
+                "archive": archive,
+                "org": dev.org,
+                "backups": backups.len(),
+                "expire": g.expire,
+                "kept_by_host": g.kept_by_host.iter().map(|(b, why)| serde_json::json!({"backup": b, "reason": why})).collect::<Vec<_>>(),
+                "unknown": g.unknown,
+                "note": "a dry run: nothing is expired (expiry arrives with retention and legal hold)",
+            }))
+        })
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn backup_summary(b: &BackupInfo) -> types::BackupSummary {
+    types::BackupSummary {
+        id: b.backup.to_string(),
+        archive: b.archive.to_string(),
+        committed_at_ms: b.committed_at,
+        files: b.stats.files,
+        bytes: b.stats.bytes,
+        block_count: b.block_count,
+        pinned: false,
+    }
+}
+
+fn device(d: &DeviceInfo) -> types::Device {
+    types::Device {
+        id: d.device.to_string(),
+        name: d.name.clone(),
+        org: d.org.to_string(),
+        user: d.user.to_string(),
+        archive: d.archive.to_string(),
+        enrolled_at_ms: d.enrolled_at,
+        revoked: d.revoked,
+        last_data_ms: d.last_activity,
+        last_backup_ms: d.last_completed,
+        backup_count: d.backup_count,
+        block_count: d.block_count,
+        stored_bytes: d.bytes_stored,
+    }
+}
+
+fn session(device: &Name, s: &SessionInfo, reason: Option<&str>) -> types::SessionInfo {
+    types::SessionInfo {
+        id: s.session.to_string(),
+        archive: s.archive.to_string(),
+        device: device.to_string(),
+        opened_at_ms: s.opened_at,
+        reason: reason.map(str::to_string),
+    }
+}
+
+fn wit_event(seq: u64, e: &events::Event) -> types::Event {
+    let kind = match &e.kind {
+        EventKind::BackupCommitted { backup, .. } => {
+            types::EventKind::BackupCommitted(backup_summary(backup))
+        }
+        EventKind::SessionOpened { device, session: s } => {
+            types::EventKind::SessionOpened(session(device, s, None))
+        }
+        EventKind::SessionAborted { device, session: s } => types::EventKind::SessionAborted(
+            session(device, s, Some("the agent aborted the session")),
+        ),
+        EventKind::DeviceEnrolled { device: d } => types::EventKind::DeviceEnrolled(device(d)),
+        EventKind::DeviceRevoked { device: d } => types::EventKind::DeviceRevoked(device(d)),
+    };
+    types::Event {
+        seq,
+        at_ms: e.at,
+        org: e.org.to_string(),
+        kind,
+    }
+}
