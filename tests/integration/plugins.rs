@@ -393,3 +393,38 @@ async fn a_changed_plugin_file_is_reloaded_and_a_broken_one_leaves_the_old_runni
     assert!(s["load_error"].is_null(), "{s}");
     let _ = good;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_integration_plugin_drops_events_instead_of_slowing_ingest() {
+    use crate::harness::{Opts, TestServer};
+    let plugins = tempfile::tempdir().unwrap();
+    install(plugins.path(), "slowpoke", "prober");
+    let config = format!(
+        "[plugins]\ndir = \"{}\"\nqueue_capacity = 2\nbatch_max = 1\nbatch_wait_ms = 1\ncpu_ms = 300\n\
+         [plugins.grants.slowpoke]\norgs = [\"*\"]\nconfig = {{ action = \"slow\" }}\n",
+        plugins.path().display()
+    );
+    let server = TestServer::start(Opts {
+        config: Some(config),
+        ..Opts::default()
+    })
+    .await;
+    let dev = server.enroll("acme", "ann", "laptop").await;
+    let body = crate::harness::block_bytes(900, 1000);
+    assert_eq!(dev.put(&body).await.status, 201);
+    let id = coffer_types::BlockId::of(&body);
+    // Each event costs the plugin 300 ms of CPU; 20 commits do not wait.
+    for _ in 0..20 {
+        let s = dev.open_session().await;
+        let r = dev.commit(&s, &id, &[id], 100.0).await;
+        assert_eq!(r.status, 201, "{r:?}");
+    }
+    let o = server.cli(&["plugin", "status", "slowpoke"]);
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(s["events_dropped"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(
+        s["events_dropped"].as_u64().unwrap() + s["events_queued"].as_u64().unwrap(),
+        41,
+        "enrollment, 20 session openings and 20 commits: {s}"
+    );
+}

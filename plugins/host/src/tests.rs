@@ -378,3 +378,106 @@ async fn without_room_for_the_pool_the_host_falls_back_to_on_demand() {
         .await
         .unwrap();
 }
+
+fn prober(h: &Host, name: &str, grants: Grants) -> Plugin {
+    let (wasm, manifest) = guest("prober");
+    let m =
+        Manifest::parse(&manifest.replacen("name = \"prober\"", &format!("name = \"{name}\""), 1))
+            .unwrap();
+    h.load(&wasm, m, grants).unwrap()
+}
+
+fn with(caps: &[Capability], hosts: &[String], config: &[(&str, &str)]) -> Grants {
+    Grants {
+        capabilities: caps.to_vec(),
+        allowed_hosts: hosts.to_vec(),
+        config: config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+fn answer(r: Result<(), CallError>) -> String {
+    match r.unwrap_err() {
+        CallError::Plugin { message, .. } => message,
+        e => panic!("{e}"),
+    }
+}
+
+#[tokio::test]
+async fn one_plugin_cannot_read_another_plugins_keys() {
+    let kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::default());
+    let h = Host::new(HostOptions {
+        kv: kv.clone(),
+        ..HostOptions::default()
+    })
+    .unwrap();
+    let kvc = [Capability::Kv];
+    let a_write = prober(&h, "alpha", with(&kvc, &[], &[("action", "kv-write")]));
+    let a_read = prober(&h, "alpha", with(&kvc, &[], &[("action", "kv-read")]));
+    let b_read = prober(&h, "beta", with(&kvc, &[], &[("action", "kv-read")]));
+    a_write.on_events(&info(), &[]).await.unwrap();
+    assert_eq!(
+        answer(a_read.on_events(&info(), &[]).await),
+        "found: written by alpha"
+    );
+    assert_eq!(
+        answer(b_read.on_events(&info(), &[]).await),
+        "nothing; keys: []"
+    );
+    assert_eq!(kv.get("alpha", "secret").unwrap(), b"written by alpha");
+    // Without the grant, not even its own keys.
+    let ungranted = prober(&h, "alpha", with(&[], &[], &[("action", "kv-read")]));
+    assert_eq!(
+        answer(ungranted.on_events(&info(), &[]).await),
+        "nothing; keys: []"
+    );
+}
+
+#[tokio::test]
+async fn a_host_header_cannot_steer_a_request_past_the_allow_list() {
+    let h = host(Limits::default());
+    let allowed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let allowed_at = allowed.local_addr().unwrap().to_string();
+    let target_at = target.local_addr().unwrap().to_string();
+    let p = prober(
+        &h,
+        "prober",
+        with(
+            &[Capability::Http],
+            std::slice::from_ref(&allowed_at),
+            &[
+                ("action", "steer"),
+                ("url", &format!("http://{target_at}/")),
+                ("host", &allowed_at),
+            ],
+        ),
+    );
+    let a = answer(p.on_events(&info(), &[]).await);
+    assert!(
+        a.starts_with("denied:") && a.contains("not on this plugin's allow-list"),
+        "{a}"
+    );
+    let reached = tokio::time::timeout(Duration::from_millis(200), target.accept()).await;
+    assert!(
+        reached.is_err(),
+        "nothing connected to the unlisted address"
+    );
+    // Without the http grant, even a listed host is refused.
+    let p = prober(
+        &h,
+        "prober",
+        with(
+            &[],
+            std::slice::from_ref(&allowed_at),
+            &[
+                ("action", "steer"),
+                ("url", &format!("http://{allowed_at}/")),
+            ],
+        ),
+    );
+    let a = answer(p.on_events(&info(), &[]).await);
+    assert!(a.contains("not granted"), "{a}");
+}
