@@ -388,6 +388,43 @@ pub const S3_SECRET: &str = "coffer-test-secret";
 
 static INSTALL: Mutex<()> = Mutex::new(());
 
+/// Where the harness installs the tools it needs.
+fn tools_dir() -> PathBuf {
+    match std::env::var("COFFER_TOOLS_DIR") {
+        Ok(d) => PathBuf::from(d),
+        Err(_) => Path::new(&std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+            .join(".cache/coffer-tools"),
+    }
+}
+
+/// componentize-py 0.25.1 (the version whose WASI matches wasmtime 48),
+/// installed from PyPI with pip under the tools directory on first use.
+/// Returns the command to run it (a `python3` with the right `PYTHONPATH`).
+pub fn componentize_py() -> Command {
+    let dir = tools_dir().join("componentize-py-0.25.1");
+    let _g = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if !dir.join("componentize_py").exists() {
+        let st = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(["--target"])
+            .arg(&dir)
+            .arg("componentize-py==0.25.1")
+            .status()
+            .expect("run python3 -m pip (python3 with pip is needed for the Python plugin test)");
+        assert!(st.success(), "pip install componentize-py failed");
+    }
+    let mut c = Command::new("python3");
+    c.env("PYTHONPATH", &dir)
+        .args(["-c", "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; sys.exit(script())"]);
+    c
+}
+
 /// The s3s-fs binary: `$COFFER_S3S_FS`, or the copy the harness installs
 /// under `$COFFER_TOOLS_DIR` (default `~/.cache/coffer-tools`) with
 /// `cargo install` on first use.
@@ -395,11 +432,7 @@ pub fn s3s_fs_binary() -> PathBuf {
     if let Ok(p) = std::env::var("COFFER_S3S_FS") {
         return PathBuf::from(p);
     }
-    let root = match std::env::var("COFFER_TOOLS_DIR") {
-        Ok(d) => PathBuf::from(d),
-        Err(_) => Path::new(&std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-            .join(".cache/coffer-tools"),
-    };
+    let root = tools_dir();
     let bin = root.join("bin/s3s-fs");
     let _g = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     if !bin.exists() {

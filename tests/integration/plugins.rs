@@ -428,3 +428,46 @@ async fn a_slow_integration_plugin_drops_events_instead_of_slowing_ingest() {
         "enrollment, 20 session openings and 20 commits: {s}"
     );
 }
+
+#[test]
+fn a_python_plugin_built_with_componentize_py_runs_in_the_same_host() {
+    let src = guest_workspace().join("examples/python-retention");
+    let out = tempfile::tempdir().unwrap();
+    let wasm = out.path().join("python_retention.wasm");
+    let o = crate::harness::componentize_py()
+        .arg("-d")
+        .arg(guest_workspace().join("../../wit"))
+        .args(["-w", "retention", "componentize", "-p"])
+        .arg(&src)
+        .args(["app", "-o"])
+        .arg(&wasm)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "componentize-py: {}", text(&o.stderr));
+    let sample = guest_workspace().join("examples/gfs-retention/sample.json");
+    let o = Command::new(COFFER)
+        .args(["plugin", "test"])
+        .arg(&wasm)
+        .arg("--manifest")
+        .arg(src.join("plugin.toml"))
+        .arg("--input")
+        .arg(sample)
+        .args(["--config", "keep=30"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let expire: Vec<&str> = plan["expire"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["backup"].as_str().unwrap())
+        .collect();
+    // 40 backups, the newest 30 kept; bk_15 is pinned, so the host keeps it
+    // even if proposed (it is not: it is among the newest 30).
+    assert_eq!(expire.len(), 10, "{plan}");
+    assert!(
+        expire.contains(&"bk_39") && !expire.contains(&"bk_29"),
+        "{plan}"
+    );
+}
