@@ -20,10 +20,13 @@ pub fn build_guests() -> &'static Path {
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
-                // target/debug/deps/<test binary> -> target
+                // target/<profile>/deps/<test> or target/<profile>/<bin>
                 std::env::current_exe()
                     .ok()
-                    .and_then(|e| e.ancestors().nth(3).map(Path::to_path_buf))
+                    .and_then(|e| {
+                        let up = if e.parent()?.ends_with("deps") { 3 } else { 2 };
+                        e.ancestors().nth(up).map(Path::to_path_buf)
+                    })
                     .unwrap_or_else(|| guest_workspace().join("target"))
             })
             .join("guest-wasm");

@@ -268,6 +268,10 @@ pub struct PluginsConfig {
     pub reload_poll_ms: u64,
     /// Failures in a row that suspend a plugin (doubling backoff from 30 s).
     pub suspend_after: u32,
+    /// The most of one core an integration plugin may use over time: after
+    /// each call its worker rests in proportion. Integrations also run at
+    /// the lowest CPU priority (SCHED_IDLE).
+    pub event_cpu_share: f64,
     pub grants: std::collections::BTreeMap<String, PluginGrant>,
 }
 
@@ -284,6 +288,7 @@ impl Default for PluginsConfig {
             batch_wait_ms: 200,
             reload_poll_ms: 2000,
             suspend_after: 5,
+            event_cpu_share: 0.25,
             grants: Default::default(),
         }
     }
@@ -310,6 +315,9 @@ impl PluginsConfig {
         }
         if !(1..=4096).contains(&self.memory_mib) {
             return Err("plugins.memory_mib must be between 1 and 4096".into());
+        }
+        if !(self.event_cpu_share > 0.0 && self.event_cpu_share <= 1.0) {
+            return Err("plugins.event_cpu_share must be above 0 and at most 1".into());
         }
         if self.queue_capacity == 0 || self.batch_max == 0 {
             return Err("plugins.queue_capacity and plugins.batch_max must be above 0".into());

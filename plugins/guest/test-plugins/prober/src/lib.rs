@@ -39,6 +39,20 @@ impl Guest for Prober {
                     None => format!("nothing; keys: {:?}", kv::list_keys("")),
                 },
             )),
+            // One request to `url` per batch (slow if the server is slow).
+            "post" if !events.is_empty() => {
+                let r = http_client::send(&http_client::Request {
+                    method: "POST".into(),
+                    url: ctx.config("url").unwrap_or_default().into(),
+                    headers: vec![],
+                    body: format!("{} events", events.len()).into_bytes(),
+                })
+                .map_err(|e| PluginError::new("http", e))?;
+                if r.status >= 300 {
+                    return Err(PluginError::new("http", format!("status {}", r.status)));
+                }
+                Ok(())
+            }
             // Busy until stopped, once there are events (the smoke call
             // passes none).
             "slow" if !events.is_empty() => {
