@@ -373,6 +373,25 @@ fn check_component(wasm: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The size of `v` as JSON, counted without building it.
+fn json_size(v: &impl Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    match serde_json::to_writer(&mut c, v) {
+        Ok(()) => c.0,
+        Err(_) => usize::MAX,
+    }
+}
+
 struct B3(blake3::Hasher);
 
 impl std::hash::Hasher for B3 {
@@ -507,9 +526,7 @@ impl Plugin {
                 }
             }
         }
-        let size = serde_json::to_vec(input)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
+        let size = json_size(input);
         let max = self.host.0.limits.max_input_bytes;
         if size > max {
             return Err(CallError::InputTooLarge { size, max });
@@ -582,9 +599,7 @@ impl Plugin {
                 message: pe.message,
             }),
             Ok(Ok(Ok(v))) => {
-                let size = serde_json::to_vec(&v)
-                    .map(|b| b.len())
-                    .unwrap_or(usize::MAX);
+                let size = json_size(&v);
                 if size > limits.max_output_bytes {
                     Err(CallError::OutputTooLarge {
                         size,
