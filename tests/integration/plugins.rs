@@ -29,6 +29,16 @@ fn plugin_test(wasm: &Path, dir: &Path, extra: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The backup ids a printed plan expires.
+fn expired(plan: &serde_json::Value) -> Vec<&str> {
+    plan["expire"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["backup"].as_str().unwrap())
+        .collect()
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -43,12 +53,7 @@ fn the_gfs_example_plans_and_the_host_keeps_newest_and_pinned() {
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
     let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let expire: Vec<&str> = plan["expire"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["backup"].as_str().unwrap())
-        .collect();
+    let expire = expired(&plan);
     assert!(!expire.contains(&"bk_00"), "the newest stays");
     assert!(expire.contains(&"bk_01"), "{expire:?}");
     assert!(!expire.contains(&"bk_15"), "pinned stays");
@@ -457,12 +462,7 @@ fn a_python_plugin_built_with_componentize_py_runs_in_the_same_host() {
         .unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
     let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let expire: Vec<&str> = plan["expire"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["backup"].as_str().unwrap())
-        .collect();
+    let expire = expired(&plan);
     // 40 backups, the newest 30 kept; bk_15 is pinned, so the host keeps it
     // even if proposed (it is not: it is among the newest 30).
     assert_eq!(expire.len(), 10, "{plan}");

@@ -465,6 +465,14 @@ pub struct CallInfo {
     pub now_ms: u64,
 }
 
+/// A call admitted and ready to run.
+struct Begun<'a> {
+    _slot: tokio::sync::SemaphorePermit<'a>,
+    store: Store<HostState>,
+    ctx: types::CallContext,
+    started: Instant,
+}
+
 type Raw<R> = Result<wasmtime::Result<Result<R, types::PluginError>>, tokio::time::error::Elapsed>;
 
 impl Plugin {
@@ -510,6 +518,23 @@ impl Plugin {
             now_ms: info.now_ms,
             config: self.config.clone(),
         }
+    }
+
+    /// Admit the call, wait for a slot, and set up its store.
+    async fn begin(
+        &self,
+        info: &CallInfo,
+        input: &impl Serialize,
+        inventory: Arc<Inventory>,
+    ) -> Result<Begun<'_>, CallError> {
+        self.admit(input)?;
+        let slot = self.host.0.calls.acquire().await.expect("semaphore open");
+        Ok(Begun {
+            _slot: slot,
+            store: self.store(info, inventory),
+            ctx: self.context(info),
+            started: Instant::now(),
+        })
     }
 
     /// Refuse the call if suspended or its input is too big.
@@ -660,11 +685,14 @@ impl Plugin {
         let Pre::Retention(pre) = &self.pre else {
             return Err(self.wrong_world(World::Retention));
         };
-        self.admit(&(archive, backups))?;
-        let ctx = self.context(info);
-        let _slot = self.host.0.calls.acquire().await.expect("semaphore open");
-        let mut store = self.store(info, Arc::default());
-        let started = Instant::now();
+        let Begun {
+            _slot,
+            mut store,
+            ctx,
+            started,
+        } = self
+            .begin(info, &(archive, backups), Arc::default())
+            .await?;
         let raw = tokio::time::timeout(self.host.0.limits.call_timeout, async {
             let w = pre.instantiate_async(&mut store).await?;
             w.call_plan(&mut store, &ctx, archive, backups).await
@@ -683,11 +711,12 @@ impl Plugin {
         let Pre::Reporter(pre) = &self.pre else {
             return Err(self.wrong_world(World::Reporter));
         };
-        self.admit(&params)?;
-        let ctx = self.context(info);
-        let _slot = self.host.0.calls.acquire().await.expect("semaphore open");
-        let mut store = self.store(info, inventory);
-        let started = Instant::now();
+        let Begun {
+            _slot,
+            mut store,
+            ctx,
+            started,
+        } = self.begin(info, &params, inventory).await?;
         let raw = tokio::time::timeout(self.host.0.limits.call_timeout, async {
             let w = pre.instantiate_async(&mut store).await?;
             w.call_report(&mut store, &ctx, params).await
@@ -705,11 +734,12 @@ impl Plugin {
         let Pre::Integration(pre) = &self.pre else {
             return Err(self.wrong_world(World::Integration));
         };
-        self.admit(&events)?;
-        let ctx = self.context(info);
-        let _slot = self.host.0.calls.acquire().await.expect("semaphore open");
-        let mut store = self.store(info, Arc::default());
-        let started = Instant::now();
+        let Begun {
+            _slot,
+            mut store,
+            ctx,
+            started,
+        } = self.begin(info, &events, Arc::default()).await?;
         let raw = tokio::time::timeout(self.host.0.limits.call_timeout, async {
             let w = pre.instantiate_async(&mut store).await?;
             w.call_on_events(&mut store, &ctx, events).await
