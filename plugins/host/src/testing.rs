@@ -55,10 +55,14 @@ pub fn guest(name: &str) -> (Vec<u8>, String) {
     let wasm = dir.join(format!("{}.wasm", name.replace('-', "_")));
     let bytes = std::fs::read(&wasm).unwrap_or_else(|e| panic!("{}: {e}", wasm.display()));
     let ws = guest_workspace();
-    let manifest = ["examples", "test-plugins"]
-        .iter()
-        .map(|d| ws.join(d).join(name).join("plugin.toml"))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("no plugin.toml for {name}"));
+    let manifest = [
+        ws.join("examples").join(name),
+        ws.join("test-plugins").join(name),
+    ]
+    .into_iter()
+    .chain((name == "plugin-template").then(|| ws.join("template")))
+    .map(|d| d.join("plugin.toml"))
+    .find(|p| p.exists())
+    .unwrap_or_else(|| panic!("no plugin.toml for {name}"));
     (bytes, std::fs::read_to_string(manifest).unwrap())
 }

@@ -112,6 +112,29 @@ async fn the_gfs_example_keeps_one_backup_per_day_week_month_and_year() {
 }
 
 #[tokio::test]
+async fn the_template_builds_and_keeps_the_newest() {
+    let h = host(Limits::default());
+    let p = load(
+        &h,
+        "plugin-template",
+        Grants {
+            config: [("keep".to_string(), "2".to_string())].into(),
+            ..Grants::default()
+        },
+    );
+    let plan = p
+        .plan(
+            &info(),
+            &archive("ar_1"),
+            &[backup(1, NOW - 1), backup(2, NOW), backup(3, NOW - 2)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(plan.expire.len(), 1);
+    assert_eq!(plan.expire[0].backup, "bk_3");
+}
+
+#[tokio::test]
 async fn the_csv_report_lists_devices_only_when_inventory_is_granted() {
     let h = host(Limits::default());
     let inv = Arc::new(Inventory {

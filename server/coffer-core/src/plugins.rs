@@ -26,6 +26,31 @@ pub trait PluginAdmin: Send + Sync {
 }
 
 impl Coffer {
+    /// A plugin's key-value entry (the plugin host's `kv`, kept with the
+    /// metadata so it survives restarts).
+    pub fn plugin_kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.meta.plugin_kv_get(plugin, key)?)
+    }
+
+    /// Set an entry; `Ok(Err(why))` when the plugin's cap would be exceeded.
+    pub fn plugin_kv_set(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: &[u8],
+        max_total: u64,
+    ) -> Result<std::result::Result<(), String>> {
+        Ok(self.meta.plugin_kv_set(plugin, key, value, max_total)?)
+    }
+
+    pub fn plugin_kv_delete(&self, plugin: &str, key: &str) -> Result<()> {
+        Ok(self.meta.plugin_kv_delete(plugin, key)?)
+    }
+
+    pub fn plugin_kv_keys(&self, plugin: &str, prefix: &str) -> Result<Vec<String>> {
+        Ok(self.meta.plugin_kv_keys(plugin, prefix)?)
+    }
+
     /// Plug in the plugin service (once, at start).
     pub fn set_plugins(&self, p: Arc<dyn PluginAdmin>) {
         let _ = self.plugins.set(p);

@@ -58,6 +58,7 @@ pub struct MetaStore {
     refs: sled::Tree,
     pins: sled::Tree,
     named: sled::Tree,
+    plugin_kv: sled::Tree,
     commit: GroupCommit,
 }
 
@@ -170,6 +171,7 @@ impl MetaStore {
             refs: tree("refs")?,
             pins: tree("pins")?,
             named: tree("named_refs")?,
+            plugin_kv: tree("plugin_kv")?,
             meta,
             commit: GroupCommit::start(db.clone(), path.to_path_buf())?,
             db,
@@ -591,6 +593,62 @@ impl MetaStore {
                 Ok(true)
             })
             .map_err(tx_err("set named reference"))
+    }
+
+    /// A plugin's key-value entry. Plugin names hold no NUL byte, so
+    /// `plugin NUL key` keeps every plugin in its own key range.
+    pub fn plugin_kv_get(&self, plugin: &str, k: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .plugin_kv
+            .get(key(&[plugin.as_bytes(), k.as_bytes()]))
+            .map_err(engine("read plugin key"))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Set an entry unless the plugin's keys and values would then exceed
+    /// `max_total` bytes (`Ok(Err(why))`).
+    pub fn plugin_kv_set(
+        &self,
+        plugin: &str,
+        k: &str,
+        value: &[u8],
+        max_total: u64,
+    ) -> Result<std::result::Result<(), String>> {
+        let mut used = 0u64;
+        for kv in self.plugin_kv.scan_prefix(prefix(&[plugin.as_bytes()])) {
+            let (ek, ev) = kv.map_err(engine("scan plugin keys"))?;
+            if ek[plugin.len() + 1..] != *k.as_bytes() {
+                used += (ek.len() - plugin.len() - 1 + ev.len()) as u64;
+            }
+        }
+        if used + (k.len() + value.len()) as u64 > max_total {
+            return Ok(Err(format!(
+                "the plugin's key-value store is full ({max_total} bytes)"
+            )));
+        }
+        self.plugin_kv
+            .insert(key(&[plugin.as_bytes(), k.as_bytes()]), value)
+            .map_err(engine("write plugin key"))?;
+        Ok(Ok(()))
+    }
+
+    pub fn plugin_kv_delete(&self, plugin: &str, k: &str) -> Result<()> {
+        self.plugin_kv
+            .remove(key(&[plugin.as_bytes(), k.as_bytes()]))
+            .map_err(engine("delete plugin key"))?;
+        Ok(())
+    }
+
+    /// The plugin's keys that start with `starts`, in order.
+    pub fn plugin_kv_keys(&self, plugin: &str, starts: &str) -> Result<Vec<String>> {
+        let mut p = prefix(&[plugin.as_bytes()]);
+        p.extend_from_slice(starts.as_bytes());
+        let mut out = Vec::new();
+        for kv in self.plugin_kv.scan_prefix(p) {
+            let (ek, _) = kv.map_err(engine("scan plugin keys"))?;
+            out.push(String::from_utf8_lossy(&ek[plugin.len() + 1..]).into_owned());
+        }
+        Ok(out)
     }
 
     pub fn named_ref(&self, archive: &Name, name: &Name) -> Result<Option<NamedRef>> {

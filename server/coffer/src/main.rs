@@ -4,7 +4,7 @@
 mod admin;
 mod config;
 mod plugin_cmd;
-mod plugin_http;
+mod plugin_env;
 mod plugins;
 mod serve;
 

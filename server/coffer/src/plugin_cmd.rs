@@ -105,7 +105,7 @@ pub fn run(args: PluginArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let host = Host::new(HostOptions {
-            http: Some(Arc::new(crate::plugin_http::PluginHttp::new()?)),
+            http: Some(Arc::new(crate::plugin_env::PluginHttp::new()?)),
             ..HostOptions::default()
         })?;
         let started = std::time::Instant::now();

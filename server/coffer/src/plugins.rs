@@ -115,7 +115,8 @@ impl Manager {
                 ..Limits::default()
             },
             cache_dir: Some(data_dir.join("plugin-cache")),
-            http: Some(Arc::new(crate::plugin_http::PluginHttp::new()?)),
+            http: Some(Arc::new(crate::plugin_env::PluginHttp::new()?)),
+            kv: Arc::new(crate::plugin_env::PluginKv(core.clone())),
             ..HostOptions::default()
         })?;
         tracing::info!(dir = %dir.display(), pooling = host.pooling(), "plugins: host ready");

@@ -278,3 +278,30 @@ fn named_refs_point_only_at_stored_blocks() {
     assert!(s.set_named_ref(&name("ar_1"), &name("key"), &r).unwrap());
     assert_eq!(s.named_ref(&name("ar_1"), &name("key")).unwrap(), Some(r));
 }
+
+#[test]
+fn plugin_keys_are_private_capped_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta");
+    {
+        let s = MetaStore::open(&path).unwrap();
+        assert_eq!(s.plugin_kv_set("a", "k", b"1234", 20).unwrap(), Ok(()));
+        assert_eq!(s.plugin_kv_set("a", "k2", b"x", 20).unwrap(), Ok(()));
+        // "ab" is not "a": no prefix leaks between plugins.
+        assert_eq!(s.plugin_kv_get("ab", "k").unwrap(), None);
+        assert_eq!(s.plugin_kv_keys("ab", "").unwrap(), Vec::<String>::new());
+        assert_eq!(s.plugin_kv_keys("a", "").unwrap(), ["k", "k2"]);
+        assert_eq!(s.plugin_kv_keys("a", "k2").unwrap(), ["k2"]);
+        // Replacing a value counts its new size only; over the cap fails.
+        assert_eq!(
+            s.plugin_kv_set("a", "k", b"123456789012", 20).unwrap(),
+            Ok(())
+        );
+        assert!(s.plugin_kv_set("a", "k3", b"123456", 20).unwrap().is_err());
+        s.plugin_kv_delete("a", "k2").unwrap();
+        s.durable_blocking().unwrap();
+    }
+    let s = MetaStore::open(&path).unwrap();
+    assert_eq!(s.plugin_kv_get("a", "k").unwrap().unwrap(), b"123456789012");
+    assert_eq!(s.plugin_kv_keys("a", "").unwrap(), ["k"]);
+}

@@ -1,4 +1,5 @@
-//! The plugin host's outbound HTTP, on the server's own HTTP stack.
+//! What the plugin host borrows from the server: outbound HTTP on the
+//! server's own HTTP stack, and plugins' key-value data in its metadata.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -48,5 +49,27 @@ impl HttpSender for PluginHttp {
                 body: r.body,
             })
         })
+    }
+}
+
+/// Plugins' key-value stores, kept in the metadata database.
+pub struct PluginKv(pub coffer_core::Coffer);
+
+impl coffer_plugin_host::KvBackend for PluginKv {
+    fn get(&self, plugin: &str, key: &str) -> Option<Vec<u8>> {
+        self.0.plugin_kv_get(plugin, key).ok().flatten()
+    }
+    fn set(&self, plugin: &str, key: &str, value: Vec<u8>, max_total: u64) -> Result<(), String> {
+        self.0
+            .plugin_kv_set(plugin, key, &value, max_total)
+            .map_err(|e| e.to_string())?
+    }
+    fn delete(&self, plugin: &str, key: &str) {
+        if let Err(e) = self.0.plugin_kv_delete(plugin, key) {
+            tracing::warn!(plugin, "plugin kv delete failed: {e}");
+        }
+    }
+    fn list(&self, plugin: &str, prefix: &str) -> Vec<String> {
+        self.0.plugin_kv_keys(plugin, prefix).unwrap_or_default()
     }
 }
