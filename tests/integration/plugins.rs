@@ -471,3 +471,63 @@ fn a_python_plugin_built_with_componentize_py_runs_in_the_same_host() {
         "{plan}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_session_reaches_the_webhook_with_its_reason() {
+    use crate::harness::{Opts, TestServer};
+    let plugins = plugins_dir(&["webhook"]);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let config = format!(
+        "[plugins]\ndir = \"{}\"\nbatch_wait_ms = 20\n[plugins.grants.webhook]\norgs = [\"*\"]\n\
+         capabilities = [\"http\"]\nallowed_hosts = [\"127.0.0.1:{port}\"]\n\
+         config = {{ url = \"http://127.0.0.1:{port}/hook\", events = \"failed\" }}\n",
+        plugins.path().display()
+    );
+    let server = TestServer::start(Opts {
+        config: Some(config),
+        ..Opts::default()
+    })
+    .await;
+    let dev = server.enroll("acme", "ann", "laptop").await;
+    let hook = tokio::spawn(one_request(l));
+    // A plain abort is not a failure; a control character is refused.
+    let s = dev.open_session().await;
+    let r = dev
+        .client
+        .post_json(
+            &dev.path(&format!("sessions/{s}/abort")),
+            &serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let s = dev.open_session().await;
+    let path = dev.path(&format!("sessions/{s}/abort"));
+    let r = dev
+        .client
+        .post_json(&path, &serde_json::json!({"failed": "bad\u{7}"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = dev
+        .client
+        .post_json(
+            &path,
+            &serde_json::json!({"failed": "the disk of the laptop is failing"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    let req = tokio::time::timeout(std::time::Duration::from_secs(20), hook)
+        .await
+        .expect("the webhook was called")
+        .unwrap();
+    let body: serde_json::Value =
+        serde_json::from_str(req.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let m = &body["messages"];
+    assert_eq!(m.as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(m[0]["event"], "session.failed");
+    assert_eq!(m[0]["session"], s.as_str());
+    assert_eq!(m[0]["reason"], "the disk of the laptop is failing");
+}

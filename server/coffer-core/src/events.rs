@@ -14,11 +14,30 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
-    BackupCommitted { device: Name, backup: BackupInfo },
-    SessionOpened { device: Name, session: SessionInfo },
-    SessionAborted { device: Name, session: SessionInfo },
-    DeviceEnrolled { device: DeviceInfo },
-    DeviceRevoked { device: DeviceInfo },
+    BackupCommitted {
+        device: Name,
+        backup: BackupInfo,
+    },
+    SessionOpened {
+        device: Name,
+        session: SessionInfo,
+    },
+    SessionAborted {
+        device: Name,
+        session: SessionInfo,
+    },
+    /// The agent gave the session up because the backup failed.
+    SessionFailed {
+        device: Name,
+        session: SessionInfo,
+        reason: String,
+    },
+    DeviceEnrolled {
+        device: DeviceInfo,
+    },
+    DeviceRevoked {
+        device: DeviceInfo,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -192,9 +192,22 @@ impl Coffer {
         }
     }
 
-    /// Abort an open session and release its pins. Aborting an aborted
+    /// Abort an open session and release its pins; `failed` says why when
+    /// the backup failed (rather than being cancelled). Aborting an aborted
     /// session is a no-op; a committed one cannot be aborted.
-    pub async fn abort(&self, archive: &Name, session: &str) -> Result<SessionInfo> {
+    pub async fn abort(
+        &self,
+        archive: &Name,
+        session: &str,
+        failed: Option<&str>,
+    ) -> Result<SessionInfo> {
+        if let Some(r) = failed {
+            if r.chars().count() > 512 || r.chars().any(char::is_control) {
+                return Err(CoreError::InvalidRequest(
+                    "failed: a reason is at most 512 printable characters".into(),
+                ));
+            }
+        }
         let s = self.session_record(archive, session)?;
         let now = self.now();
         let updated = self
@@ -215,9 +228,13 @@ impl Coffer {
         let info = self.session_info(updated)?;
         if was_open {
             let session = info.clone();
-            self.publish_for_archive(archive, |device| EventKind::SessionAborted {
-                device,
-                session,
+            self.publish_for_archive(archive, |device| match failed {
+                Some(reason) => EventKind::SessionFailed {
+                    device,
+                    session,
+                    reason: reason.to_string(),
+                },
+                None => EventKind::SessionAborted { device, session },
             });
         }
         Ok(info)

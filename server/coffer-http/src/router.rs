@@ -12,8 +12,8 @@ use bytes::Bytes;
 use coffer_core::DeviceRecord;
 use coffer_core::{Coffer, CoreError};
 use coffer_types::wire::{
-    AddUser, BackupList, CommitRequest, CreateOrg, DeviceList, EnrollDevice, MissingRequest,
-    OrgList, PluginList, ProgressRequest, RunReport, SetRef, UserList,
+    AbortRequest, AddUser, BackupList, CommitRequest, CreateOrg, DeviceList, EnrollDevice,
+    MissingRequest, OrgList, PluginList, ProgressRequest, RunReport, SetRef, UserList,
 };
 use coffer_types::{ErrorCode, Name};
 use futures::TryStreamExt;
@@ -226,10 +226,25 @@ impl App {
                     &b,
                 ))
             }
-            "abort" => Ok(json(
-                StatusCode::OK,
-                &self.core.abort(archive, segs[3]).await?,
-            )),
+            "abort" => {
+                let has_body = req.method() == Method::POST
+                    && req
+                        .headers()
+                        .get(header::CONTENT_LENGTH)
+                        .is_some_and(|v| v.as_bytes() != b"0");
+                let b: AbortRequest = if has_body {
+                    self.read_json(req).await?
+                } else {
+                    AbortRequest::default()
+                };
+                Ok(json(
+                    StatusCode::OK,
+                    &self
+                        .core
+                        .abort(archive, segs[3], b.failed.as_deref())
+                        .await?,
+                ))
+            }
             "list_backups" => Ok(json(
                 StatusCode::OK,
                 &BackupList {

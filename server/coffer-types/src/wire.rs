@@ -302,3 +302,13 @@ pub struct RunReport {
 fn json_format() -> String {
     "json".into()
 }
+
+/// `POST /v1/archives/{a}/sessions/{sid}/abort` (the body is optional).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbortRequest {
+    /// Set when the backup failed (rather than being cancelled): why, in a
+    /// sentence. Integrations receive a `session-failed` event with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+}

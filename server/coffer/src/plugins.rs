@@ -685,6 +685,11 @@ fn wit_event(seq: u64, e: &events::Event) -> types::Event {
         EventKind::SessionAborted { device, session: s } => types::EventKind::SessionAborted(
             session(device, s, Some("the agent aborted the session")),
         ),
+        EventKind::SessionFailed {
+            device,
+            session: s,
+            reason,
+        } => types::EventKind::SessionFailed(session(device, s, Some(reason))),
         EventKind::DeviceEnrolled { device: d } => types::EventKind::DeviceEnrolled(device(d)),
         EventKind::DeviceRevoked { device: d } => types::EventKind::DeviceRevoked(device(d)),
     };
