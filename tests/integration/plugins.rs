@@ -83,6 +83,15 @@ fn the_csv_report_renders_the_sample_inventory() {
     assert!(lines[2].contains("bob-desktop,dv_2,red,5 d ago"), "{out}");
 }
 
+/// The JSON body of the one request `hook` (from [`one_request`]) received.
+async fn webhook_body(hook: tokio::task::JoinHandle<String>) -> serde_json::Value {
+    let req = tokio::time::timeout(std::time::Duration::from_secs(20), hook)
+        .await
+        .expect("the webhook was called")
+        .unwrap();
+    serde_json::from_str(req.split_once("\r\n\r\n").unwrap().1).unwrap()
+}
+
 /// Accept one HTTP/1.1 request on `l`, answer 204, return the request.
 async fn one_request(l: tokio::net::TcpListener) -> String {
     let (mut s, _) = l.accept().await.unwrap();
@@ -273,12 +282,7 @@ config = {{ daily = "1", weekly = "0", monthly = "0", yearly = "0" }}
         }
     }
     // The webhook got acme-eu's commits (batched), never other's.
-    let req = tokio::time::timeout(std::time::Duration::from_secs(20), hook)
-        .await
-        .expect("the webhook was called")
-        .unwrap();
-    let body: serde_json::Value =
-        serde_json::from_str(req.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let body = webhook_body(hook).await;
     for m in body["messages"].as_array().unwrap() {
         assert_eq!(m["event"], "backup.committed");
         assert_eq!(m["org"], "acme-eu", "{body}");
@@ -519,12 +523,7 @@ async fn a_failed_session_reaches_the_webhook_with_its_reason() {
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
-    let req = tokio::time::timeout(std::time::Duration::from_secs(20), hook)
-        .await
-        .expect("the webhook was called")
-        .unwrap();
-    let body: serde_json::Value =
-        serde_json::from_str(req.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let body = webhook_body(hook).await;
     let m = &body["messages"];
     assert_eq!(m.as_array().unwrap().len(), 1, "{body}");
     assert_eq!(m[0]["event"], "session.failed");
