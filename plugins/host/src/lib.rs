@@ -336,7 +336,11 @@ impl Host {
             }
         }
         let artifact = engine.precompile_component(wasm)?;
-        let tmp = path.with_extension("tmp");
+        // A name of its own: two loads of the same component may compile
+        // at once; the last rename wins and both artifacts are the same.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("{}.{n}.tmp", std::process::id()));
         std::fs::write(&tmp, &artifact).with_context(|| format!("write {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("write {}", path.display()))?;
         load_artifact(engine, &path)

@@ -504,3 +504,25 @@ async fn a_host_header_cannot_steer_a_request_past_the_allow_list() {
     let a = answer(p.on_events(&info(), &[]).await);
     assert!(a.contains("not granted"), "{a}");
 }
+
+#[test]
+fn concurrent_loads_of_one_component_share_the_cache_safely() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Host::new(HostOptions {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..HostOptions::default()
+    })
+    .unwrap();
+    let (wasm, manifest) = guest("gfs-retention");
+    let m = Manifest::parse(&manifest).unwrap();
+    std::thread::scope(|s| {
+        let loads: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| h.load(&wasm, m.clone(), Grants::default())))
+            .collect();
+        for l in loads {
+            l.join().unwrap().unwrap();
+        }
+    });
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "one artifact, no temporary files left");
+}

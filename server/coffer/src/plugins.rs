@@ -25,6 +25,8 @@ use crate::config::PluginsConfig;
 
 /// One plugin name: the version serving now, and what the operator set.
 struct Slot {
+    /// One load of this plugin at a time (the poller and an admin reload).
+    loading: tokio::sync::Mutex<()>,
     current: RwLock<Option<Arc<Plugin>>>,
     enabled: AtomicBool,
     load_error: Mutex<Option<String>>,
@@ -189,6 +191,7 @@ impl Manager {
             .entry(name.to_string())
             .or_insert_with(|| {
                 Arc::new(Slot {
+                    loading: tokio::sync::Mutex::new(()),
                     current: RwLock::new(None),
                     enabled: AtomicBool::new(true),
                     load_error: Mutex::new(None),
@@ -217,6 +220,7 @@ impl Manager {
     /// version in place and says why.
     async fn load(&self, name: &str) -> Result<(), String> {
         let slot = self.slot(name);
+        let _one_at_a_time = slot.loading.lock().await;
         let dir = self.dir.join(name);
         let st = stamp(&dir);
         let result = self.build(name, &dir).await;
