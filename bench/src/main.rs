@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -17,9 +17,9 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::Parser;
+use coffer_bench::{enroll_device, Proc};
 use coffer_http::client::{Client, ClientTls};
 use coffer_storage::conformance::block_bytes;
-use coffer_types::wire::DeviceToken;
 use coffer_types::BlockId;
 
 #[derive(Debug, Parser)]
@@ -289,15 +289,6 @@ fn raw_baseline(
     })
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
@@ -345,26 +336,7 @@ async fn server_cell(
         insecure: false,
     };
     let admin_token = std::fs::read_to_string(dir.join("admin.token"))?;
-    let admin = Client::connect(&url, &ctls)
-        .await?
-        .with_token(admin_token.trim());
-    admin
-        .post_json("/admin/v1/orgs", &serde_json::json!({"name": "bench"}))
-        .await?;
-    admin
-        .post_json(
-            "/admin/v1/users",
-            &serde_json::json!({"org": "bench", "name": "bench"}),
-        )
-        .await?;
-    let r = admin
-        .post_json(
-            "/admin/v1/devices",
-            &serde_json::json!({"org": "bench", "user": "bench", "name": "bench"}),
-        )
-        .await?;
-    let t: DeviceToken = r.json()?;
-    let client = Client::connect(&url, &ctls).await?.with_token(&t.token);
+    let (client, t) = enroll_device(&url, &ctls, &admin_token).await?;
     let base = format!("/v1/archives/{}/blocks/", t.archive);
 
     let warm = make_blocks(size, (n / 20).max(32), seed);

@@ -9,13 +9,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::Parser;
+use coffer_bench::{enroll_device, Proc};
 use coffer_http::client::{Client, ClientTls};
 use coffer_plugin_host::bindings::types;
 use coffer_plugin_host::testing::guest;
@@ -187,21 +188,8 @@ async fn delivery() -> anyhow::Result<()> {
     Ok(())
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Start the server with `config`; enroll one device; return its client.
-async fn server(
-    coffer: &Path,
-    dir: &Path,
-    config: &str,
-) -> anyhow::Result<(Server, Client, String)> {
+async fn server(coffer: &Path, dir: &Path, config: &str) -> anyhow::Result<(Proc, Client, String)> {
     let cfg = dir.join("coffer.toml");
     std::fs::write(&cfg, config)?;
     let mut child = Command::new(coffer)
@@ -222,33 +210,12 @@ async fn server(
         .with_context(|| format!("start {}", coffer.display()))?;
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
-    let server = Server(child);
+    let server = Proc(child);
     let Some(url) = line.trim().strip_prefix("listening on ") else {
         bail!("server did not start: {line:?}")
     };
     let admin_token = std::fs::read_to_string(dir.join("data/admin.token"))?;
-    let admin = Client::connect(url, &ClientTls::default())
-        .await?
-        .with_token(admin_token.trim());
-    admin
-        .post_json("/admin/v1/orgs", &serde_json::json!({"name": "bench"}))
-        .await?;
-    admin
-        .post_json(
-            "/admin/v1/users",
-            &serde_json::json!({"org": "bench", "name": "b"}),
-        )
-        .await?;
-    let t: coffer_types::wire::DeviceToken = admin
-        .post_json(
-            "/admin/v1/devices",
-            &serde_json::json!({"org": "bench", "user": "b", "name": "d"}),
-        )
-        .await?
-        .json()?;
-    let dev = Client::connect(url, &ClientTls::default())
-        .await?
-        .with_token(&t.token);
+    let (dev, t) = enroll_device(url, &ClientTls::default(), &admin_token).await?;
     Ok((server, dev, t.archive.to_string()))
 }
 
