@@ -71,6 +71,8 @@ pub async fn run(store: &BlockStore, archive: &str) {
         (1u64, 100_000usize, 7_000usize),
         (4, 700_000, 65_536),
         (5, 3_000, 1_000),
+        // Larger than a disk read piece (4 MiB): read back in several.
+        (6, 9_000_000, 1 << 20),
     ] {
         let body = block_bytes(seed, len);
         let (id, p) = put(store, archive, &body, chunk).await;
@@ -90,6 +92,21 @@ pub async fn run(store: &BlockStore, archive: &str) {
             &body[1000..2500],
             "ranged read"
         );
+        if len > 5 << 20 {
+            let r = (4 << 20) - 500..(4 << 20) + 500;
+            assert_eq!(
+                read_range(
+                    store,
+                    archive,
+                    &id,
+                    p.location,
+                    r.start as u64..r.end as u64
+                )
+                .await,
+                &body[r],
+                "ranged read across pieces"
+            );
+        }
         // A second put of the same block is harmless: either reported
         // present, or stored again, and both copies read back.
         let (_, again) = put(store, archive, &body, 65_536).await;
