@@ -1,30 +1,51 @@
 //! Keys and sealing. The archive key never leaves the device unwrapped.
 //!
-//! - The archive key is 32 random bytes. From it, blake3 `derive_key` makes an
-//!   encryption key and a nonce key.
-//! - A chunk is sealed as `version | flags | nonce (24) | XChaCha20-Poly1305
-//!   ciphertext`, where the nonce is the keyed blake3 of the plaintext:
-//!   identical chunks seal to identical blocks (dedupe), different ones never
-//!   share a nonce. The body is zstd-compressed first when that helps.
+//! - The archive key is 32 random bytes. From it, blake3 `derive_key` makes a
+//!   block key-derivation key and a nonce key.
+//! - A chunk is sealed as `version | flags | nonce (24) | ciphertext | tag`.
+//!   The 24-byte nonce is the keyed blake3 of the plaintext, so identical
+//!   chunks seal to identical blocks (dedupe) and different ones never share
+//!   a nonce. Version 2 (written now) encrypts with AES-256-GCM under a key
+//!   of its own for every block, the keyed blake3 of that nonce (the
+//!   extended-nonce construction of XAES-256-GCM): no key ever sees two
+//!   plaintexts, so the 96-bit GCM nonce can be fixed. AES-GCM runs on the
+//!   CPU's AES instructions (aws-lc, already linked for TLS) at about twice
+//!   the speed of XChaCha20-Poly1305 here. Version 1 blocks (XChaCha20-
+//!   Poly1305 under the archive's encryption key) still open. The body is
+//!   zstd-compressed first when that helps; the header bytes are
+//!   authenticated as associated data.
 //! - The archive key is stored wrapped under a key derived from the
 //!   passphrase with Argon2id (19 MiB, 2 passes by default; the parameters
 //!   are kept in the key file), as a block the server names `key`.
 
 use anyhow::{bail, Context};
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 
-const VERSION: u8 = 1;
+/// XChaCha20-Poly1305 under the archive's encryption key (opened, no
+/// longer written).
+const V1_XCHACHA: u8 = 1;
+/// AES-256-GCM under a per-block key.
+const V2_AES_GCM: u8 = 2;
 const FLAG_ZSTD: u8 = 1;
+const HEADER: usize = 2 + 24;
+const TAG: usize = 16;
 /// Largest plaintext a block may open to (a chunk is at most 4 MiB; manifest
 /// parts at most 8 MiB).
 const MAX_PLAIN: usize = 16 << 20;
+/// Compression is tried on a sample first: slices spread over the chunk.
+const PROBE_SLICES: usize = 4;
+const PROBE_SLICE: usize = 16 << 10;
 
 /// The keys of one archive.
 pub struct Keys {
     master: [u8; 32],
+    /// Version 1 blocks.
     cipher: XChaCha20Poly1305,
+    /// Version 2: each block's AES key is the keyed blake3 of its nonce.
+    block_kdk: [u8; 32],
     nonce_key: [u8; 32],
 }
 
@@ -38,63 +59,93 @@ impl Keys {
 
     fn from_master(master: [u8; 32]) -> Self {
         let enc = blake3::derive_key("coffer-agent v1 block encryption key", &master);
+        let block_kdk = blake3::derive_key("coffer-agent v2 block key derivation key", &master);
         let nonce_key = blake3::derive_key("coffer-agent v1 block nonce key", &master);
         Self {
             master,
             cipher: XChaCha20Poly1305::new(&enc.into()),
+            block_kdk,
             nonce_key,
         }
+    }
+
+    /// The AES-256-GCM key of the block with this nonce.
+    fn block_key(&self, nonce: &[u8]) -> LessSafeKey {
+        let k = blake3::keyed_hash(&self.block_kdk, nonce);
+        LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, k.as_bytes()).expect("a 32-byte key is valid"),
+        )
     }
 
     /// Seal a plaintext into a block (deterministic for a given key).
     pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
         let tag = blake3::keyed_hash(&self.nonce_key, plain);
-        let nonce = XNonce::from_slice(&tag.as_bytes()[..24]);
-        let compressed = zstd::bulk::compress(plain, 3)
-            .ok()
+        let nonce = &tag.as_bytes()[..24];
+        let compressed = worth_compressing(plain)
+            .then(|| zstd::bulk::compress(plain, 3).ok())
+            .flatten()
             .filter(|c| c.len() + 64 < plain.len());
         let (flags, body) = match &compressed {
             Some(c) => (FLAG_ZSTD, c.as_slice()),
             None => (0, plain),
         };
-        let aad = [VERSION, flags];
-        let ct = self
-            .cipher
-            .encrypt(
-                nonce,
-                Payload {
-                    msg: body,
-                    aad: &aad,
-                },
-            )
-            .expect("XChaCha20-Poly1305 encryption of a bounded buffer cannot fail");
-        let mut out = Vec::with_capacity(2 + 24 + ct.len());
+        let aad = [V2_AES_GCM, flags];
+        let mut out = Vec::with_capacity(HEADER + body.len() + TAG);
         out.extend_from_slice(&aad);
         out.extend_from_slice(nonce);
-        out.extend_from_slice(&ct);
+        out.extend_from_slice(body);
+        let sealed_tag = self
+            .block_key(nonce)
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key([0; 12]),
+                Aad::from(aad),
+                &mut out[HEADER..],
+            )
+            .expect("AES-256-GCM encryption of a bounded buffer cannot fail");
+        out.extend_from_slice(sealed_tag.as_ref());
         out
     }
 
-    /// Open a block sealed with this key: fails if it was altered or sealed
-    /// under another key.
-    pub fn open(&self, blob: &[u8]) -> anyhow::Result<Vec<u8>> {
-        if blob.len() < 2 + 24 + 16 || blob[0] != VERSION {
+    /// Open a block sealed with this key, decrypting in place in the
+    /// block's own buffer: fails if it was altered or sealed under another
+    /// key.
+    pub fn open(&self, mut blob: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+        if blob.len() < HEADER + TAG || !matches!(blob[0], V1_XCHACHA | V2_AES_GCM) {
             bail!("not a block sealed by this agent (bad header)");
         }
-        let (aad, rest) = blob.split_at(2);
-        let (nonce, ct) = rest.split_at(24);
-        let body = self
-            .cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad })
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "authentication failed: the block was altered or belongs to another key"
-                )
-            })?;
+        let aad = [blob[0], blob[1]];
+        let tampered = || {
+            anyhow::anyhow!(
+                "authentication failed: the block was altered or belongs to another key"
+            )
+        };
+        let (head, body) = blob.split_at_mut(HEADER);
+        let nonce = &head[2..];
+        let len = match aad[0] {
+            V1_XCHACHA => {
+                let (ct, tag) = body.split_at_mut(body.len() - TAG);
+                self.cipher
+                    .decrypt_in_place_detached(
+                        XNonce::from_slice(nonce),
+                        &aad,
+                        ct,
+                        chacha20poly1305::Tag::from_slice(tag),
+                    )
+                    .map_err(|_| tampered())?;
+                ct.len()
+            }
+            _ => self
+                .block_key(nonce)
+                .open_in_place(Nonce::assume_unique_for_key([0; 12]), Aad::from(aad), body)
+                .map_err(|_| tampered())?
+                .len(),
+        };
+        blob.truncate(HEADER + len);
         if aad[1] & FLAG_ZSTD != 0 {
-            zstd::bulk::decompress(&body, MAX_PLAIN).context("decompress block")
+            zstd::bulk::decompress(&blob[HEADER..], MAX_PLAIN).context("decompress block")
         } else {
-            Ok(body)
+            blob.drain(..HEADER);
+            Ok(blob)
         }
     }
 
@@ -191,6 +242,21 @@ impl Default for Kdf {
     }
 }
 
+/// Whether a chunk is worth a full zstd pass: a sample spread over it must
+/// shrink. Encrypted, compressed and media data does not, and skipping it
+/// saves a pass over every such chunk.
+fn worth_compressing(plain: &[u8]) -> bool {
+    if plain.len() <= PROBE_SLICES * PROBE_SLICE {
+        return true;
+    }
+    let step = plain.len() / PROBE_SLICES;
+    let mut sample = Vec::with_capacity(PROBE_SLICES * PROBE_SLICE);
+    for i in 0..PROBE_SLICES {
+        sample.extend_from_slice(&plain[i * step..i * step + PROBE_SLICE]);
+    }
+    zstd::bulk::compress(&sample, 1).is_ok_and(|c| c.len() < sample.len() * 31 / 32)
+}
+
 impl Kdf {
     fn derive(&self, passphrase: &str, salt: &[u8]) -> anyhow::Result<[u8; 32]> {
         if self.algorithm != "argon2id" {
@@ -221,16 +287,68 @@ mod tests {
         let k = Keys::generate().unwrap();
         let plain = vec![7u8; 100_000];
         let a = k.seal(&plain);
+        assert_eq!(a[0], V2_AES_GCM);
         assert_eq!(a, k.seal(&plain), "same chunk, same block (dedupe)");
         assert!(a.len() < plain.len(), "compressible data is compressed");
-        assert_eq!(k.open(&a).unwrap(), plain);
-        let mut bad = a.clone();
-        let last = bad.len() - 1;
-        bad[last] ^= 1;
-        assert!(k.open(&bad).is_err());
+        assert_eq!(k.open(a.clone()).unwrap(), plain);
+        for at in [0, 1, 2, HEADER, a.len() - 1] {
+            let mut bad = a.clone();
+            bad[at] ^= 1;
+            assert!(k.open(bad).is_err(), "a flipped bit at {at} is caught");
+        }
+        assert!(k.open(a[..a.len() - 1].to_vec()).is_err());
         let other = Keys::generate().unwrap();
         assert_ne!(other.seal(&plain), a, "another key seals differently");
-        assert!(other.open(&a).is_err());
+        assert!(other.open(a.clone()).is_err());
+        // Two different chunks never share a nonce, nor a block key.
+        let b = k.seal(&vec![8u8; 100_000]);
+        assert_ne!(a[2..HEADER], b[2..HEADER]);
+    }
+
+    #[test]
+    fn incompressible_chunks_are_stored_as_they_are_and_mixed_ones_compressed() {
+        let k = Keys::generate().unwrap();
+        let mut random = vec![0u8; 1 << 20];
+        getrandom::fill(&mut random).unwrap();
+        let a = k.seal(&random);
+        assert_eq!(a[1] & FLAG_ZSTD, 0);
+        assert_eq!(a.len(), random.len() + HEADER + TAG);
+        assert_eq!(k.open(a).unwrap(), random);
+        // Random but for a long text run in the middle: the sample finds it.
+        let mut mixed = random.clone();
+        mixed[300 << 10..800 << 10].fill(b'x');
+        let b = k.seal(&mixed);
+        assert_eq!(b[1] & FLAG_ZSTD, FLAG_ZSTD);
+        assert!(b.len() < mixed.len() * 3 / 5);
+        assert_eq!(k.open(b).unwrap(), mixed);
+    }
+
+    #[test]
+    fn version_1_blocks_still_open() {
+        // A block as agents before version 2 sealed it: XChaCha20-Poly1305
+        // under the archive's encryption key.
+        let k = Keys::generate().unwrap();
+        let plain = b"an older agent's chunk".to_vec();
+        let nonce = [3u8; 24];
+        let aad = [V1_XCHACHA, 0];
+        let ct = k
+            .cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &plain,
+                    aad: &aad,
+                },
+            )
+            .unwrap();
+        let blob = [&aad[..], &nonce, &ct].concat();
+        assert_eq!(k.open(blob.clone()).unwrap(), plain);
+        let mut relabelled = blob;
+        relabelled[0] = V2_AES_GCM;
+        assert!(
+            k.open(relabelled).is_err(),
+            "the version byte is authenticated"
+        );
     }
 
     #[test]

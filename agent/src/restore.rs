@@ -51,7 +51,7 @@ pub async fn fetch(api: &Api, keys: &Keys, id: &BlockId) -> anyhow::Result<Vec<u
     if BlockId::of(&blob) != *id {
         bail!("block {id} is corrupt: its content does not hash to its id");
     }
-    keys.open(&blob)
+    keys.open(Vec::from(blob))
         .with_context(|| format!("block {id} is corrupt"))
 }
 
