@@ -23,6 +23,14 @@ for tool in restic rclone bc; do
 done
 W=$(mktemp -d "${BENCH_DIR:-.}/coffer-agent-bench.XXXXXX")
 W=$(cd "$W" && pwd)
+# The tree, the coffer store, the two restic repositories and three restores:
+# about seven copies. A full disk mid-run fails without a useful message.
+need_kib=$((SIZE_MIB * 1024 * 15 / 2))
+if [ "$(df --output=avail -k "$W" | tail -1)" -lt "$need_kib" ]; then
+    echo "bench/agent.sh needs about $((need_kib / 1024)) MiB free in $W; set BENCH_DIR or SIZE_MIB" >&2
+    rmdir "$W"
+    exit 1
+fi
 cleanup() {
     [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null
     [ -n "${RCLONE_PID:-}" ] && kill "$RCLONE_PID" 2>/dev/null

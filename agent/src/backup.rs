@@ -100,8 +100,9 @@ enum Event {
     /// Entry `i` is ready (no chunks to come, or all sent).
     Entry(usize, Entry),
     Chunk(BlockId, Bytes, u64),
-    /// A file of this many bytes was unchanged: its chunks come from the cache.
-    Cached(u64),
+    /// A file of this many bytes was unchanged: its chunks (these) come
+    /// from the cache.
+    Cached(u64, Vec<BlockId>),
     Skipped(String, String),
     Planned {
         files: u64,
@@ -132,6 +133,7 @@ pub async fn run(
     };
 
     let mut up = Uploader::new(api.clone(), session.clone(), opts.streams);
+    let mut reused = ReusedCheck::default();
     let mut entries: Vec<Option<Entry>> = Vec::new();
     let mut skipped = Vec::new();
     let (mut planned_files, mut planned_bytes, mut done_bytes, mut done_files) =
@@ -149,7 +151,8 @@ pub async fn run(
                 done_bytes += plain;
                 progress.bytes(done_bytes, up.uploaded_bytes);
             }
-            Event::Cached(n) => {
+            Event::Cached(n, chunks) => {
+                reused.add(api, &session, chunks);
                 done_bytes += n;
                 progress.bytes(done_bytes, up.uploaded_bytes);
             }
@@ -184,32 +187,19 @@ pub async fn run(
     let mut entries: Vec<Entry> = entries.into_iter().flatten().collect();
     entries.sort_by_key(|e| e.path.bytes());
 
-    // Chunks reused from the cache must still be on the server: ask (which
-    // also pins them to this session); re-read any file that lost one.
-    let reused_paths: HashSet<&[u8]> = read_stats.reused.iter().map(Vec::as_slice).collect();
-    let reused: Vec<BlockId> = entries
-        .iter()
-        .filter(|e| reused_paths.contains(e.path.bytes().as_slice()))
-        .flat_map(|e| e.chunks.iter().copied())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    if !reused.is_empty() {
-        let missing: HashSet<BlockId> = api
-            .missing(&reused, Some(&session))
-            .await?
-            .into_iter()
-            .collect();
-        if !missing.is_empty() {
-            for e in entries
-                .iter_mut()
-                .filter(|e| e.chunks.iter().any(|c| missing.contains(c)))
-            {
-                let path = PathBuf::from(std::ffi::OsStr::from_bytes(
-                    &[b"/".as_slice(), &e.path.bytes()].concat(),
-                ));
-                e.chunks = reread(&path, &keys, &mut up).await?;
-            }
+    // Chunks reused from the cache must still be on the server: they were
+    // asked about while the tree was read (which also pins them to this
+    // session); re-read any file that lost one.
+    let missing = reused.finish(api, &session).await?;
+    if !missing.is_empty() {
+        for e in entries
+            .iter_mut()
+            .filter(|e| e.chunks.iter().any(|c| missing.contains(c)))
+        {
+            let path = PathBuf::from(std::ffi::OsStr::from_bytes(
+                &[b"/".as_slice(), &e.path.bytes()].concat(),
+            ));
+            e.chunks = reread(&path, &keys, &mut up).await?;
         }
     }
 
@@ -266,11 +256,9 @@ pub async fn run(
     all.push(key_block);
     all.sort();
     all.dedup();
-    let b = api
-        .commit(&session, root_id, &all, stats.files, stats.bytes)
-        .await?;
-
-    // Remember what was read, for the next run.
+    // Remember what was read, for the next run: saved while the commit is
+    // on its way (a cache entry only spares a read; its chunks are checked
+    // with the server before they are reused).
     let mut new_cache = Cache::default();
     for e in manifest.entries.iter().filter(|e| e.kind == Kind::File) {
         if let Some(c) = read_stats.identity.get(&e.path.bytes()) {
@@ -283,8 +271,15 @@ pub async fn run(
             );
         }
     }
-    if let Err(e) = new_cache.save(&opts.cache_file) {
-        progress.warn(&format!("could not save the file cache: {e:#}"));
+    let cache_file = opts.cache_file.clone();
+    let saved = tokio::task::spawn_blocking(move || new_cache.save(&cache_file));
+    let b = api
+        .commit(&session, root_id, &all, stats.files, stats.bytes)
+        .await?;
+    match saved.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => progress.warn(&format!("could not save the file cache: {e:#}")),
+        Err(e) => progress.warn(&format!("could not save the file cache: {e}")),
     }
     progress.finish();
     Ok(Summary {
@@ -300,6 +295,51 @@ pub async fn run(
         bytes_uploaded: up.uploaded_bytes,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// Chunks reused from the cache, asked about in batches while the tree is
+/// still being read, so an unchanged tree costs no round trip at the end.
+#[derive(Default)]
+struct ReusedCheck {
+    seen: HashSet<BlockId>,
+    pending: Vec<BlockId>,
+    asks: JoinSet<anyhow::Result<Vec<BlockId>>>,
+}
+
+impl ReusedCheck {
+    /// Ask this many at a time.
+    const BATCH: usize = 2048;
+
+    fn add(&mut self, api: &Api, session: &str, chunks: Vec<BlockId>) {
+        self.pending
+            .extend(chunks.into_iter().filter(|c| self.seen.insert(*c)));
+        if self.pending.len() >= Self::BATCH {
+            self.ask(api, session);
+        }
+    }
+
+    fn ask(&mut self, api: &Api, session: &str) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let (ids, api, session) = (
+            std::mem::take(&mut self.pending),
+            api.clone(),
+            session.to_owned(),
+        );
+        self.asks
+            .spawn(async move { api.missing(&ids, Some(&session)).await });
+    }
+
+    /// Every reused chunk the server no longer has.
+    async fn finish(&mut self, api: &Api, session: &str) -> anyhow::Result<HashSet<BlockId>> {
+        self.ask(api, session);
+        let mut missing = HashSet::new();
+        while let Some(r) = self.asks.join_next().await {
+            missing.extend(r.context("block query task")??);
+        }
+        Ok(missing)
+    }
 }
 
 /// Read a file again (its cached chunks were gone from the server).
@@ -452,7 +492,7 @@ fn read_tree(
             if let Some(c) = cached {
                 e.chunks = c.chunks.clone();
                 stats.reused.push(rel.clone());
-                send(Event::Cached(e.size))?;
+                send(Event::Cached(e.size, c.chunks.clone()))?;
             } else {
                 let slot = batch.open(i, e);
                 match chunk_file(&p, |c| batch.push(slot, c)) {

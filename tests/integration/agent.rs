@@ -170,6 +170,51 @@ async fn an_awkward_tree_round_trips_and_reruns_upload_nothing() {
     assert!(v.bad.is_empty() && v.blocks >= 35, "{v:?}");
 }
 
+/// A cache entry naming a block the server does not hold (the cache is
+/// older than what the server kept) must not put that block in a backup:
+/// the agent asks about every reused chunk and reads such a file again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_chunk_the_server_lacks_is_read_again() {
+    let (_server, api, work) = setup().await;
+    let src = work.path().join("src");
+    write(&src.join("a.txt"), b"kept as it was");
+    write(&src.join("b.bin"), &block_bytes(2, 3 << 20));
+    let dev = device(&api, work.path()).await;
+    dev.backup(vec![src.clone()], vec![], false, 16, Progress::quiet())
+        .await
+        .unwrap();
+
+    let cache_file = std::fs::read_dir(work.path().join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("the agent keeps a file cache");
+    let mut cache: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cache_file).unwrap()).unwrap();
+    let never_stored = coffer_types::BlockId::of(b"a block nobody stored");
+    let mut pointed = 0;
+    for f in cache["files"].as_object_mut().unwrap().values_mut() {
+        if f["size"] == 3 << 20 {
+            f["chunks"] = serde_json::json!([never_stored]);
+            pointed += 1;
+        }
+    }
+    assert_eq!(pointed, 1);
+    std::fs::write(&cache_file, serde_json::to_vec(&cache).unwrap()).unwrap();
+
+    let second = dev
+        .backup(vec![src.clone()], vec![], false, 16, Progress::quiet())
+        .await
+        .unwrap();
+    assert_eq!(second.files_read, 0, "both files looked unchanged");
+    let target = work.path().join("restore");
+    let (_, r) = restore_all(&dev, &target).await;
+    assert!(r.failed.is_empty(), "{r:?}");
+    assert_same_tree(&src, &restored(&target, &src));
+    let (_, v) = dev.verify(None, 8).await.unwrap();
+    assert!(v.bad.is_empty(), "{v:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_changed_byte_in_100_mib_sends_about_one_chunk() {
     let (_server, api, work) = setup().await;
