@@ -723,8 +723,9 @@ impl<'a> SealBatch<'a> {
 
 /// Batches "which of these are missing?" and keeps uploads in flight. A full
 /// batch is handed to a task (query, then uploads) so the reader keeps
-/// chunking meanwhile; at most two batches are in flight, which bounds the
-/// memory held in sealed blocks.
+/// chunking meanwhile. At most four batches wait for their query or for
+/// stream slots, and each upload holds a slot: sealed blocks in memory stay
+/// under four batches plus one block per stream.
 struct Uploader {
     api: Api,
     session: String,
@@ -814,12 +815,14 @@ impl Uploader {
                     anyhow::Ok(n)
                 });
             }
+            // Every upload of this batch holds a stream slot now: the next
+            // batch may be asked about while these finish.
+            drop(permit);
             let (mut blocks, mut bytes) = (0, 0);
             while let Some(r) = uploads.join_next().await {
                 bytes += r.context("upload task")??;
                 blocks += 1;
             }
-            drop(permit);
             Ok((blocks, bytes))
         });
         self.reap()
