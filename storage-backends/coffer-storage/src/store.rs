@@ -340,18 +340,20 @@ impl BlockStore {
             Location::Packed { pack, .. } => pack_key(archive, pack),
         });
         let (file, start, end) = blocking(move || {
-            let file = match std::fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(StorageError::NotFound { id })
-                }
-                Err(e) => {
-                    return Err(StorageError::Io {
-                        op: "open block",
-                        source: e,
-                    })
+            use std::io::ErrorKind;
+            // An error of `kind` means the block is not there; any other is
+            // an I/O failure.
+            let absent = |kind: ErrorKind, op: &'static str| {
+                move |e: std::io::Error| {
+                    if e.kind() == kind {
+                        StorageError::NotFound { id }
+                    } else {
+                        StorageError::io(op)(e)
+                    }
                 }
             };
+            let file =
+                std::fs::File::open(&path).map_err(absent(ErrorKind::NotFound, "open block"))?;
             let (base, size) = match at {
                 Location::Object => (
                     0,
@@ -361,18 +363,8 @@ impl BlockStore {
                 ),
                 Location::Packed { offset, .. } => {
                     let mut h = [0u8; HEADER as usize];
-                    match file.read_exact_at(&mut h, offset) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                            return Err(StorageError::NotFound { id })
-                        }
-                        Err(e) => {
-                            return Err(StorageError::Io {
-                                op: "read pack",
-                                source: e,
-                            })
-                        }
-                    }
+                    file.read_exact_at(&mut h, offset)
+                        .map_err(absent(ErrorKind::UnexpectedEof, "read pack"))?;
                     let size = parse_header(&h, &id).ok_or(StorageError::NotFound { id })?;
                     (offset + HEADER, size)
                 }
