@@ -254,6 +254,42 @@ impl Api {
         Ok(())
     }
 
+    /// Upload several small blocks in one request (`POST …/blocks/bundle`);
+    /// together at most `coffer_types::wire::BUNDLE_MAX_BYTES`.
+    pub async fn put_bundle(
+        &self,
+        blocks: &[(BlockId, Bytes)],
+        session: Option<&str>,
+    ) -> anyhow::Result<()> {
+        use coffer_types::wire::BUNDLE_RECORD_HEADER;
+        let size = blocks
+            .iter()
+            .map(|(_, b)| BUNDLE_RECORD_HEADER + b.len())
+            .sum();
+        let mut body = Vec::with_capacity(size);
+        for (id, b) in blocks {
+            body.extend_from_slice(id.as_bytes());
+            body.extend_from_slice(&u32::try_from(b.len())?.to_le_bytes());
+            body.extend_from_slice(b);
+        }
+        let headers: Vec<(&str, &str)> =
+            session.map(|s| ("coffer-session", s)).into_iter().collect();
+        let (status, bytes) = self
+            .send(
+                Method::POST,
+                &self.path("blocks/bundle"),
+                Some(body.into()),
+                false,
+                &headers,
+            )
+            .await?;
+        if !status.is_success() {
+            return Err(server_error(status, &bytes))
+                .with_context(|| format!("upload a bundle of {} blocks", blocks.len()));
+        }
+        Ok(())
+    }
+
     /// A block's bytes, or `None` if the server does not hold it.
     pub async fn get_block(&self, id: &BlockId) -> anyhow::Result<Option<Bytes>> {
         let (status, bytes) = self

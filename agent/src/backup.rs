@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
+use coffer_types::wire::{BUNDLE_MAX_BLOCKS, BUNDLE_RECORD_HEADER};
 use coffer_types::BlockId;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Semaphore};
@@ -32,6 +33,10 @@ use crate::progress::Progress;
 const CDC_MIN: u32 = 256 << 10;
 const CDC_AVG: u32 = 1 << 20;
 const CDC_MAX: u32 = 4 << 20;
+/// Blocks up to this size are sent in bundles (one request for many small
+/// files' blocks) of up to `BUNDLE_BYTES`; larger ones in a request each.
+const BUNDLE_BLOCK_MAX: usize = 256 << 10;
+const BUNDLE_BYTES: usize = 4 << 20;
 /// Ask the server about this many blocks at once.
 const BATCH_BLOCKS: usize = 512;
 const BATCH_BYTES: usize = 16 << 20;
@@ -804,24 +809,48 @@ impl Uploader {
                 .await?
                 .into_iter()
                 .collect();
+            // Each upload, of one block or of a bundle of small ones, is one
+            // stream and holds a slot until it is answered.
             let mut uploads = JoinSet::new();
-            for (id, blob) in batch.into_iter().filter(|(id, _)| missing.contains(id)) {
+            let mut launch = async |blocks: Vec<(BlockId, Bytes)>| {
                 let slot = slots.clone().acquire_owned().await.expect("semaphore open");
                 let (api, session) = (api.clone(), session.clone());
                 uploads.spawn(async move {
-                    let n = blob.len() as u64;
-                    api.put_block(&id, blob, Some(&session)).await?;
+                    let n: u64 = blocks.iter().map(|(_, b)| b.len() as u64).sum();
+                    match blocks.as_slice() {
+                        [(id, blob)] => api.put_block(id, blob.clone(), Some(&session)).await?,
+                        _ => api.put_bundle(&blocks, Some(&session)).await?,
+                    }
                     drop(slot);
-                    anyhow::Ok(n)
+                    anyhow::Ok((blocks.len() as u64, n))
                 });
+            };
+            let (mut bundle, mut bundle_bytes) = (Vec::new(), 0);
+            for (id, blob) in batch.into_iter().filter(|(id, _)| missing.contains(id)) {
+                if blob.len() > BUNDLE_BLOCK_MAX {
+                    launch(vec![(id, blob)]).await;
+                    continue;
+                }
+                if bundle_bytes + BUNDLE_RECORD_HEADER + blob.len() > BUNDLE_BYTES
+                    || bundle.len() == BUNDLE_MAX_BLOCKS
+                {
+                    launch(std::mem::take(&mut bundle)).await;
+                    bundle_bytes = 0;
+                }
+                bundle_bytes += BUNDLE_RECORD_HEADER + blob.len();
+                bundle.push((id, blob));
+            }
+            if !bundle.is_empty() {
+                launch(bundle).await;
             }
             // Every upload of this batch holds a stream slot now: the next
             // batch may be asked about while these finish.
             drop(permit);
             let (mut blocks, mut bytes) = (0, 0);
             while let Some(r) = uploads.join_next().await {
-                bytes += r.context("upload task")??;
-                blocks += 1;
+                let (b, n) = r.context("upload task")??;
+                blocks += b;
+                bytes += n;
             }
             Ok((blocks, bytes))
         });

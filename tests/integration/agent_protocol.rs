@@ -358,3 +358,121 @@ async fn named_refs_point_at_stored_blocks_only() {
         404
     );
 }
+
+/// Records of a bundle body: `id | length (u32 LE) | bytes`.
+fn bundle(blocks: &[(BlockId, &[u8])]) -> Bytes {
+    let mut body = Vec::new();
+    for (id, b) in blocks {
+        body.extend_from_slice(id.as_bytes());
+        body.extend_from_slice(&(b.len() as u32).to_le_bytes());
+        body.extend_from_slice(b);
+    }
+    body.into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_stores_many_small_blocks_in_one_request_and_refuses_bad_ones() {
+    use coffer_types::wire::PutBundleResponse;
+    let server = TestServer::h2c().await;
+    let agent = server.enroll("acme", "ann", "laptop").await;
+    let sid = agent.open_session().await;
+    let blocks: Vec<Vec<u8>> = (0..5)
+        .map(|i| block_bytes(100 + i, 3000 * (i as usize + 1)))
+        .collect();
+    let ids: Vec<BlockId> = blocks.iter().map(|b| BlockId::of(b)).collect();
+    // One of them is already stored.
+    assert_eq!(agent.put(&blocks[0]).await.status, 201);
+    let send = |body: Bytes| {
+        let (client, path, sid) = (&agent.client, agent.path("blocks/bundle"), sid.clone());
+        async move {
+            client
+                .send(http::Method::POST, &path, &[("coffer-session", &sid)], body)
+                .await
+                .unwrap()
+        }
+    };
+
+    let all: Vec<(BlockId, &[u8])> = ids
+        .iter()
+        .copied()
+        .zip(blocks.iter().map(Vec::as_slice))
+        .collect();
+    let r = send(bundle(&all)).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let answer: PutBundleResponse = r.json().unwrap();
+    let created: Vec<bool> = answer.blocks.iter().map(|b| b.created).collect();
+    assert_eq!(created, [false, true, true, true, true]);
+    assert_eq!(answer.blocks.iter().map(|b| b.id).collect::<Vec<_>>(), ids);
+    for (id, b) in ids.iter().zip(&blocks) {
+        let got = agent.get(id).await;
+        assert_eq!((got.status, &got.body[..]), (200, &b[..]));
+    }
+    // Every block of the bundle is pinned to the session.
+    let r = agent
+        .client
+        .get(&agent.path(&format!("sessions/{sid}")))
+        .await
+        .unwrap();
+    assert_eq!(r.json::<SessionInfo>().unwrap().pinned_blocks, 5);
+
+    // A record whose bytes are not its id: refused, named, not stored.
+    let good = block_bytes(200, 4000);
+    let bad = block_bytes(201, 4000);
+    let claimed = BlockId::of(b"something else");
+    let r = send(bundle(&[(BlockId::of(&good), &good), (claimed, &bad)])).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (400, "digest_mismatch".into()),
+        "{r:?}"
+    );
+    assert!(r
+        .error()
+        .unwrap()
+        .error
+        .message
+        .contains(&claimed.to_string()));
+    assert_eq!(agent.get(&claimed).await.status, 404);
+
+    // A bundle cut inside a record stores nothing, not even the whole
+    // record before the cut.
+    let first = block_bytes(300, 5000);
+    let second = block_bytes(301, 5000);
+    let body = bundle(&[
+        (BlockId::of(&first), &first),
+        (BlockId::of(&second), &second),
+    ]);
+    let r = send(body.slice(..body.len() - 10)).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (400, "invalid_request".into()),
+        "{r:?}"
+    );
+    assert!(r
+        .error()
+        .unwrap()
+        .error
+        .message
+        .contains("ends inside block"));
+    assert_eq!(agent.get(&BlockId::of(&first)).await.status, 404);
+
+    // Too many blocks (here empty ones): refused, nothing stored.
+    let empty: Vec<(BlockId, &[u8])> =
+        vec![(BlockId::of(b""), &b""[..]); coffer_types::wire::BUNDLE_MAX_BLOCKS + 1];
+    let r = send(bundle(&empty)).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (400, "invalid_request".into()),
+        "{r:?}"
+    );
+    assert_eq!(agent.get(&BlockId::of(b"")).await.status, 404);
+
+    // Over the size limit: refused before anything is stored.
+    let big = block_bytes(400, (coffer_types::wire::BUNDLE_MAX_BYTES) + 1);
+    let r = send(bundle(&[(BlockId::of(&big), &big)])).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (413, "body_too_large".into()),
+        "{r:?}"
+    );
+    assert_eq!(agent.get(&BlockId::of(&big)).await.status, 404);
+}

@@ -9,7 +9,7 @@ use coffer_types::{BlockId, ErrorCode};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CoreError {
-    #[error("the body's blake3 is {actual}, not the block id {expected} in the URL; the block was not stored")]
+    #[error("the body's blake3 is {actual}, not the block id {expected} it was sent as; the block was not stored")]
     DigestMismatch { expected: BlockId, actual: BlockId },
     #[error("the block is larger than the limit of {limit} bytes")]
     BlockTooLarge { limit: u64 },

@@ -137,6 +137,60 @@ impl Coffer {
         Ok(PutBlockResponse { id, size, created })
     }
 
+    /// Several blocks in one request (records `id | length | bytes`, see
+    /// [`coffer_types::wire::BUNDLE_MAX_BYTES`]). Each block is checked,
+    /// stored, pinned and made durable exactly as its own PUT would be, all
+    /// of them at once, so the answer costs one round of commits instead of
+    /// one per block. A malformed bundle stores nothing; a block whose bytes
+    /// do not hash to its id fails the request and names the block (blocks
+    /// stored before it stay stored, unacknowledged, like any upload cut
+    /// short).
+    pub async fn put_bundle(
+        &self,
+        archive: &Name,
+        session: Option<&str>,
+        body: Bytes,
+    ) -> Result<Vec<PutBlockResponse>> {
+        use coffer_types::wire::{BUNDLE_MAX_BLOCKS, BUNDLE_RECORD_HEADER as H};
+        let mut records = Vec::new();
+        let mut rest = body;
+        while !rest.is_empty() {
+            if rest.len() < H {
+                return Err(CoreError::InvalidRequest(format!(
+                    "the bundle ends inside a record header ({} bytes left, a header is {H})",
+                    rest.len()
+                )));
+            }
+            let id = BlockId::from_bytes(rest[..32].try_into().expect("32 bytes"));
+            let len = u32::from_le_bytes(rest[32..H].try_into().expect("4 bytes")) as usize;
+            if rest.len() - H < len {
+                return Err(CoreError::InvalidRequest(format!(
+                    "the bundle ends inside block {id}: {len} bytes announced, {} sent",
+                    rest.len() - H
+                )));
+            }
+            records.push((id, rest.slice(H..H + len)));
+            rest = rest.slice(H + len..);
+            if records.len() > BUNDLE_MAX_BLOCKS {
+                return Err(CoreError::InvalidRequest(format!(
+                    "a bundle holds at most {BUNDLE_MAX_BLOCKS} blocks"
+                )));
+            }
+        }
+        let puts = records.into_iter().map(|(id, data)| async move {
+            let len = data.len() as u64;
+            self.put_block(
+                archive,
+                &id.to_string(),
+                Some(len),
+                session,
+                futures::stream::iter([Ok::<_, std::io::Error>(data)]),
+            )
+            .await
+        });
+        futures::future::join_all(puts).await.into_iter().collect()
+    }
+
     /// Of `ids`, those the archive does not hold, in the order given. With a
     /// session, the ones it holds are pinned to that session.
     pub async fn missing_blocks(

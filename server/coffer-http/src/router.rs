@@ -176,6 +176,7 @@ impl App {
     ) -> Handled {
         match route {
             "put_block" => self.put_block(req, archive, segs[3]).await,
+            "put_bundle" => self.put_bundle(req, archive).await,
             "get_block" => self.get_block(&req, archive, segs[3]).await,
             "head_block" => {
                 let size = self.core.block_size(archive, segs[3])?;
@@ -271,16 +272,7 @@ impl App {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let session = match headers.get("coffer-session") {
-            Some(v) => Some(
-                v.to_str()
-                    .map_err(|_| {
-                        CoreError::InvalidId("the coffer-session header is not text".into())
-                    })?
-                    .to_owned(),
-            ),
-            None => None,
-        };
+        let session = session_header(headers)?;
         let metrics = self.metrics.clone();
         let body = BodyStream::new(req.into_body())
             .try_filter_map(|f| futures::future::ready(Ok(f.into_data().ok())))
@@ -304,6 +296,39 @@ impl App {
                 StatusCode::OK
             },
             &r,
+        ))
+    }
+
+    /// `POST …/blocks/bundle`: many small blocks in one request.
+    async fn put_bundle(&self, req: Request<Incoming>, archive: &Name) -> Handled {
+        let start = Instant::now();
+        let session = session_header(req.headers())?;
+        let limit = coffer_types::wire::BUNDLE_MAX_BYTES;
+        let body = Limited::new(req.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    CoreError::BodyTooLarge {
+                        limit: limit as u64,
+                    }
+                } else {
+                    CoreError::BodyAborted(e.to_string())
+                }
+            })?
+            .to_bytes();
+        self.metrics.bytes_in(body.len() as u64);
+        let blocks = self
+            .core
+            .put_bundle(archive, session.as_deref(), body)
+            .await?;
+        let elapsed = start.elapsed().as_secs_f64();
+        for b in &blocks {
+            self.metrics.block(b.created, elapsed);
+        }
+        Ok(json(
+            StatusCode::OK,
+            &coffer_types::wire::PutBundleResponse { blocks },
         ))
     }
 
@@ -581,10 +606,23 @@ fn plugin_metrics(core: &Coffer) -> String {
     out
 }
 
+/// The `coffer-session` header of an upload, if any.
+fn session_header(headers: &http::HeaderMap) -> Result<Option<String>, CoreError> {
+    headers
+        .get("coffer-session")
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| CoreError::InvalidId("the coffer-session header is not text".into()))
+        })
+        .transpose()
+}
+
 fn agent_route(segs: &[&str], m: &Method) -> &'static str {
     match (segs, m) {
         (["whoami"], &Method::GET) => "whoami",
         (["archives", _, "blocks", "missing"], &Method::POST) => "missing_blocks",
+        (["archives", _, "blocks", "bundle"], &Method::POST) => "put_bundle",
         (["archives", _, "blocks", _], &Method::PUT) => "put_block",
         (["archives", _, "blocks", _], &Method::GET) => "get_block",
         (["archives", _, "blocks", _], &Method::HEAD) => "head_block",
@@ -680,6 +718,10 @@ mod tests {
         assert_eq!(
             agent_route(&["archives", "a", "blocks", "x"], &Method::PUT),
             "put_block"
+        );
+        assert_eq!(
+            agent_route(&["archives", "a", "blocks", "bundle"], &Method::POST),
+            "put_bundle"
         );
         assert_eq!(
             agent_route(&["archives", "a", "blocks", "x"], &Method::DELETE),

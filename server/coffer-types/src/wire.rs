@@ -33,6 +33,22 @@ pub struct PutBlockResponse {
     pub created: bool,
 }
 
+/// `POST /v1/archives/{archive}/blocks/bundle`: several blocks in one
+/// request, as records `id (32 bytes) | length (u32, little-endian) | bytes`.
+/// A bundle's body is at most this many bytes.
+pub const BUNDLE_MAX_BYTES: usize = 8 << 20;
+/// A bundle holds at most this many blocks.
+pub const BUNDLE_MAX_BLOCKS: usize = 1024;
+/// Bytes before each block's own bytes in a bundle.
+pub const BUNDLE_RECORD_HEADER: usize = 32 + 4;
+
+/// `POST /v1/archives/{archive}/blocks/bundle` response: one answer per
+/// block, in the bundle's order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PutBundleResponse {
+    pub blocks: Vec<PutBlockResponse>,
+}
+
 /// `POST /v1/archives/{archive}/blocks/missing` request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
