@@ -5,15 +5,17 @@
 #   restic -> `rclone serve restic` over HTTPS (the like-for-like comparison)
 #   restic -> a local directory (context: no network, no server)
 # Prints throughput and the ratio to restic-over-REST for the first backup,
-# an unchanged rerun and a restore.
+# an unchanged rerun and a restore: for each round, and the medians over the
+# rounds (the three run interleaved, in a rotated order each round).
 #
-#   bench/agent.sh                 # about 2 GiB
-#   SIZE_MIB=512 bench/agent.sh    # smaller
+#   bench/agent.sh                 # about 2 GiB, 3 rounds
+#   SIZE_MIB=512 ROUNDS=5 bench/agent.sh
 #   BENCH_DIR=/var/tmp bench/agent.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
 SIZE_MIB="${SIZE_MIB:-2048}"
+ROUNDS="${ROUNDS:-3}"
 cargo build --release -q -p coffer -p coffer-agent
 for tool in restic rclone bc; do
     if ! command -v "$tool" >/dev/null; then
@@ -23,9 +25,10 @@ for tool in restic rclone bc; do
 done
 W=$(mktemp -d "${BENCH_DIR:-.}/coffer-agent-bench.XXXXXX")
 W=$(cd "$W" && pwd)
-# The tree, the coffer store, the two restic repositories and three restores:
-# about seven copies. A full disk mid-run fails without a useful message.
-need_kib=$((SIZE_MIB * 1024 * 15 / 2))
+# The tree, one tool's store and its restore at a time (each tool's are
+# removed after its round): about three copies and some room. A full disk
+# mid-run fails without a useful message.
+need_kib=$((SIZE_MIB * 1024 * 7 / 2))
 if [ "$(df --output=avail -k "$W" | tail -1)" -lt "$need_kib" ]; then
     echo "bench/agent.sh needs about $((need_kib / 1024)) MiB free in $W; set BENCH_DIR or SIZE_MIB" >&2
     rmdir "$W"
@@ -61,56 +64,121 @@ print(f"{n} large files, {i} small files")
 PY
 sync
 
-# --- coffer ---
-"$target/release/coffer" serve --data-dir "$W/server" --listen 127.0.0.1:0 > "$W/server.out" 2> "$W/server.log" &
-SERVER_PID=$!
-for _ in $(seq 100); do grep -q "listening on" "$W/server.out" 2>/dev/null && break; sleep 0.1; done
-URL=$(sed -n 's/^listening on https:\/\/127.0.0.1/https:\/\/localhost/p' "$W/server.out")
-ADMIN=("$target/release/coffer" admin --server "$URL" --data-dir "$W/server")
-"${ADMIN[@]}" org create bench >/dev/null
-"${ADMIN[@]}" user add --org bench bench >/dev/null
-TOKEN=$("${ADMIN[@]}" device enroll --org bench --user bench --name bench --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-export COFFER_PROFILE="$W/agent.toml" COFFER_CACHE_DIR="$W/agent-cache"
-AGENT=("$target/release/coffer-agent" --server "$URL" --token "$TOKEN" --passphrase bench --ca-cert "$W/server/tls/cert.pem")
-"${AGENT[@]}" init >/dev/null
-
 now() { date +%s.%N; }
-t() { local s; s=$(now); "$@" > "$W/last.log" 2>&1 || { cat "$W/last.log"; exit 1; }; echo "$(now) - $s" | bc; }
-c_first=$(t "${AGENT[@]}" backup "$W/src")
-c_rerun=$(t "${AGENT[@]}" backup "$W/src")
-c_restore=$(t "${AGENT[@]}" restore --target "$W/restore-coffer")
+# Time one command; `sync` first, untimed, so writeback left by the previous
+# phase (of either tool) does not land in this one's time.
+t() {
+    local s
+    sync
+    s=$(now)
+    "$@" > "$W/last.log" 2>&1 || { cat "$W/last.log" >&2; exit 1; }
+    echo "$(now) - $s" | bc
+}
+identical() { diff -r "$W/src" "$1$W/src" > /dev/null; }
+
+# --- coffer: a fresh server, device and archive per round ---
+coffer_round() {
+    local dir="$W/coffer-$1" tls=()
+    [ -f "$W/tls/cert.pem" ] && tls=(--tls-cert "$W/tls/cert.pem" --tls-key "$W/tls/key.pem")
+    "$target/release/coffer" serve --data-dir "$dir/server" --listen 127.0.0.1:0 "${tls[@]}" > "$dir.out" 2> "$dir.log" &
+    SERVER_PID=$!
+    for _ in $(seq 100); do grep -q "listening on" "$dir.out" 2>/dev/null && break; sleep 0.1; done
+    if [ ! -f "$W/tls/cert.pem" ]; then
+        # Round 1's self-signed certificate serves every later server and rclone.
+        mkdir -p "$W/tls"
+        cp "$dir/server/tls/cert.pem" "$dir/server/tls/key.pem" "$W/tls/"
+    fi
+    local url admin token
+    url=$(sed -n 's/^listening on https:\/\/127.0.0.1/https:\/\/localhost/p' "$dir.out")
+    admin=("$target/release/coffer" admin --server "$url" --data-dir "$dir/server" --ca-cert "$W/tls/cert.pem")
+    "${admin[@]}" org create bench >/dev/null
+    "${admin[@]}" user add --org bench bench >/dev/null
+    token=$("${admin[@]}" device enroll --org bench --user bench --name bench --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+    local agent=("$target/release/coffer-agent" --server "$url" --token "$token" --passphrase bench --ca-cert "$W/tls/cert.pem")
+    COFFER_PROFILE="$dir/agent.toml" COFFER_CACHE_DIR="$dir/agent-cache" "${agent[@]}" init >/dev/null
+    export COFFER_PROFILE="$dir/agent.toml" COFFER_CACHE_DIR="$dir/agent-cache"
+    C_FIRST+=("$(t "${agent[@]}" backup "$W/src")")
+    C_RERUN+=("$(t "${agent[@]}" backup "$W/src")")
+    C_RESTORE+=("$(t "${agent[@]}" restore --target "$dir/restore")")
+    unset COFFER_PROFILE COFFER_CACHE_DIR
+    identical "$dir/restore" || { echo "round $1: the coffer restore DIFFERS from the tree" >&2; exit 1; }
+    kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
+    rm -rf "$dir"
+}
 
 # --- restic over REST (rclone serve restic, HTTPS with the same certificate) ---
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mkdir -p "$W/rclone-repo"
-rclone serve restic --addr "127.0.0.1:$PORT" --cert "$W/server/tls/cert.pem" --key "$W/server/tls/key.pem" "$W/rclone-repo" 2> "$W/rclone.log" &
-RCLONE_PID=$!
-sleep 1
-export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR="$W/restic-cache"
-export RESTIC_REPOSITORY="rest:https://localhost:$PORT/repo"
-R=(restic --cacert "$W/server/tls/cert.pem")
-"${R[@]}" init >/dev/null
-r_first=$(t "${R[@]}" backup "$W/src")
-r_rerun=$(t "${R[@]}" backup "$W/src")
-r_restore=$(t "${R[@]}" restore latest --target "$W/restore-restic")
+rest_round() {
+    local port dir="$W/rest-$1"
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    mkdir -p "$dir/repo"
+    rclone serve restic --addr "127.0.0.1:$port" --cert "$W/tls/cert.pem" --key "$W/tls/key.pem" "$dir/repo" 2> "$dir.log" &
+    RCLONE_PID=$!
+    sleep 1
+    local r=(restic --cacert "$W/tls/cert.pem" -r "rest:https://localhost:$port/repo")
+    RESTIC_CACHE_DIR="$dir/cache" "${r[@]}" init >/dev/null
+    export RESTIC_CACHE_DIR="$dir/cache"
+    R_FIRST+=("$(t "${r[@]}" backup "$W/src")")
+    R_RERUN+=("$(t "${r[@]}" backup "$W/src")")
+    R_RESTORE+=("$(t "${r[@]}" restore latest --target "$dir/restore")")
+    unset RESTIC_CACHE_DIR
+    identical "$dir/restore" || echo "round $1: the restic restore differs from the tree" >&2
+    kill "$RCLONE_PID"; wait "$RCLONE_PID" 2>/dev/null || true; RCLONE_PID=
+    rm -rf "$dir"
+}
 
-# --- restic to a local directory (context) ---
-export RESTIC_REPOSITORY="$W/restic-local" RESTIC_CACHE_DIR="$W/restic-cache-local"
-restic init >/dev/null
-l_first=$(t restic backup "$W/src")
-l_rerun=$(t restic backup "$W/src")
-l_restore=$(t restic restore latest --target "$W/restore-local")
+# --- restic to a local directory (context: no network, no server) ---
+local_round() {
+    local dir="$W/local-$1"
+    local r=(restic -r "$dir/repo")
+    export RESTIC_CACHE_DIR="$dir/cache"
+    "${r[@]}" init >/dev/null
+    L_FIRST+=("$(t "${r[@]}" backup "$W/src")")
+    L_RERUN+=("$(t "${r[@]}" backup "$W/src")")
+    L_RESTORE+=("$(t "${r[@]}" restore latest --target "$dir/restore")")
+    unset RESTIC_CACHE_DIR
+    rm -rf "$dir"
+}
 
-diff -r "$W/src" "$W/restore-coffer$W/src" > /dev/null && echo "coffer restore: identical" || { echo "coffer restore DIFFERS"; exit 1; }
-diff -r "$W/src" "$W/restore-restic$W/src" > /dev/null && echo "restic restore: identical" || echo "restic restore differs"
+# Rounds interleave the three, each round in a rotated order, so a slow
+# stretch of this shared machine does not fall on one tool only.
+export RESTIC_PASSWORD=bench
+C_FIRST=() C_RERUN=() C_RESTORE=() R_FIRST=() R_RERUN=() R_RESTORE=() L_FIRST=() L_RERUN=() L_RESTORE=()
+order=(coffer rest local)
+for ((round = 1; round <= ROUNDS; round++)); do
+    for ((k = 0; k < 3; k++)); do
+        "${order[$(((round - 1 + k) % 3))]}_round" "$round"
+    done
+    echo "round $round of $ROUNDS done"
+done
+echo "every coffer restore is identical to the tree"
 
 mib=$SIZE_MIB
-printf '\n%-16s %14s %18s %8s %18s\n' "phase" "coffer MiB/s" "restic REST MiB/s" "ratio" "restic local MiB/s"
 rate() { echo "$mib / $1" | bc -l; }
-row() { printf '%-16s %14.1f %18.1f %7.2fx %18.1f\n' "$1" "$(rate "$2")" "$(rate "$3")" "$(echo "$3 / $2" | bc -l)" "$(rate "$4")"; }
-row "first backup" "$c_first" "$r_first" "$l_first"
-row "unchanged rerun" "$c_rerun" "$r_rerun" "$l_rerun"
-row "restore" "$c_restore" "$r_restore" "$l_restore"
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# Per round: MiB/s of each tool and the ratio of that round.
+printf '\n%-6s %-16s %14s %18s %8s %18s\n' "round" "phase" "coffer MiB/s" "restic REST MiB/s" "ratio" "restic local MiB/s"
+declare -A RATIOS
+for ((i = 0; i < ROUNDS; i++)); do
+    for phase in first rerun restore; do
+        case $phase in
+        first) c=${C_FIRST[$i]} r=${R_FIRST[$i]} l=${L_FIRST[$i]} name="first backup" ;;
+        rerun) c=${C_RERUN[$i]} r=${R_RERUN[$i]} l=${L_RERUN[$i]} name="unchanged rerun" ;;
+        restore) c=${C_RESTORE[$i]} r=${R_RESTORE[$i]} l=${L_RESTORE[$i]} name="restore" ;;
+        esac
+        ratio=$(echo "$r / $c" | bc -l)
+        RATIOS[$phase]+=" $ratio"
+        printf '%-6s %-16s %14.1f %18.1f %7.2fx %18.1f\n' "$((i + 1))" "$name" "$(rate "$c")" "$(rate "$r")" "$ratio" "$(rate "$l")"
+    done
+done
+# The medians over the rounds: of each tool's time, and of the per-round ratios.
+printf '\nmedian of %s rounds\n%-16s %14s %18s %8s %18s\n' "$ROUNDS" "phase" "coffer MiB/s" "restic REST MiB/s" "ratio" "restic local MiB/s"
+row() {
+    # shellcheck disable=SC2086
+    printf '%-16s %14.1f %18.1f %7.2fx %18.1f\n' "$1" "$(rate "$(median $2)")" "$(rate "$(median $3)")" "$(median ${RATIOS[$4]})" "$(rate "$(median $5)")"
+}
+row "first backup" "${C_FIRST[*]}" "${R_FIRST[*]}" first "${L_FIRST[*]}"
+row "unchanged rerun" "${C_RERUN[*]}" "${R_RERUN[*]}" rerun "${L_RERUN[*]}"
+row "restore" "${C_RESTORE[*]}" "${R_RESTORE[*]}" restore "${L_RESTORE[*]}"
 echo
-echo "targets (against restic over REST): first backup >= 1.5x, unchanged rerun >= 3x, restore >= 1.5x"
+echo "targets (against restic over REST, median ratio): first backup >= 1.5x, unchanged rerun >= 3x, restore >= 1.5x"
 echo "restic $(restic version | cut -d' ' -f2), coffer-agent $("$target/release/coffer-agent" --version | cut -d' ' -f2); $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
