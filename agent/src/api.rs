@@ -58,6 +58,9 @@ impl Api {
         ca_cert: Option<&Path>,
         insecure: bool,
     ) -> anyhow::Result<Self> {
+        // ring's provider for rustls, as the server uses; an error means one
+        // is installed already (a second connect in the same process).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut b = reqwest::Client::builder()
             .http2_prior_knowledge()
             .http2_initial_stream_window_size(8 << 20)
