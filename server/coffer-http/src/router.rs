@@ -304,19 +304,7 @@ impl App {
         let start = Instant::now();
         let session = session_header(req.headers())?;
         let limit = coffer_types::wire::BUNDLE_MAX_BYTES;
-        let body = Limited::new(req.into_body(), limit)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    CoreError::BodyTooLarge {
-                        limit: limit as u64,
-                    }
-                } else {
-                    CoreError::BodyAborted(e.to_string())
-                }
-            })?
-            .to_bytes();
+        let body = read_limited(req, limit).await?;
         self.metrics.bytes_in(body.len() as u64);
         let blocks = self
             .core
@@ -388,19 +376,7 @@ impl App {
             }
         }
         let limit = self.max_json;
-        let bytes = Limited::new(req.into_body(), limit)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    CoreError::BodyTooLarge {
-                        limit: limit as u64,
-                    }
-                } else {
-                    CoreError::BodyAborted(e.to_string())
-                }
-            })?
-            .to_bytes();
+        let bytes = read_limited(req, limit).await?;
         self.metrics.bytes_in(bytes.len() as u64);
         serde_json::from_slice(&bytes)
             .map_err(|e| CoreError::InvalidRequest(format!("invalid JSON body: {e}")))
@@ -604,6 +580,23 @@ fn plugin_metrics(core: &Coffer) -> String {
         }
     }
     out
+}
+
+/// A whole request body of at most `limit` bytes.
+async fn read_limited(req: Request<Incoming>, limit: usize) -> Result<Bytes, CoreError> {
+    Ok(Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                CoreError::BodyTooLarge {
+                    limit: limit as u64,
+                }
+            } else {
+                CoreError::BodyAborted(e.to_string())
+            }
+        })?
+        .to_bytes())
 }
 
 /// The `coffer-session` header of an upload, if any.
