@@ -95,8 +95,8 @@ coffer_round() {
     "${admin[@]}" user add --org bench bench >/dev/null
     token=$("${admin[@]}" device enroll --org bench --user bench --name bench --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
     local agent=("$target/release/coffer-agent" --server "$url" --token "$token" --passphrase bench --ca-cert "$W/tls/cert.pem")
-    COFFER_PROFILE="$dir/agent.toml" COFFER_CACHE_DIR="$dir/agent-cache" "${agent[@]}" init >/dev/null
     export COFFER_PROFILE="$dir/agent.toml" COFFER_CACHE_DIR="$dir/agent-cache"
+    "${agent[@]}" init >/dev/null
     C_FIRST+=("$(t "${agent[@]}" backup "$W/src")")
     C_RERUN+=("$(t "${agent[@]}" backup "$W/src")")
     C_RESTORE+=("$(t "${agent[@]}" restore --target "$dir/restore")")
@@ -115,8 +115,8 @@ rest_round() {
     RCLONE_PID=$!
     sleep 1
     local r=(restic --cacert "$W/tls/cert.pem" -r "rest:https://localhost:$port/repo")
-    RESTIC_CACHE_DIR="$dir/cache" "${r[@]}" init >/dev/null
     export RESTIC_CACHE_DIR="$dir/cache"
+    "${r[@]}" init >/dev/null
     R_FIRST+=("$(t "${r[@]}" backup "$W/src")")
     R_RERUN+=("$(t "${r[@]}" backup "$W/src")")
     R_RESTORE+=("$(t "${r[@]}" restore latest --target "$dir/restore")")

@@ -10,10 +10,10 @@
 //!   extended-nonce construction of XAES-256-GCM): no key ever sees two
 //!   plaintexts, so the 96-bit GCM nonce can be fixed. AES-GCM runs on the
 //!   CPU's AES instructions (ring, already linked for TLS: VAES where the
-//!   CPU has it) at about six times the speed of XChaCha20-Poly1305 here. Version 1 blocks (XChaCha20-
-//!   Poly1305 under the archive's encryption key) still open. The body is
-//!   zstd-compressed first when that helps; the header bytes are
-//!   authenticated as associated data.
+//!   CPU has it) at about six times the speed of XChaCha20-Poly1305 here.
+//!   Version 1 blocks (XChaCha20-Poly1305 under the archive's encryption
+//!   key) still open. The body is zstd-compressed first when that helps;
+//!   the header bytes are authenticated as associated data.
 //! - The archive key is stored wrapped under a key derived from the
 //!   passphrase with Argon2id (19 MiB, 2 passes by default; the parameters
 //!   are kept in the key file), as a block the server names `key`.
