@@ -27,6 +27,16 @@ use crate::{Result, StorageError};
 /// Disk reads go in pieces of this size (a block is usually one piece).
 const READ_PIECE: u64 = 4 << 20;
 
+/// Read up to [`READ_PIECE`] bytes of `file` from `at` (short of `end`):
+/// the piece, and where the next one starts.
+fn read_piece(file: &std::fs::File, at: u64, end: u64) -> Result<(Bytes, u64)> {
+    let n = end.saturating_sub(at).min(READ_PIECE) as usize;
+    let mut buf = vec![0u8; n];
+    file.read_exact_at(&mut buf, at)
+        .map_err(StorageError::io("read block"))?;
+    Ok((Bytes::from(buf), at + n as u64))
+}
+
 /// A stream of a block's bytes.
 pub type BlockStream = BoxStream<'static, Result<Bytes>>;
 
@@ -325,7 +335,8 @@ impl BlockStore {
     /// per blocking task: serving a 1 MiB block took 128 thread hand-offs,
     /// and those, not the reads, were most of the server's CPU during a
     /// restore. Here one blocking task opens the file (checking a packed
-    /// record's header) and each further one reads `READ_PIECE` bytes.
+    /// record's header) and reads the first `READ_PIECE` bytes, which for
+    /// most blocks is all of them; each further one reads the next piece.
     async fn get_local(
         &self,
         root: &FsPath,
@@ -339,7 +350,7 @@ impl BlockStore {
             Location::Object => self.key(archive, &id).to_string(),
             Location::Packed { pack, .. } => pack_key(archive, pack),
         });
-        let (file, start, end) = blocking(move || {
+        let (file, (first, start), end) = blocking(move || {
             use std::io::ErrorKind;
             // An error of `kind` means the block is not there; any other is
             // an I/O failure.
@@ -370,27 +381,25 @@ impl BlockStore {
                 }
             };
             let r = range.unwrap_or(0..size);
-            Ok((Arc::new(file), base + r.start, base + r.end))
+            // The first piece comes with the open: most blocks are one piece,
+            // so most reads take one blocking task, not two.
+            let first = read_piece(&file, base + r.start, base + r.end)?;
+            Ok((Arc::new(file), first, base + r.end))
         })
         .await?;
-        Ok(futures::stream::try_unfold(start, move |at| {
+        let rest = futures::stream::try_unfold(start, move |at| {
             let file = file.clone();
             async move {
                 if at >= end {
                     return Ok(None);
                 }
-                let n = (end - at).min(READ_PIECE) as usize;
-                let piece = blocking(move || {
-                    let mut buf = vec![0u8; n];
-                    file.read_exact_at(&mut buf, at)
-                        .map_err(StorageError::io("read block"))?;
-                    Ok(Bytes::from(buf))
-                })
-                .await?;
-                Ok(Some((piece, at + n as u64)))
+                let (piece, next) = blocking(move || read_piece(&file, at, end)).await?;
+                Ok(Some((piece, next)))
             }
-        })
-        .boxed())
+        });
+        // An empty block is an empty stream.
+        let first = (!first.is_empty()).then_some(Ok(first));
+        Ok(futures::stream::iter(first).chain(rest).boxed())
     }
 
     /// Read a whole block into memory (for small blocks and tests).
