@@ -293,6 +293,54 @@ impl Api {
         Ok(())
     }
 
+    /// Several whole blocks in one answer (`POST …/blocks/fetch`), in the
+    /// order asked: `None` for a block the server does not hold. Together
+    /// at most `coffer_types::wire::BUNDLE_MAX_BYTES`.
+    pub async fn fetch_blocks(&self, ids: &[BlockId]) -> anyhow::Result<Vec<Option<Bytes>>> {
+        use coffer_types::wire::{BUNDLE_RECORD_HEADER as H, FETCH_ABSENT};
+        let body = serde_json::to_vec(&json!({ "ids": ids }))?;
+        let (status, mut rest) = self
+            .send(
+                Method::POST,
+                &self.path("blocks/fetch"),
+                Some(body.into()),
+                true,
+                &[],
+            )
+            .await?;
+        if !status.is_success() {
+            return Err(server_error(status, &rest))
+                .with_context(|| format!("fetch a bundle of {} blocks", ids.len()));
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            anyhow::ensure!(
+                rest.len() >= H && rest[..32] == id.as_bytes()[..],
+                "the server's answer to a fetch of {} blocks is malformed at block {id}",
+                ids.len()
+            );
+            let len = u32::from_le_bytes(rest[32..H].try_into().expect("4 bytes"));
+            if len == FETCH_ABSENT {
+                out.push(None);
+                rest = rest.slice(H..);
+                continue;
+            }
+            let end = H + len as usize;
+            anyhow::ensure!(
+                rest.len() >= end,
+                "the server's answer to a fetch ends inside block {id}"
+            );
+            out.push(Some(rest.slice(H..end)));
+            rest = rest.slice(end..);
+        }
+        anyhow::ensure!(
+            rest.is_empty(),
+            "the server's answer to a fetch has {} bytes too many",
+            rest.len()
+        );
+        Ok(out)
+    }
+
     /// A block's bytes, or `None` if the server does not hold it.
     pub async fn get_block(&self, id: &BlockId) -> anyhow::Result<Option<Bytes>> {
         let (status, bytes) = self

@@ -42,12 +42,37 @@ fn spawn_fetch(
     async move { task.await.context("block fetch task failed")? }
 }
 
+/// Fetch blocks in one request (`POST …/blocks/fetch`) as a task of its
+/// own, holding one slot of `cap`, and check each: the outer `Err` is the
+/// request failing, an inner one a block missing or corrupt.
+fn spawn_fetch_many(
+    api: &Api,
+    keys: &Arc<Keys>,
+    ids: Vec<BlockId>,
+    cap: &Arc<Semaphore>,
+) -> impl std::future::Future<Output = anyhow::Result<Vec<anyhow::Result<Vec<u8>>>>> {
+    let (api, keys, cap) = (api.clone(), keys.clone(), cap.clone());
+    let task = tokio::spawn(async move {
+        let _slot = cap.acquire_owned().await.expect("semaphore open");
+        let blobs = api.fetch_blocks(&ids).await?;
+        Ok(ids
+            .iter()
+            .zip(blobs)
+            .map(|(id, blob)| check(&keys, id, blob))
+            .collect())
+    });
+    async move { task.await.context("block fetch task failed")? }
+}
+
 /// Fetch a block and check it: `Err` names what is wrong.
 pub async fn fetch(api: &Api, keys: &Keys, id: &BlockId) -> anyhow::Result<Vec<u8>> {
-    let blob = api
-        .get_block(id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("block {id} is missing on the server"))?;
+    check(keys, id, api.get_block(id).await?)
+}
+
+/// A block as the server sent it (`None`: it has none), checked against its
+/// id and opened.
+fn check(keys: &Keys, id: &BlockId, blob: Option<bytes::Bytes>) -> anyhow::Result<Vec<u8>> {
+    let blob = blob.ok_or_else(|| anyhow::anyhow!("block {id} is missing on the server"))?;
     if BlockId::of(&blob) != *id {
         bail!("block {id} is corrupt: its content does not hash to its id");
     }
@@ -127,7 +152,7 @@ pub async fn restore(
         sum.dirs += 1;
         let _ = e;
     }
-    // Files, a few at a time, chunks in order.
+    // Files, a few at a time, chunks in order; small ones in bundles.
     let files: Vec<(&Entry, PathBuf)> = chosen
         .iter()
         .filter(|(e, _)| e.kind == Kind::File)
@@ -138,18 +163,21 @@ pub async fn restore(
     // `streams` block fetches in flight overall, whatever the file sizes.
     let fetches = Arc::new(Semaphore::new(opts.streams.max(1)));
     let (keys, fetches) = (&keys, &fetches);
-    let results: Vec<(String, anyhow::Result<u64>)> = futures::stream::iter(files.iter())
-        .map(|(e, path)| async move {
-            (
-                e.path.display(),
-                restore_file(api, keys, target_ref, e, path, fetches).await,
-            )
+    let results: Vec<Vec<(String, anyhow::Result<u64>)>> = futures::stream::iter(jobs(&files))
+        .map(|group| async move {
+            match group {
+                [(e, path)] => vec![(
+                    e.path.display(),
+                    restore_file(api, keys, target_ref, e, path, fetches).await,
+                )],
+                group => restore_bundle(api, keys, target_ref, group, fetches).await,
+            }
         })
         .buffer_unordered(32)
         .collect()
         .await;
     let mut done = 0;
-    for (name, r) in results {
+    for (name, r) in results.into_iter().flatten() {
         match r {
             Ok(n) => {
                 sum.files += 1;
@@ -214,6 +242,70 @@ fn real_dirs(target: &Path, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A file of one block of at most this size is fetched in a bundle with
+/// others: for small files, a request each costs more than their bytes.
+const BUNDLE_FILE_MAX: u64 = 256 << 10;
+/// A bundle asks for at most this many bytes of files (the server answers at
+/// most `BUNDLE_MAX_BYTES`, blocks being a few bytes longer than their plain
+/// text at most).
+const BUNDLE_FILES_BYTES: u64 = 2 << 20;
+
+/// The files to restore, as groups fetched together: a small file's group
+/// is a bundle of small files; any other file is alone.
+fn jobs<'a>(files: &'a [(&'a Entry, PathBuf)]) -> Vec<&'a [(&'a Entry, PathBuf)]> {
+    use coffer_types::wire::BUNDLE_MAX_BLOCKS;
+    let small = |e: &Entry| e.chunks.len() == 1 && e.size <= BUNDLE_FILE_MAX;
+    let mut jobs = Vec::new();
+    let mut i = 0;
+    while i < files.len() {
+        let (mut j, mut bytes) = (i, 0);
+        while j < files.len()
+            && small(files[j].0)
+            && j - i < BUNDLE_MAX_BLOCKS
+            && bytes + files[j].0.size <= BUNDLE_FILES_BYTES
+        {
+            bytes += files[j].0.size;
+            j += 1;
+        }
+        let end = j.max(i + 1);
+        jobs.push(&files[i..end]);
+        i = end;
+    }
+    jobs
+}
+
+/// Restore a bundle of small files with one fetch. If the fetch itself
+/// fails (say, a server without `blocks/fetch`), each file is fetched on
+/// its own, so each reports its own error.
+async fn restore_bundle(
+    api: &Api,
+    keys: &Arc<Keys>,
+    target: &Path,
+    group: &[(&Entry, PathBuf)],
+    fetches: &Arc<Semaphore>,
+) -> Vec<(String, anyhow::Result<u64>)> {
+    let ids = group.iter().map(|(e, _)| e.chunks[0]).collect();
+    match spawn_fetch_many(api, keys, ids, fetches).await {
+        Ok(blocks) => {
+            let mut out = Vec::with_capacity(group.len());
+            for ((e, path), data) in group.iter().zip(blocks) {
+                let data = futures::stream::iter([data]);
+                out.push((e.path.display(), write_file(target, e, path, data).await));
+            }
+            out
+        }
+        Err(_) => {
+            futures::future::join_all(group.iter().map(|(e, path)| async move {
+                (
+                    e.path.display(),
+                    restore_file(api, keys, target, e, path, fetches).await,
+                )
+            }))
+            .await
+        }
+    }
+}
+
 async fn restore_file(
     api: &Api,
     keys: &Arc<Keys>,
@@ -221,6 +313,22 @@ async fn restore_file(
     e: &Entry,
     path: &Path,
     fetches: &Arc<Semaphore>,
+) -> anyhow::Result<u64> {
+    // Up to 4 chunks of this file ahead, each holding a fetch slot while it
+    // downloads and opens.
+    let chunks = futures::stream::iter(e.chunks.iter())
+        .map(|id| spawn_fetch(api, keys, *id, fetches))
+        .buffered(4);
+    write_file(target, e, path, chunks).await
+}
+
+/// Write a file from its chunks' plaintexts, in order, into a temporary
+/// file beside it, then give it its mode and mtime and move it into place.
+async fn write_file(
+    target: &Path,
+    e: &Entry,
+    path: &Path,
+    chunks: impl futures::Stream<Item = anyhow::Result<Vec<u8>>>,
 ) -> anyhow::Result<u64> {
     // File work blocks; `block_in_place` lets the runtime move the HTTP/2
     // connection and the other restores off this worker meanwhile.
@@ -235,11 +343,7 @@ async fn restore_file(
         ));
     let mut f = block_in_place(|| std::fs::File::create(&tmp))
         .with_context(|| format!("create {}", tmp.display()))?;
-    // Up to 4 chunks of this file ahead, each holding a fetch slot while it
-    // downloads and opens.
-    let mut chunks = futures::stream::iter(e.chunks.iter())
-        .map(|id| spawn_fetch(api, keys, *id, fetches))
-        .buffered(4);
+    let mut chunks = std::pin::pin!(chunks);
     let mut n = 0u64;
     let written: anyhow::Result<()> = async {
         while let Some(data) = chunks.try_next().await? {

@@ -268,6 +268,11 @@ async fn corruption_on_the_server_is_found_by_verify_and_restore() {
     let src = work.path().join("src");
     write(&src.join("victim.bin"), &block_bytes(1, 3 << 20));
     write(&src.join("bystander.txt"), b"still fine");
+    // Small files are packed on the server and restored in bundles: one
+    // bad block in a bundle fails its own file only.
+    let small_victim = block_bytes(2, 5000);
+    write(&src.join("small-victim.bin"), &small_victim);
+    write(&src.join("small-bystander.bin"), &block_bytes(3, 7000));
     let dev = device(&api, work.path()).await;
     dev.backup(vec![src.clone()], vec![], false, 16, Progress::quiet())
         .await
@@ -289,26 +294,73 @@ async fn corruption_on_the_server_is_found_by_verify_and_restore() {
     let mut bytes = std::fs::read(victim).unwrap();
     bytes[1000] ^= 1;
     std::fs::write(victim, bytes).unwrap();
+    // The small victim's block is sealed deterministically: find its record
+    // (`CPK1 | length | id | bytes`) in the archive's pack by its id.
+    let keys = coffer_agent::crypto::Keys::unwrap(
+        &api.get_block(&api.get_ref("key").await.unwrap().unwrap().block)
+            .await
+            .unwrap()
+            .unwrap(),
+        "correct horse",
+    )
+    .unwrap();
+    let small_id = coffer_types::BlockId::of(&keys.seal(&small_victim));
+    let mut packed = 0;
+    for d in std::fs::read_dir(server.data_dir.join("blocks/packs")).unwrap() {
+        for pack in std::fs::read_dir(d.unwrap().path()).unwrap() {
+            let pack = pack.unwrap().path();
+            let mut bytes = std::fs::read(&pack).unwrap();
+            if let Some(at) = bytes.windows(32).position(|w| w == small_id.as_bytes()) {
+                bytes[at + 32 + 100] ^= 1;
+                std::fs::write(&pack, bytes).unwrap();
+                packed += 1;
+            }
+        }
+    }
+    assert_eq!(packed, 1, "the small victim's block is in one pack");
 
     let (_, v) = dev.verify(None, 8).await.unwrap();
-    assert_eq!(v.bad.len(), 1, "{v:?}");
-    assert!(
-        v.bad[0].files.iter().any(|f| f.ends_with("victim.bin")),
-        "{v:?}"
-    );
-    assert!(v.bad[0].error.contains("corrupt"));
+    assert_eq!(v.bad.len(), 2, "{v:?}");
+    for name in ["/victim.bin", "/small-victim.bin"] {
+        assert!(
+            v.bad
+                .iter()
+                .any(|b| b.files.iter().any(|f| f.ends_with(name)) && b.error.contains("corrupt")),
+            "{name}: {v:?}"
+        );
+    }
 
     let target = work.path().join("r");
     let (_, r) = restore_all(&dev, &target).await;
-    assert_eq!(r.failed.len(), 1);
-    assert!(r.failed[0].0.ends_with("victim.bin"), "{r:?}");
+    let mut failed: Vec<_> = r
+        .failed
+        .iter()
+        .map(|(f, _)| f.rsplit('/').next().unwrap())
+        .collect();
+    failed.sort();
+    assert_eq!(failed, ["small-victim.bin", "victim.bin"], "{r:?}");
+    assert!(r.failed.iter().all(|(_, e)| e.contains("corrupt")), "{r:?}");
+    let out = restored(&target, &src);
     assert_eq!(
-        std::fs::read(restored(&target, &src).join("bystander.txt")).unwrap(),
+        std::fs::read(out.join("bystander.txt")).unwrap(),
         b"still fine"
     );
+    assert_eq!(
+        std::fs::read(out.join("small-bystander.bin")).unwrap(),
+        block_bytes(3, 7000)
+    );
+    for name in ["victim.bin", "small-victim.bin"] {
+        assert!(
+            !out.join(name).exists(),
+            "a corrupt file is not left half-written"
+        );
+    }
+    // The small files came in a bundle fetch, not a request each.
+    let metrics = server.client().await.get("/metrics").await.unwrap();
+    let metrics = String::from_utf8(metrics.body.to_vec()).unwrap();
     assert!(
-        !restored(&target, &src).join("victim.bin").exists(),
-        "a corrupt file is not left half-written"
+        metrics.contains("coffer_http_requests_total{route=\"fetch_blocks\",status=\"200\"}"),
+        "{metrics}"
     );
 }
 

@@ -476,3 +476,101 @@ async fn a_bundle_stores_many_small_blocks_in_one_request_and_refuses_bad_ones()
     );
     assert_eq!(agent.get(&BlockId::of(&big)).await.status, 404);
 }
+
+#[tokio::test]
+async fn a_fetch_answers_many_blocks_in_order_and_marks_the_absent_ones() {
+    use coffer_types::wire::{BUNDLE_MAX_BLOCKS, BUNDLE_MAX_BYTES, FETCH_ABSENT};
+    let server = TestServer::h2c().await;
+    let agent = server.enroll("acme", "ann", "laptop").await;
+    let other = server.enroll("acme", "bob", "desktop").await;
+    let blocks: Vec<Vec<u8>> = (0..4)
+        .map(|i| block_bytes(500 + i, 2000 * (i as usize + 1)))
+        .collect();
+    for b in &blocks {
+        assert_eq!(agent.put(b).await.status, 201);
+    }
+    assert_eq!(agent.put(b"").await.status, 201);
+    // Held by another archive only: absent from this one.
+    let foreign = block_bytes(600, 3000);
+    assert_eq!(other.put(&foreign).await.status, 201);
+    let never = BlockId::of(b"never stored");
+    let fetch = |ids: Vec<BlockId>| {
+        let (client, path) = (&agent.client, agent.path("blocks/fetch"));
+        async move {
+            client
+                .post_json(&path, &json!({ "ids": ids }))
+                .await
+                .unwrap()
+        }
+    };
+
+    // In the order asked, a repeat answered twice, the absent ones marked.
+    let asked = vec![
+        BlockId::of(&blocks[2]),
+        never,
+        BlockId::of(&blocks[0]),
+        BlockId::of(b""),
+        BlockId::of(&foreign),
+        BlockId::of(&blocks[2]),
+        BlockId::of(&blocks[3]),
+    ];
+    let want: Vec<Option<&[u8]>> = vec![
+        Some(&blocks[2]),
+        None,
+        Some(&blocks[0]),
+        Some(b""),
+        None,
+        Some(&blocks[2]),
+        Some(&blocks[3]),
+    ];
+    let r = fetch(asked.clone()).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let mut rest = &r.body[..];
+    for (id, want) in asked.iter().zip(&want) {
+        assert_eq!(&rest[..32], id.as_bytes());
+        let len = u32::from_le_bytes(rest[32..36].try_into().unwrap());
+        rest = &rest[36..];
+        match want {
+            None => assert_eq!(len, FETCH_ABSENT, "{id} is absent"),
+            Some(b) => {
+                assert_eq!(len as usize, b.len());
+                assert_eq!(&rest[..b.len()], *b);
+                rest = &rest[b.len()..];
+            }
+        }
+    }
+    assert!(
+        rest.is_empty(),
+        "{} bytes after the last record",
+        rest.len()
+    );
+
+    // Too many ids, or blocks that add up to more than an answer holds:
+    // refused with a sentence saying so.
+    let r = fetch(vec![BlockId::of(&blocks[0]); BUNDLE_MAX_BLOCKS + 1]).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (400, "invalid_request".into()),
+        "{r:?}"
+    );
+    let big = block_bytes(700, 3 << 20);
+    assert_eq!(agent.put(&big).await.status, 201);
+    let r = fetch(vec![BlockId::of(&big); BUNDLE_MAX_BYTES / (3 << 20) + 1]).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (400, "invalid_request".into()),
+        "{r:?}"
+    );
+    assert!(r.error().unwrap().error.message.contains("ask for fewer"));
+    // Not JSON of this shape.
+    let r = agent
+        .client
+        .post_json(&agent.path("blocks/fetch"), &json!({ "id": [] }))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, code(&r)),
+        (400, "invalid_request".into()),
+        "{r:?}"
+    );
+}

@@ -226,6 +226,73 @@ impl Coffer {
             .ok_or_else(|| CoreError::NotFound(format!("block {id} is not stored in this archive")))
     }
 
+    /// Whole blocks in one answer, for restoring many small files: records
+    /// `id | length | bytes` in the order asked, as a bundle upload sends
+    /// them; a block the archive does not hold (or whose bytes are gone from
+    /// the storage) has the length [`coffer_types::wire::FETCH_ABSENT`] and
+    /// no bytes, so one lost block fails only the file it belongs to.
+    pub async fn read_blocks(&self, archive: &Name, ids: &[BlockId]) -> Result<Bytes> {
+        use coffer_types::wire::{
+            BUNDLE_MAX_BLOCKS, BUNDLE_MAX_BYTES, BUNDLE_RECORD_HEADER as H, FETCH_ABSENT,
+        };
+        if ids.len() > BUNDLE_MAX_BLOCKS {
+            return Err(CoreError::InvalidRequest(format!(
+                "{} ids asked for; one fetch answers at most {BUNDLE_MAX_BLOCKS} blocks",
+                ids.len()
+            )));
+        }
+        let mut found = Vec::with_capacity(ids.len());
+        let mut total = 0u64;
+        for id in ids {
+            let at = match self.meta.block(archive, id)? {
+                None => None,
+                Some(rec) => {
+                    total += rec.size;
+                    let at = Location::decode(&rec.location).ok_or_else(|| {
+                        CoreError::Internal(format!("block {id} has an unreadable location record"))
+                    })?;
+                    Some((rec.size, at))
+                }
+            };
+            found.push(at);
+        }
+        if total > BUNDLE_MAX_BYTES as u64 {
+            return Err(CoreError::InvalidRequest(format!(
+                "the {} blocks asked for hold {total} bytes; one fetch answers at most \
+                 {BUNDLE_MAX_BYTES}: ask for fewer",
+                ids.len()
+            )));
+        }
+        // Absent blocks and empty ones need no read.
+        let wanted: Vec<(BlockId, Location)> = ids
+            .iter()
+            .zip(&found)
+            .filter_map(|(id, f)| f.filter(|(size, _)| *size > 0).map(|(_, at)| (*id, at)))
+            .collect();
+        let mut read = self
+            .storage
+            .read_many(archive.as_str(), wanted)
+            .await?
+            .into_iter();
+        let blocks = found.iter().map(|f| match f {
+            None => None,
+            Some((0, _)) => Some(Bytes::new()),
+            Some(_) => read.next().flatten(),
+        });
+        let mut out = Vec::with_capacity(ids.len() * H + total as usize);
+        for (id, b) in ids.iter().zip(blocks) {
+            out.extend_from_slice(id.as_bytes());
+            match b {
+                Some(b) => {
+                    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                    out.extend_from_slice(&b);
+                }
+                None => out.extend_from_slice(&FETCH_ABSENT.to_le_bytes()),
+            }
+        }
+        Ok(out.into())
+    }
+
     /// Read a block, or the inclusive byte range `first..=last` of it
     /// (`last` = `None`: to the end; HTTP `Range: bytes=first-last`).
     pub async fn read_block(

@@ -13,7 +13,8 @@ use coffer_core::DeviceRecord;
 use coffer_core::{Coffer, CoreError};
 use coffer_types::wire::{
     AbortRequest, AddUser, BackupList, CommitRequest, CreateOrg, DeviceList, EnrollDevice,
-    MissingRequest, OrgList, PluginList, ProgressRequest, RunReport, SetRef, UserList,
+    FetchRequest, MissingRequest, OrgList, PluginList, ProgressRequest, RunReport, SetRef,
+    UserList,
 };
 use coffer_types::{ErrorCode, Name};
 use futures::TryStreamExt;
@@ -178,6 +179,16 @@ impl App {
             "put_block" => self.put_block(req, archive, segs[3]).await,
             "put_bundle" => self.put_bundle(req, archive).await,
             "get_block" => self.get_block(&req, archive, segs[3]).await,
+            "fetch_blocks" => {
+                let body: FetchRequest = self.read_json(req).await?;
+                let out = self.core.read_blocks(archive, &body.ids).await?;
+                self.metrics.bytes_out(out.len() as u64);
+                Ok(Response::builder()
+                    .header(header::CONTENT_TYPE, "application/octet-stream")
+                    .header(header::CONTENT_LENGTH, out.len())
+                    .body(full(out))
+                    .expect("valid response"))
+            }
             "head_block" => {
                 let size = self.core.block_size(archive, segs[3])?;
                 Ok(Response::builder()
@@ -616,6 +627,7 @@ fn agent_route(segs: &[&str], m: &Method) -> &'static str {
         (["whoami"], &Method::GET) => "whoami",
         (["archives", _, "blocks", "missing"], &Method::POST) => "missing_blocks",
         (["archives", _, "blocks", "bundle"], &Method::POST) => "put_bundle",
+        (["archives", _, "blocks", "fetch"], &Method::POST) => "fetch_blocks",
         (["archives", _, "blocks", _], &Method::PUT) => "put_block",
         (["archives", _, "blocks", _], &Method::GET) => "get_block",
         (["archives", _, "blocks", _], &Method::HEAD) => "head_block",
@@ -715,6 +727,10 @@ mod tests {
         assert_eq!(
             agent_route(&["archives", "a", "blocks", "bundle"], &Method::POST),
             "put_bundle"
+        );
+        assert_eq!(
+            agent_route(&["archives", "a", "blocks", "fetch"], &Method::POST),
+            "fetch_blocks"
         );
         assert_eq!(
             agent_route(&["archives", "a", "blocks", "x"], &Method::DELETE),

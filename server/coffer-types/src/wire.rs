@@ -49,6 +49,20 @@ pub struct PutBundleResponse {
     pub blocks: Vec<PutBlockResponse>,
 }
 
+/// `POST /v1/archives/{archive}/blocks/fetch` request: whole blocks to
+/// read in one answer, at most [`BUNDLE_MAX_BLOCKS`] ids holding at most
+/// [`BUNDLE_MAX_BYTES`]. The answer is records in the bundle format, in the
+/// order asked; a block the archive does not hold has the length
+/// [`FETCH_ABSENT`] and no bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchRequest {
+    pub ids: Vec<BlockId>,
+}
+
+/// The length of a fetch record whose block the archive does not hold.
+pub const FETCH_ABSENT: u32 = u32::MAX;
+
 /// `POST /v1/archives/{archive}/blocks/missing` request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -161,6 +161,21 @@ pub async fn run(store: &BlockStore, archive: &str) {
         "absent block reads as not found"
     );
 
+    // several blocks at once, in the order asked, the absent one as None
+    let mut asked: Vec<(BlockId, Location)> = stored.clone();
+    asked.insert(1, (absent, Location::Object));
+    asked.push(stored[0]);
+    let got = store.read_many(archive, asked.clone()).await.unwrap();
+    assert_eq!(got.len(), asked.len());
+    for ((id, at), got) in asked.iter().zip(got) {
+        if *id == absent {
+            assert_eq!(got, None, "an absent block reads as None");
+        } else {
+            let want = store.read(archive, id, *at).await.unwrap();
+            assert_eq!(got, Some(want), "read_many of {id}");
+        }
+    }
+
     // concurrent puts, small and large
     let mut tasks = Vec::new();
     for i in 0..16u64 {
