@@ -163,7 +163,8 @@ pub async fn restore(
     // `streams` block fetches in flight overall, whatever the file sizes.
     let fetches = Arc::new(Semaphore::new(opts.streams.max(1)));
     let (keys, fetches) = (&keys, &fetches);
-    let results: Vec<Vec<(String, anyhow::Result<u64>)>> = futures::stream::iter(jobs(&files))
+    let jobs = bundles(&files, |(e, _)| small_file(e));
+    let results: Vec<Vec<(String, anyhow::Result<u64>)>> = futures::stream::iter(jobs)
         .map(|group| async move {
             match group {
                 [(e, path)] => vec![(
@@ -250,28 +251,32 @@ const BUNDLE_FILE_MAX: u64 = 256 << 10;
 /// text at most).
 const BUNDLE_FILES_BYTES: u64 = 2 << 20;
 
-/// The files to restore, as groups fetched together: a small file's group
-/// is a bundle of small files; any other file is alone.
-fn jobs<'a>(files: &'a [(&'a Entry, PathBuf)]) -> Vec<&'a [(&'a Entry, PathBuf)]> {
+/// `items` cut into runs fetched together: consecutive items that `small`
+/// sizes go in runs of at most `BUNDLE_FILES_BYTES` and `BUNDLE_MAX_BLOCKS`;
+/// any other item is a run of its own.
+fn bundles<T>(items: &[T], small: impl Fn(&T) -> Option<u64>) -> Vec<&[T]> {
     use coffer_types::wire::BUNDLE_MAX_BLOCKS;
-    let small = |e: &Entry| e.chunks.len() == 1 && e.size <= BUNDLE_FILE_MAX;
-    let mut jobs = Vec::new();
+    let mut runs = Vec::new();
     let mut i = 0;
-    while i < files.len() {
+    while i < items.len() {
         let (mut j, mut bytes) = (i, 0);
-        while j < files.len()
-            && small(files[j].0)
-            && j - i < BUNDLE_MAX_BLOCKS
-            && bytes + files[j].0.size <= BUNDLE_FILES_BYTES
-        {
-            bytes += files[j].0.size;
+        while let Some(size) = items.get(j).and_then(&small) {
+            if j - i == BUNDLE_MAX_BLOCKS || bytes + size > BUNDLE_FILES_BYTES {
+                break;
+            }
+            bytes += size;
             j += 1;
         }
         let end = j.max(i + 1);
-        jobs.push(&files[i..end]);
+        runs.push(&items[i..end]);
         i = end;
     }
-    jobs
+    runs
+}
+
+/// The size of a file that is one small block, fetched in bundles.
+fn small_file(e: &Entry) -> Option<u64> {
+    (e.chunks.len() == 1 && e.size <= BUNDLE_FILE_MAX).then_some(e.size)
 }
 
 /// Restore a bundle of small files with one fetch. If the fetch itself
@@ -399,24 +404,47 @@ pub async fn verify(
     m: &Manifest,
     streams: usize,
 ) -> anyhow::Result<VerifySummary> {
+    // Every block once, in manifest order, with its size when it is a
+    // small file's only block (those are fetched in bundles).
     let mut owners: HashMap<BlockId, Vec<String>> = HashMap::new();
+    let mut blocks: Vec<(BlockId, Option<u64>)> = Vec::new();
     for e in &m.entries {
         for c in &e.chunks {
-            owners.entry(*c).or_default().push(e.path.display());
+            let files = owners.entry(*c).or_default();
+            if files.is_empty() {
+                blocks.push((*c, small_file(e)));
+            }
+            files.push(e.path.display());
         }
     }
     let cap = Arc::new(Semaphore::new(streams.max(1)));
-    let results: Vec<(BlockId, anyhow::Result<usize>)> =
-        futures::stream::iter(owners.keys().copied())
-            .map(|id| {
-                let fetched = spawn_fetch(api, &keys, id, &cap);
-                async move { (id, fetched.await.map(|d| d.len())) }
+    let (keys, cap) = (&keys, &cap);
+    let single = |id: BlockId| {
+        let fetched = spawn_fetch(api, keys, id, cap);
+        async move { (id, fetched.await.map(|d| d.len())) }
+    };
+    let results: Vec<Vec<(BlockId, anyhow::Result<usize>)>> =
+        futures::stream::iter(bundles(&blocks, |(_, small)| *small))
+            .map(|run| async move {
+                let ids: Vec<BlockId> = run.iter().map(|(id, _)| *id).collect();
+                if let [id] = ids[..] {
+                    return vec![single(id).await];
+                }
+                match spawn_fetch_many(api, keys, ids.clone(), cap).await {
+                    Ok(opened) => ids
+                        .into_iter()
+                        .zip(opened)
+                        .map(|(id, r)| (id, r.map(|d| d.len())))
+                        .collect(),
+                    // As in restore: one by one, each with its own error.
+                    Err(_) => futures::future::join_all(ids.into_iter().map(single)).await,
+                }
             })
             .buffer_unordered(streams.max(1))
             .collect()
             .await;
     let mut sum = VerifySummary::default();
-    for (id, r) in results {
+    for (id, r) in results.into_iter().flatten() {
         sum.blocks += 1;
         match r {
             Ok(n) => sum.bytes += n as u64,

@@ -355,11 +355,11 @@ async fn corruption_on_the_server_is_found_by_verify_and_restore() {
             "a corrupt file is not left half-written"
         );
     }
-    // The small files came in a bundle fetch, not a request each.
+    // Verify and restore each fetched the three small files in one request.
     let metrics = server.client().await.get("/metrics").await.unwrap();
     let metrics = String::from_utf8(metrics.body.to_vec()).unwrap();
     assert!(
-        metrics.contains("coffer_http_requests_total{route=\"fetch_blocks\",status=\"200\"}"),
+        metrics.contains("coffer_http_requests_total{route=\"fetch_blocks\",status=\"200\"} 2\n"),
         "{metrics}"
     );
 }
