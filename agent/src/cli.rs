@@ -59,6 +59,7 @@ enum Command {
     Init,
     /// Back up files and directories.
     Backup {
+        /// Files and directories to back up
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Skip paths matching this glob (full path or file name); repeatable.
@@ -75,18 +76,23 @@ enum Command {
     Backups,
     /// Restore a backup (default: the latest) into a directory.
     Restore {
+        /// Backup id, as `backups` lists it (default: the latest)
         backup: Option<String>,
+        /// Directory to restore into; paths keep their absolute form below it
         #[arg(long)]
         target: PathBuf,
         /// Restore only paths matching this glob (relative, as listed); repeatable.
         #[arg(long)]
         include: Vec<String>,
+        /// Downloads in flight on the one HTTP/2 connection
         #[arg(long, default_value_t = 16)]
         streams: usize,
     },
     /// Download and check every block of a backup (default: the latest).
     Verify {
+        /// Backup id, as `backups` lists it (default: the latest)
         backup: Option<String>,
+        /// Downloads in flight on the one HTTP/2 connection
         #[arg(long, default_value_t = 16)]
         streams: usize,
     },
