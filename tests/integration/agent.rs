@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 
 use coffer_agent::api::Api;
 use coffer_agent::commands::{self, Agent as Device};
+use coffer_agent::manifest::{Entry, Kind, Manifest, ManifestRoot, PathRepr, Stats};
 use coffer_agent::progress::Progress;
 use coffer_agent::restore::RestoreOptions;
+use coffer_types::BlockId;
 
 use crate::harness::*;
 
@@ -191,7 +193,7 @@ async fn a_cached_chunk_the_server_lacks_is_read_again() {
         .expect("the agent keeps a file cache");
     let mut cache: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&cache_file).unwrap()).unwrap();
-    let never_stored = coffer_types::BlockId::of(b"a block nobody stored");
+    let never_stored = BlockId::of(b"a block nobody stored");
     let mut pointed = 0;
     for f in cache["files"].as_object_mut().unwrap().values_mut() {
         if f["size"] == 3 << 20 {
@@ -296,15 +298,8 @@ async fn corruption_on_the_server_is_found_by_verify_and_restore() {
     std::fs::write(victim, bytes).unwrap();
     // The small victim's block is sealed deterministically: find its record
     // (`CPK1 | length | id | bytes`) in the archive's pack by its id.
-    let keys = coffer_agent::crypto::Keys::unwrap(
-        &api.get_block(&api.get_ref("key").await.unwrap().unwrap().block)
-            .await
-            .unwrap()
-            .unwrap(),
-        "correct horse",
-    )
-    .unwrap();
-    let small_id = coffer_types::BlockId::of(&keys.seal(&small_victim));
+    let keys = archive_keys(&api).await;
+    let small_id = BlockId::of(&keys.seal(&small_victim));
     let mut packed = 0;
     for d in std::fs::read_dir(server.data_dir.join("blocks/packs")).unwrap() {
         for pack in std::fs::read_dir(d.unwrap().path()).unwrap() {
@@ -364,65 +359,129 @@ async fn corruption_on_the_server_is_found_by_verify_and_restore() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_manifest_that_climbs_out_of_the_target_is_refused() {
-    use coffer_agent::crypto::Keys;
-    use coffer_agent::manifest::{Entry, Kind, Manifest, ManifestRoot, PathRepr, Stats};
-    use coffer_types::BlockId;
-    let (_server, api, work) = setup().await;
-    // Forge a backup with the archive's own key: what a compromised or
-    // buggy writer could produce.
+/// The archive's keys, unwrapped as the agent does.
+async fn archive_keys(api: &Api) -> coffer_agent::crypto::Keys {
     let key_ref = api.get_ref("key").await.unwrap().unwrap();
-    let keys = Keys::unwrap(
+    coffer_agent::crypto::Keys::unwrap(
         &api.get_block(&key_ref.block).await.unwrap().unwrap(),
         "correct horse",
     )
-    .unwrap();
-    let payload = keys.seal(b"owned");
-    let pid = BlockId::of(&payload);
-    api.put_block(&pid, payload.into(), None).await.unwrap();
-    let entry = |path: &str, kind| Entry {
+    .unwrap()
+}
+
+/// Seal and upload each plaintext as a block; their ids.
+async fn put_sealed(api: &Api, keys: &coffer_agent::crypto::Keys, plain: &[&[u8]]) -> Vec<BlockId> {
+    let mut ids = Vec::new();
+    for p in plain {
+        let sealed = keys.seal(p);
+        let id = BlockId::of(&sealed);
+        api.put_block(&id, sealed.into(), None).await.unwrap();
+        ids.push(id);
+    }
+    ids
+}
+
+/// A file entry of a forged manifest.
+fn forged_entry(path: &str, kind: Kind, size: u64, chunks: Vec<BlockId>) -> Entry {
+    Entry {
         path: PathRepr::Text(path.into()),
         kind,
         mode: 0o644,
         mtime_sec: 0,
         mtime_nsec: 0,
-        size: 5,
+        size,
         target: None,
-        chunks: vec![pid],
-    };
-    let mut link = entry("x/escape", Kind::Symlink);
-    link.target = Some(PathRepr::Text("/".into()));
+        chunks,
+    }
+}
+
+/// Commit a backup of `entries` sealed with the archive's own key: what a
+/// compromised or buggy writer could produce. `blocks` are the data blocks
+/// the entries name.
+async fn commit_forged(
+    api: &Api,
+    keys: &coffer_agent::crypto::Keys,
+    entries: Vec<Entry>,
+    blocks: &[BlockId],
+) {
     let m = Manifest {
         version: 1,
         created_ms: 0,
         host: "evil".into(),
         roots: vec![],
         stats: Stats::default(),
-        entries: vec![
-            entry("../../evil.txt", Kind::File),
-            entry("/tmp/evil-abs.txt", Kind::File),
-            link,
-            entry("x/escape/evil-through-link.txt", Kind::File),
-            entry("x/good.txt", Kind::File),
-        ],
+        entries,
     };
-    let part = keys.seal(&serde_json::to_vec(&m).unwrap());
-    let part_id = BlockId::of(&part);
-    api.put_block(&part_id, part.into(), None).await.unwrap();
-    let root = keys.seal(
-        &serde_json::to_vec(&ManifestRoot {
-            version: 1,
-            parts: vec![part_id],
-        })
-        .unwrap(),
-    );
-    let root_id = BlockId::of(&root);
-    api.put_block(&root_id, root.into(), None).await.unwrap();
+    let part_id = put_sealed(api, keys, &[&serde_json::to_vec(&m).unwrap()]).await[0];
+    let root = ManifestRoot {
+        version: 1,
+        parts: vec![part_id],
+    };
+    let root_id = put_sealed(api, keys, &[&serde_json::to_vec(&root).unwrap()]).await[0];
     let s = api.open_session().await.unwrap();
-    api.commit(s.session.as_str(), root_id, &[pid, part_id], 1, 5)
+    let referenced: Vec<BlockId> = blocks.iter().copied().chain([part_id]).collect();
+    api.commit(s.session.as_str(), root_id, &referenced, 1, 5)
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_the_server_refuses_is_fetched_file_by_file() {
+    let (server, api, work) = setup().await;
+    let keys = archive_keys(&api).await;
+    // Three entries claim 100 bytes but name 3 MiB blocks: together more
+    // than a fetch answers, so the server refuses the bundle, and the agent
+    // fetches each of its files alone. Each then fails on its size, by
+    // name; the honest file of the same bundle is restored.
+    let big: Vec<Vec<u8>> = (0..3).map(|i| block_bytes(40 + i, 3 << 20)).collect();
+    let big_ids = put_sealed(&api, &keys, &[&big[0], &big[1], &big[2]]).await;
+    let small_id = put_sealed(&api, &keys, &[b"honest"]).await[0];
+    let mut entries: Vec<Entry> = big_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| forged_entry(&format!("liar{i}.bin"), Kind::File, 100, vec![*id]))
+        .collect();
+    entries.push(forged_entry("honest.txt", Kind::File, 6, vec![small_id]));
+    let blocks: Vec<BlockId> = big_ids.iter().copied().chain([small_id]).collect();
+    commit_forged(&api, &keys, entries, &blocks).await;
+
+    let dev = device(&api, work.path()).await;
+    let target = work.path().join("r");
+    let (_, r) = restore_all(&dev, &target).await;
+    let mut failed: Vec<&str> = r.failed.iter().map(|(f, _)| f.as_str()).collect();
+    failed.sort();
+    assert_eq!(failed, ["liar0.bin", "liar1.bin", "liar2.bin"], "{r:?}");
+    assert!(
+        r.failed
+            .iter()
+            .all(|(_, e)| e.contains("the manifest says 100")),
+        "{r:?}"
+    );
+    assert_eq!(std::fs::read(target.join("honest.txt")).unwrap(), b"honest");
+    let metrics = server.client().await.get("/metrics").await.unwrap();
+    let metrics = String::from_utf8(metrics.body.to_vec()).unwrap();
+    assert!(
+        metrics.contains("coffer_http_requests_total{route=\"fetch_blocks\",status=\"400\"} 1\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_that_climbs_out_of_the_target_is_refused() {
+    let (_server, api, work) = setup().await;
+    let keys = archive_keys(&api).await;
+    let pid = put_sealed(&api, &keys, &[b"owned"]).await[0];
+    let entry = |path: &str, kind| forged_entry(path, kind, 5, vec![pid]);
+    let mut link = entry("x/escape", Kind::Symlink);
+    link.target = Some(PathRepr::Text("/".into()));
+    let entries = vec![
+        entry("../../evil.txt", Kind::File),
+        entry("/tmp/evil-abs.txt", Kind::File),
+        link,
+        entry("x/escape/evil-through-link.txt", Kind::File),
+        entry("x/good.txt", Kind::File),
+    ];
+    commit_forged(&api, &keys, entries, &[pid]).await;
 
     let dev = device(&api, work.path()).await;
     let target = work.path().join("jail/r");
