@@ -264,16 +264,14 @@ impl Api {
         blocks: &[(BlockId, Bytes)],
         session: Option<&str>,
     ) -> anyhow::Result<()> {
-        use coffer_types::wire::BUNDLE_RECORD_HEADER;
+        use coffer_types::wire::{push_record, BUNDLE_RECORD_HEADER};
         let size = blocks
             .iter()
             .map(|(_, b)| BUNDLE_RECORD_HEADER + b.len())
             .sum();
         let mut body = Vec::with_capacity(size);
         for (id, b) in blocks {
-            body.extend_from_slice(id.as_bytes());
-            body.extend_from_slice(&u32::try_from(b.len())?.to_le_bytes());
-            body.extend_from_slice(b);
+            push_record(&mut body, id, Some(b));
         }
         let headers: Vec<(&str, &str)> =
             session.map(|s| ("coffer-session", s)).into_iter().collect();
@@ -297,7 +295,7 @@ impl Api {
     /// order asked: `None` for a block the server does not hold. Together
     /// at most `coffer_types::wire::BUNDLE_MAX_BYTES`.
     pub async fn fetch_blocks(&self, ids: &[BlockId]) -> anyhow::Result<Vec<Option<Bytes>>> {
-        use coffer_types::wire::{BUNDLE_RECORD_HEADER as H, FETCH_ABSENT};
+        use coffer_types::wire::{record_header, BUNDLE_RECORD_HEADER as H, FETCH_ABSENT};
         let body = serde_json::to_vec(&json!({ "ids": ids }))?;
         let (status, mut rest) = self
             .send(
@@ -314,12 +312,12 @@ impl Api {
         }
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            anyhow::ensure!(
-                rest.len() >= H && rest[..32] == id.as_bytes()[..],
-                "the server's answer to a fetch of {} blocks is malformed at block {id}",
-                ids.len()
-            );
-            let len = u32::from_le_bytes(rest[32..H].try_into().expect("4 bytes"));
+            let Some((_, len)) = record_header(&rest).filter(|(got, _)| got == id) else {
+                anyhow::bail!(
+                    "the server's answer to a fetch of {} blocks is malformed at block {id}",
+                    ids.len()
+                );
+            };
             if len == FETCH_ABSENT {
                 out.push(None);
                 rest = rest.slice(H..);

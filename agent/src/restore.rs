@@ -25,43 +25,50 @@ use crate::crypto::Keys;
 use crate::manifest::{Entry, Kind, Manifest, ManifestRoot};
 use crate::progress::Progress;
 
-/// Fetch and check a block as a task of its own, holding a slot of `cap`
-/// meanwhile. The command's future runs on the thread that called
-/// `block_on`; spawning puts hashing and decryption on every worker.
+/// Run a fetch as a task of its own, holding a slot of `cap` meanwhile. The
+/// command's future runs on the thread that called `block_on`; spawning
+/// puts hashing and decryption on every worker.
+fn spawn_holding<T: Send + 'static>(
+    cap: &Arc<Semaphore>,
+    fetch: impl std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+) -> impl std::future::Future<Output = anyhow::Result<T>> {
+    let cap = cap.clone();
+    let task = tokio::spawn(async move {
+        let _slot = cap.acquire_owned().await.expect("semaphore open");
+        fetch.await
+    });
+    async move { task.await.context("block fetch task failed")? }
+}
+
+/// Fetch and check a block (`GET …/blocks/{id}`) on a task of its own.
 fn spawn_fetch(
     api: &Api,
     keys: &Arc<Keys>,
     id: BlockId,
     cap: &Arc<Semaphore>,
 ) -> impl std::future::Future<Output = anyhow::Result<Vec<u8>>> {
-    let (api, keys, cap) = (api.clone(), keys.clone(), cap.clone());
-    let task = tokio::spawn(async move {
-        let _slot = cap.acquire_owned().await.expect("semaphore open");
-        fetch(&api, &keys, &id).await
-    });
-    async move { task.await.context("block fetch task failed")? }
+    let (api, keys) = (api.clone(), keys.clone());
+    spawn_holding(cap, async move { fetch(&api, &keys, &id).await })
 }
 
-/// Fetch blocks in one request (`POST …/blocks/fetch`) as a task of its
-/// own, holding one slot of `cap`, and check each: the outer `Err` is the
-/// request failing, an inner one a block missing or corrupt.
+/// Fetch blocks in one request (`POST …/blocks/fetch`) on a task of its
+/// own, and check each: the outer `Err` is the request failing, an inner
+/// one a block missing or corrupt.
 fn spawn_fetch_many(
     api: &Api,
     keys: &Arc<Keys>,
     ids: Vec<BlockId>,
     cap: &Arc<Semaphore>,
 ) -> impl std::future::Future<Output = anyhow::Result<Vec<anyhow::Result<Vec<u8>>>>> {
-    let (api, keys, cap) = (api.clone(), keys.clone(), cap.clone());
-    let task = tokio::spawn(async move {
-        let _slot = cap.acquire_owned().await.expect("semaphore open");
+    let (api, keys) = (api.clone(), keys.clone());
+    spawn_holding(cap, async move {
         let blobs = api.fetch_blocks(&ids).await?;
         Ok(ids
             .iter()
             .zip(blobs)
             .map(|(id, blob)| check(&keys, id, blob))
             .collect())
-    });
-    async move { task.await.context("block fetch task failed")? }
+    })
 }
 
 /// Fetch a block and check it: `Err` names what is wrong.

@@ -151,18 +151,17 @@ impl Coffer {
         session: Option<&str>,
         body: Bytes,
     ) -> Result<Vec<PutBlockResponse>> {
-        use coffer_types::wire::{BUNDLE_MAX_BLOCKS, BUNDLE_RECORD_HEADER as H};
+        use coffer_types::wire::{record_header, BUNDLE_MAX_BLOCKS, BUNDLE_RECORD_HEADER as H};
         let mut records = Vec::new();
         let mut rest = body;
         while !rest.is_empty() {
-            if rest.len() < H {
+            let Some((id, len)) = record_header(&rest) else {
                 return Err(CoreError::InvalidRequest(format!(
                     "the bundle ends inside a record header ({} bytes left, a header is {H})",
                     rest.len()
                 )));
-            }
-            let id = BlockId::from_bytes(rest[..32].try_into().expect("32 bytes"));
-            let len = u32::from_le_bytes(rest[32..H].try_into().expect("4 bytes")) as usize;
+            };
+            let len = len as usize;
             if rest.len() - H < len {
                 return Err(CoreError::InvalidRequest(format!(
                     "the bundle ends inside block {id}: {len} bytes announced, {} sent",
@@ -233,7 +232,7 @@ impl Coffer {
     /// no bytes, so one lost block fails only the file it belongs to.
     pub async fn read_blocks(&self, archive: &Name, ids: &[BlockId]) -> Result<Bytes> {
         use coffer_types::wire::{
-            BUNDLE_MAX_BLOCKS, BUNDLE_MAX_BYTES, BUNDLE_RECORD_HEADER as H, FETCH_ABSENT,
+            push_record, BUNDLE_MAX_BLOCKS, BUNDLE_MAX_BYTES, BUNDLE_RECORD_HEADER as H,
         };
         if ids.len() > BUNDLE_MAX_BLOCKS {
             return Err(CoreError::InvalidRequest(format!(
@@ -281,14 +280,7 @@ impl Coffer {
         });
         let mut out = Vec::with_capacity(ids.len() * H + total as usize);
         for (id, b) in ids.iter().zip(blocks) {
-            out.extend_from_slice(id.as_bytes());
-            match b {
-                Some(b) => {
-                    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-                    out.extend_from_slice(&b);
-                }
-                None => out.extend_from_slice(&FETCH_ABSENT.to_le_bytes()),
-            }
+            push_record(&mut out, id, b.as_deref());
         }
         Ok(out.into())
     }

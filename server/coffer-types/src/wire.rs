@@ -63,6 +63,28 @@ pub struct FetchRequest {
 /// The length of a fetch record whose block the archive does not hold.
 pub const FETCH_ABSENT: u32 = u32::MAX;
 
+/// Append a record of a bundle or a fetch answer to `out`: `id | length |
+/// bytes`, or for `None` the id and [`FETCH_ABSENT`].
+pub fn push_record(out: &mut Vec<u8>, id: &BlockId, bytes: Option<&[u8]>) {
+    out.extend_from_slice(id.as_bytes());
+    match bytes {
+        Some(b) => {
+            let len = u32::try_from(b.len()).expect("a block is far below 4 GiB");
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(b);
+        }
+        None => out.extend_from_slice(&FETCH_ABSENT.to_le_bytes()),
+    }
+}
+
+/// The id and length of the record `buf` starts with; `None` if `buf` is
+/// shorter than a record header.
+pub fn record_header(buf: &[u8]) -> Option<(BlockId, u32)> {
+    let h = buf.get(..BUNDLE_RECORD_HEADER)?;
+    let id = BlockId::from_bytes(h[..32].try_into().expect("32 bytes"));
+    Some((id, u32::from_le_bytes(h[32..].try_into().expect("4 bytes"))))
+}
+
 /// `POST /v1/archives/{archive}/blocks/missing` request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -341,4 +363,26 @@ pub struct AbortRequest {
     /// sentence. Integrations receive a `session-failed` event with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_read_back_as_written() {
+        let (a, b) = (BlockId::of(b"a"), BlockId::of(b"b"));
+        let mut out = Vec::new();
+        push_record(&mut out, &a, Some(b"hello"));
+        push_record(&mut out, &b, None);
+        assert_eq!(out.len(), 2 * BUNDLE_RECORD_HEADER + 5);
+        assert_eq!(record_header(&out), Some((a, 5)));
+        assert_eq!(
+            &out[BUNDLE_RECORD_HEADER..BUNDLE_RECORD_HEADER + 5],
+            b"hello"
+        );
+        let rest = &out[BUNDLE_RECORD_HEADER + 5..];
+        assert_eq!(record_header(rest), Some((b, FETCH_ABSENT)));
+        assert_eq!(record_header(&rest[..BUNDLE_RECORD_HEADER - 1]), None);
+    }
 }

@@ -30,11 +30,16 @@ const READ_PIECE: u64 = 4 << 20;
 /// Read up to [`READ_PIECE`] bytes of `file` from `at` (short of `end`):
 /// the piece, and where the next one starts.
 fn read_piece(file: &std::fs::File, at: u64, end: u64) -> Result<(Bytes, u64)> {
-    let n = end.saturating_sub(at).min(READ_PIECE) as usize;
-    let mut buf = vec![0u8; n];
+    let n = end.saturating_sub(at).min(READ_PIECE);
+    Ok((read_at(file, at, n)?, at + n))
+}
+
+/// `len` bytes of `file` from `at`.
+fn read_at(file: &std::fs::File, at: u64, len: u64) -> Result<Bytes> {
+    let mut buf = vec![0u8; len as usize];
     file.read_exact_at(&mut buf, at)
         .map_err(StorageError::io("read block"))?;
-    Ok((Bytes::from(buf), at + n as u64))
+    Ok(Bytes::from(buf))
 }
 
 /// Open a block's file (or its pack) under the local root.
@@ -441,20 +446,19 @@ impl BlockStore {
             let mut out = Vec::with_capacity(blocks.len());
             for ((id, at), path) in blocks.into_iter().zip(paths) {
                 let file = match last.take() {
-                    Some((p, f)) if p == path => Ok(f),
-                    _ => open_local(&path, &id),
+                    Some((p, f)) if p == path => f,
+                    _ => match open_local(&path, &id) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            out.push(found(Err(e))?);
+                            continue;
+                        }
+                    },
                 };
-                let read = file.and_then(|file| {
-                    let bytes = locate_local(&file, &id, at).and_then(|(base, size)| {
-                        let mut buf = vec![0u8; size as usize];
-                        file.read_exact_at(&mut buf, base)
-                            .map_err(StorageError::io("read block"))?;
-                        Ok(Bytes::from(buf))
-                    });
-                    last = Some((path, file));
-                    bytes
-                });
-                out.push(found(read)?);
+                let bytes = locate_local(&file, &id, at)
+                    .and_then(|(base, size)| read_at(&file, base, size));
+                last = Some((path, file));
+                out.push(found(bytes)?);
             }
             Ok(out)
         })
