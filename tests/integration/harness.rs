@@ -373,6 +373,22 @@ pub fn code(r: &ClientResponse) -> String {
         .unwrap_or_else(|| format!("<no error body: {}>", String::from_utf8_lossy(&r.body)))
 }
 
+/// Assert an error answer: its status, its code, and that its message says
+/// `says`.
+#[track_caller]
+pub fn assert_refused(r: &ClientResponse, status: u16, error_code: &str, says: &str) {
+    assert_eq!(
+        (r.status, code(r)),
+        (status, error_code.to_owned()),
+        "{r:?}"
+    );
+    let message = r.error().map(|e| e.error.message).unwrap_or_default();
+    assert!(
+        message.contains(says),
+        "the message {message:?} does not say {says:?}"
+    );
+}
+
 // ---- a real S3-compatible server ----
 
 /// s3s-fs on loopback, with a bucket, stopped on drop.
