@@ -17,10 +17,16 @@ target="${CARGO_TARGET_DIR:-target}"
 SIZE_MIB="${SIZE_MIB:-2048}"
 ROUNDS="${ROUNDS:-3}"
 cargo build --release -q -p coffer -p coffer-agent
-for tool in restic rclone bc; do
+for tool in restic rclone bc python3; do
     if ! command -v "$tool" >/dev/null; then
+        if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+            echo "bench/agent.sh needs $tool: install it (Debian: apt-get install $tool)" >&2
+            exit 1
+        fi
         echo "$tool is not installed; installing Debian's package" >&2
-        apt-get install -y "$tool" >/dev/null
+        # A fresh machine may have no package lists yet.
+        apt-get install -y "$tool" >/dev/null 2>&1 ||
+            { apt-get update >/dev/null && apt-get install -y "$tool" >/dev/null; }
     fi
 done
 W=$(mktemp -d "${BENCH_DIR:-.}/coffer-agent-bench.XXXXXX")

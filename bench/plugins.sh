@@ -7,5 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
 export CARGO_TARGET_DIR="$target"
+plugins/guest/ensure-target
 cargo build --release -q -p coffer -p coffer-bench
 exec "$target/release/coffer-plugin-bench" --coffer "$target/release/coffer" "$@"

@@ -413,6 +413,44 @@ fn tools_dir() -> PathBuf {
     }
 }
 
+/// A Python 3 with pip: `python3` if it has pip, else pip bootstrapped with
+/// `ensurepip`, else (as root, with apt-get) Debian's `python3-pip`.
+/// Otherwise a sentence saying what to install.
+fn python_with_pip() {
+    let has_pip = || {
+        Command::new("python3")
+            .args(["-m", "pip", "--version"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if has_pip() {
+        return;
+    }
+    let _ = Command::new("python3")
+        .args(["-m", "ensurepip", "--upgrade"])
+        .output();
+    if !has_pip() && rustix::process::geteuid().is_root() && which("apt-get") {
+        eprintln!("python3 with pip is missing: installing Debian's python3 and python3-pip");
+        let _ = Command::new("apt-get").arg("update").output();
+        let _ = Command::new("apt-get")
+            .args(["install", "-y", "python3", "python3-pip"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .output();
+    }
+    assert!(
+        has_pip(),
+        "the Python plugin test needs python3 with pip, and neither `python3 -m pip` nor \
+         `python3 -m ensurepip` works here: install them (Debian: apt-get install python3 \
+         python3-pip)"
+    );
+}
+
+/// Whether `cmd` is on PATH.
+fn which(cmd: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+}
+
 /// componentize-py 0.25.1 (the version whose WASI matches wasmtime 48),
 /// installed from PyPI with pip under the tools directory on first use.
 /// Returns the command to run it (a `python3` with the right `PYTHONPATH`).
@@ -420,6 +458,7 @@ pub fn componentize_py() -> Command {
     let dir = tools_dir().join("componentize-py-0.25.1");
     let _g = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     if !dir.join("componentize_py").exists() {
+        python_with_pip();
         let st = Command::new("python3")
             .args([
                 "-m",
@@ -432,8 +471,12 @@ pub fn componentize_py() -> Command {
             .arg(&dir)
             .arg("componentize-py==0.25.1")
             .status()
-            .expect("run python3 -m pip (python3 with pip is needed for the Python plugin test)");
-        assert!(st.success(), "pip install componentize-py failed");
+            .expect("run python3 -m pip");
+        assert!(
+            st.success(),
+            "pip install componentize-py==0.25.1 into {} failed (it downloads from PyPI)",
+            dir.display()
+        );
     }
     let mut c = Command::new("python3");
     c.env("PYTHONPATH", &dir)
@@ -441,14 +484,17 @@ pub fn componentize_py() -> Command {
     c
 }
 
+/// The s3s-fs version the tests run (newer releases need rustc 1.96).
+const S3S_FS: &str = "s3s-fs@0.14.1";
+
 /// The s3s-fs binary: `$COFFER_S3S_FS`, or the copy the harness installs
-/// under `$COFFER_TOOLS_DIR` (default `~/.cache/coffer-tools`) with
-/// `cargo install` on first use.
+/// under `$COFFER_TOOLS_DIR` (default `~/.cache/coffer-tools`), in a
+/// directory named for its version, with `cargo install` on first use.
 pub fn s3s_fs_binary() -> PathBuf {
     if let Ok(p) = std::env::var("COFFER_S3S_FS") {
         return PathBuf::from(p);
     }
-    let root = tools_dir();
+    let root = tools_dir().join(S3S_FS.replace('@', "-"));
     let bin = root.join("bin/s3s-fs");
     let _g = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     if !bin.exists() {
@@ -456,7 +502,7 @@ pub fn s3s_fs_binary() -> PathBuf {
         let st = Command::new(cargo)
             .args([
                 "install",
-                "s3s-fs@0.14.1",
+                S3S_FS,
                 "--locked",
                 "--features",
                 "binary",
@@ -465,7 +511,11 @@ pub fn s3s_fs_binary() -> PathBuf {
             .arg(&root)
             .status()
             .expect("run cargo install s3s-fs");
-        assert!(st.success(), "cargo install s3s-fs failed");
+        assert!(
+            st.success(),
+            "cargo install {S3S_FS} failed (it builds from crates.io); install it yourself \
+             and set COFFER_S3S_FS to the binary"
+        );
     }
     bin
 }

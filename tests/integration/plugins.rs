@@ -440,8 +440,17 @@ async fn a_slow_integration_plugin_drops_events_instead_of_slowing_ingest() {
 
 #[test]
 fn a_python_plugin_built_with_componentize_py_runs_in_the_same_host() {
-    let src = guest_workspace().join("examples/python-retention");
+    // Built from a copy: componentize-py writes __pycache__ beside the source.
     let out = tempfile::tempdir().unwrap();
+    let src = out.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let example = guest_workspace().join("examples/python-retention");
+    for e in std::fs::read_dir(&example).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), src.join(e.file_name())).unwrap();
+        }
+    }
     let wasm = out.path().join("python_retention.wasm");
     let o = crate::harness::componentize_py()
         .arg("-d")

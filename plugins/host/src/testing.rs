@@ -1,6 +1,7 @@
 //! Building the plugins of `plugins/guest` from source, for tests and
 //! benchmarks: `cargo build --release --target wasm32-wasip2` in that
-//! workspace, once per process.
+//! workspace, once per process, after `plugins/guest/ensure-target` has
+//! added the target to the toolchain if a fresh machine lacks it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,6 +31,7 @@ pub fn build_guests() -> &'static Path {
                     .unwrap_or_else(|| guest_workspace().join("target"))
             })
             .join("guest-wasm");
+        ensure_target();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let out = Command::new(cargo)
             .current_dir(guest_workspace())
@@ -46,6 +48,21 @@ pub fn build_guests() -> &'static Path {
         );
         target.join("wasm32-wasip2/release")
     })
+}
+
+/// Add the `wasm32-wasip2` target when the toolchain lacks it (the script
+/// says what to run when it cannot).
+fn ensure_target() {
+    let script = guest_workspace().join("ensure-target");
+    let out = Command::new("bash")
+        .arg(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "the guest plugins need the wasm32-wasip2 target, and it could not be installed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A guest component's bytes and its manifest text, by crate name (e.g.
