@@ -1,13 +1,15 @@
-//! Tokens: generation, hashing and checking. Tokens are 32 random bytes shown
-//! once; the server keeps only their blake3 and compares in constant time.
+//! Tokens: generation, hashing, and authentication of device tokens. Tokens
+//! are a prefix and 32 random bytes in hex, shown once; the server keeps only
+//! their blake3 and compares in constant time. Admin tokens are checked in
+//! `accounts.rs`.
 
-use coffer_meta::DeviceRecord;
 use subtle::ConstantTimeEq;
 
+use crate::access::DeviceAuth;
 use crate::{Coffer, CoreError, Result};
 
 const DEVICE_PREFIX: &str = "cfd_";
-const ADMIN_PREFIX: &str = "cfa_";
+pub(crate) const ADMIN_PREFIX: &str = "cfa_";
 
 pub(crate) fn new_token(prefix: &str) -> Result<(String, [u8; 32])> {
     let mut raw = [0u8; 32];
@@ -27,41 +29,8 @@ pub(crate) fn new_device_token() -> Result<(String, [u8; 32])> {
 }
 
 impl Coffer {
-    /// Create the admin token on first start. Returns the token when one was
-    /// created (the caller shows or stores it once), `None` if one exists.
-    pub async fn ensure_admin_token(&self) -> Result<Option<String>> {
-        if self.meta.admin_token_hash()?.is_some() {
-            return Ok(None);
-        }
-        let (token, hash) = new_token(ADMIN_PREFIX)?;
-        self.meta.set_admin_token_hash(hash)?;
-        self.meta.durable().await?;
-        Ok(Some(token))
-    }
-
-    /// Replace the admin token (e.g. when `admin.token` was lost).
-    pub async fn reset_admin_token(&self) -> Result<String> {
-        let (token, hash) = new_token(ADMIN_PREFIX)?;
-        self.meta.set_admin_token_hash(hash)?;
-        self.meta.durable().await?;
-        Ok(token)
-    }
-
-    /// Check an admin token.
-    pub fn authenticate_admin(&self, token: &str) -> Result<()> {
-        let stored = self
-            .meta
-            .admin_token_hash()?
-            .ok_or(CoreError::Unauthorized)?;
-        if bool::from(hash(token).ct_eq(&stored)) && token.starts_with(ADMIN_PREFIX) {
-            Ok(())
-        } else {
-            Err(CoreError::Unauthorized)
-        }
-    }
-
     /// The device a token belongs to; revoked or unknown tokens are refused.
-    pub fn authenticate_device(&self, token: &str) -> Result<DeviceRecord> {
+    pub fn authenticate_device(&self, token: &str) -> Result<DeviceAuth> {
         if !token.starts_with(DEVICE_PREFIX) {
             return Err(CoreError::Unauthorized);
         }
@@ -73,6 +42,10 @@ impl Coffer {
         if device.revoked || !bool::from(device.token_hash.ct_eq(&h)) {
             return Err(CoreError::Unauthorized);
         }
-        Ok(device)
+        Ok(DeviceAuth {
+            device: device.id,
+            archive: device.archive,
+            org: device.org,
+        })
     }
 }

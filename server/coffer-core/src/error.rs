@@ -23,6 +23,10 @@ pub enum CoreError {
         "missing or invalid token: send \"Authorization: Bearer <token>\" with a current token"
     )]
     Unauthorized,
+    /// A token that is known but does not work any more (expired, or its
+    /// account is disabled): `401` with the reason.
+    #[error("{0}")]
+    TokenRejected(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -31,6 +35,10 @@ pub enum CoreError {
     MissingBlocks(Vec<BlockId>),
     #[error("{0}")]
     AlreadyExists(String),
+    /// The change would break a rule of the current state (e.g. remove the
+    /// last admin).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     SessionClosed(String),
     #[error("the storage is full ({0}); blocks already stored remain readable")]
@@ -55,11 +63,12 @@ impl CoreError {
             Self::BodyTooLarge { .. } => ErrorCode::BodyTooLarge,
             Self::InvalidId(_) => ErrorCode::InvalidId,
             Self::InvalidRequest(_) | Self::BodyAborted(_) => ErrorCode::InvalidRequest,
-            Self::Unauthorized => ErrorCode::Unauthorized,
+            Self::Unauthorized | Self::TokenRejected(_) => ErrorCode::Unauthorized,
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::MissingBlocks(_) => ErrorCode::MissingBlocks,
             Self::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            Self::Conflict(_) => ErrorCode::Conflict,
             Self::SessionClosed(_) => ErrorCode::SessionClosed,
             Self::StorageFull(_) => ErrorCode::StorageFull,
             Self::StorageUnavailable(_) => ErrorCode::StorageUnavailable,

@@ -8,12 +8,14 @@
 use std::ops::Range;
 
 use bytes::Bytes;
-use coffer_meta::{BlockRecord, DeviceRecord};
+use coffer_meta::BlockRecord;
+use coffer_meta::SessionStatus;
 use coffer_storage::{BlockStream, Location};
-use coffer_types::wire::{MissingResponse, PutBlockResponse, SessionState};
+use coffer_types::wire::{MissingResponse, PutBlockResponse};
 use coffer_types::{BlockId, Name};
 use futures::{Stream, StreamExt};
 
+use crate::access::DeviceAuth;
 use crate::{Coffer, CoreError, Result};
 
 /// The result of a block read.
@@ -45,7 +47,7 @@ pub(crate) fn parse_block_id(s: &str) -> Result<BlockId> {
 impl Coffer {
     /// The archive `archive` if `device` owns it. Any other archive, existing
     /// or not, is "not found" with the same message: no existence oracle.
-    pub fn archive_of(&self, device: &DeviceRecord, archive: &str) -> Result<Name> {
+    pub fn archive_of(&self, device: &DeviceAuth, archive: &str) -> Result<Name> {
         if device.archive.as_str() == archive {
             Ok(device.archive.clone())
         } else {
@@ -58,7 +60,7 @@ impl Coffer {
     /// An open session of `archive`, for pinning.
     fn open_session_named(&self, archive: &Name, session: &str) -> Result<Name> {
         let s = self.session_record(archive, session)?;
-        if s.state != SessionState::Open {
+        if s.state != SessionStatus::Open {
             return Err(crate::sessions::closed(&s));
         }
         Ok(s.id)

@@ -6,23 +6,36 @@
 //! `coffer-storage`'s `BlockStore`, and takes request bodies as plain byte
 //! streams. Time comes from an injected [`Clock`].
 
+mod access;
+mod accounts;
 mod admin;
+mod audit;
 mod auth;
 mod clock;
+pub mod duration;
 mod error;
 pub mod events;
 mod ingest;
+pub mod orgtree;
 pub mod plugins;
 mod sessions;
+mod spool;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod workers;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock};
 
+pub use access::{role_allows, DeviceAuth, Permission, Principal};
+pub use accounts::DEFAULT_TOKEN_LIFETIME;
+pub use audit::{AuditQuery, AUDIT_PAGE_MAX};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use coffer_meta::{DeviceRecord, MetaStore};
-pub use coffer_storage::{BlockStore, StorageConfig};
 pub use error::CoreError;
 pub use ingest::{BlockRead, PutBlock};
+pub use orgtree::OrgTree;
 
+use coffer_meta::MetaStore;
+use coffer_storage::BlockStore;
 use serde::{Deserialize, Serialize};
 
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;
@@ -92,7 +105,12 @@ pub struct Coffer {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) limits: Limits,
     pub(crate) events: Arc<events::EventBus>,
-    pub(crate) plugins: Arc<std::sync::OnceLock<Arc<dyn plugins::PluginAdmin>>>,
+    pub(crate) plugins: Arc<OnceLock<Arc<dyn plugins::PluginAdmin>>>,
+    pub(crate) workers: Arc<OnceLock<Arc<workers::Supervisor>>>,
+    /// The org tree as stored, replaced after each org creation.
+    orgs: Arc<RwLock<Arc<OrgTree>>>,
+    /// One org creation at a time (so the tree in memory follows the store).
+    pub(crate) org_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Coffer {
@@ -104,20 +122,38 @@ impl std::fmt::Debug for Coffer {
 }
 
 impl Coffer {
+    /// The service over an open metadata store and block store. Reads the
+    /// org tree once.
     pub fn new(
         meta: Arc<MetaStore>,
         storage: BlockStore,
         clock: Arc<dyn Clock>,
         limits: Limits,
-    ) -> Self {
-        Self {
+    ) -> Result<Self> {
+        let c = Self {
             meta,
             storage,
             clock,
             limits,
             events: Arc::default(),
             plugins: Arc::default(),
-        }
+            workers: Arc::default(),
+            orgs: Arc::default(),
+            org_lock: Arc::default(),
+        };
+        c.refresh_org_tree()?;
+        Ok(c)
+    }
+
+    /// The org tree as it is now.
+    pub fn org_tree(&self) -> Arc<OrgTree> {
+        self.orgs.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn refresh_org_tree(&self) -> Result<()> {
+        let tree = OrgTree::new(self.meta.orgs()?.into_iter().map(|o| (o.name, o.parent)));
+        *self.orgs.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(tree);
+        Ok(())
     }
 
     /// Where the server's events are published (commits, sessions,
@@ -132,17 +168,11 @@ impl Coffer {
         archive: &coffer_types::Name,
         kind: impl FnOnce(coffer_types::Name) -> events::EventKind,
     ) {
-        let found = self
-            .meta
-            .archive(archive)
-            .ok()
-            .flatten()
-            .and_then(|a| self.device(&a.device).ok());
-        if let Some(d) = found {
+        if let Ok(Some(d)) = self.meta.device_of_archive(archive) {
             self.events.publish(events::Event {
                 at: self.now(),
-                org: d.org.clone(),
-                kind: kind(d.device),
+                org: d.org,
+                kind: kind(d.id),
             });
         }
     }
@@ -151,12 +181,14 @@ impl Coffer {
         &self.limits
     }
 
-    pub fn storage(&self) -> &BlockStore {
-        &self.storage
+    /// Server time, from the clock every recorded time comes from.
+    pub fn now(&self) -> coffer_types::UnixMillis {
+        self.clock.now()
     }
 
-    pub(crate) fn now(&self) -> coffer_types::UnixMillis {
-        self.clock.now()
+    /// The metadata schema version this start upgraded from, if it did.
+    pub fn metadata_upgraded_from(&self) -> Option<u32> {
+        self.meta.upgraded_from()
     }
 
     /// Readiness: the storage backend answers.
@@ -168,6 +200,15 @@ impl Coffer {
     pub async fn sync(&self) -> Result<()> {
         self.meta.durable().await.map_err(CoreError::from)
     }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// A server time as RFC 3339, for messages.
+pub(crate) fn format_time(t: coffer_types::UnixMillis) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(t))
+        .to_string()
 }
 
 /// 16 random bytes from the OS, for ids and tokens.

@@ -7,12 +7,15 @@
 
 use std::collections::HashSet;
 
-use coffer_meta::{BackupRecord, CommitOutcome, DeviceRecord, NamedRef, SessionRecord};
+use coffer_meta::{
+    BackupRecord, BackupStatsRecord, CommitOutcome, NamedRef, SessionRecord, SessionStatus,
+};
 use coffer_types::wire::{
-    BackupInfo, CommitRequest, ProgressRequest, RefInfo, SessionInfo, SessionState,
+    BackupInfo, BackupStats, CommitRequest, ProgressRequest, RefInfo, SessionInfo, SessionState,
 };
 use coffer_types::Name;
 
+use crate::access::DeviceAuth;
 use crate::events::EventKind;
 use crate::{random16, Coffer, CoreError, Result};
 
@@ -23,7 +26,7 @@ impl Coffer {
     /// Open a backup session on the device's archive.
     pub async fn open_session(
         &self,
-        device: &DeviceRecord,
+        device: &DeviceAuth,
         archive: &Name,
         agent: Option<&str>,
     ) -> Result<SessionInfo> {
@@ -31,7 +34,7 @@ impl Coffer {
         let rec = SessionRecord {
             id: Name::random("se", random16()?),
             archive: archive.clone(),
-            state: SessionState::Open,
+            state: SessionStatus::Open,
             opened_at: now,
             last_activity: now,
             percent: 0.0,
@@ -46,7 +49,8 @@ impl Coffer {
                 .take(MAX_AGENT_LEN)
                 .collect()
         });
-        self.meta.touch_device(&device.id, now, agent.as_deref())?;
+        self.meta
+            .touch_device(&device.device, now, agent.as_deref())?;
         self.meta.durable().await?;
         let info = self.session_info(rec)?;
         let session = info.clone();
@@ -69,7 +73,11 @@ impl Coffer {
         Ok(SessionInfo {
             session: s.id,
             archive: s.archive,
-            state: s.state,
+            state: match s.state {
+                SessionStatus::Open => SessionState::Open,
+                SessionStatus::Committed => SessionState::Committed,
+                SessionStatus::Aborted => SessionState::Aborted,
+            },
             opened_at: s.opened_at,
             last_activity: s.last_activity,
             percent: s.percent,
@@ -100,14 +108,14 @@ impl Coffer {
             )));
         }
         let s = self.session_record(archive, session)?;
-        if s.state != SessionState::Open {
+        if s.state != SessionStatus::Open {
             return Err(closed(&s));
         }
         let now = self.now();
         let updated = self
             .meta
             .update_session(archive, &s.id, |r| {
-                if r.state == SessionState::Open {
+                if r.state == SessionStatus::Open {
                     r.percent = p.percent;
                     r.bytes = p.bytes;
                     r.files = p.files;
@@ -115,7 +123,7 @@ impl Coffer {
                 }
             })?
             .ok_or_else(|| CoreError::NotFound(format!("session {} not found", s.id)))?;
-        if updated.state != SessionState::Open {
+        if updated.state != SessionStatus::Open {
             return Err(closed(&updated));
         }
         self.meta.record_activity(archive, now, Some(p.percent))?;
@@ -159,7 +167,11 @@ impl Coffer {
             committed_at: self.now(),
             manifest: req.manifest,
             block_count: blocks.len() as u64,
-            stats: req.stats,
+            stats: BackupStatsRecord {
+                files: req.stats.files,
+                bytes: req.stats.bytes,
+                percent: req.stats.percent,
+            },
         };
         let completed = req.stats.percent >= 100.0;
         match self.meta.commit(&backup, &blocks, completed)? {
@@ -213,18 +225,18 @@ impl Coffer {
         let updated = self
             .meta
             .update_session(archive, &s.id, |r| {
-                if r.state == SessionState::Open {
-                    r.state = SessionState::Aborted;
+                if r.state == SessionStatus::Open {
+                    r.state = SessionStatus::Aborted;
                     r.last_activity = r.last_activity.max(now);
                 }
             })?
             .ok_or_else(|| CoreError::NotFound(format!("session {} not found", s.id)))?;
-        if updated.state == SessionState::Committed {
+        if updated.state == SessionStatus::Committed {
             return Err(closed(&updated));
         }
         self.meta.release_pins(archive, &s.id)?;
         self.meta.durable().await?;
-        let was_open = s.state == SessionState::Open;
+        let was_open = s.state == SessionStatus::Open;
         let info = self.session_info(updated)?;
         if was_open {
             let session = info.clone();
@@ -304,9 +316,9 @@ impl Coffer {
 
 pub(crate) fn closed(s: &SessionRecord) -> CoreError {
     let state = match s.state {
-        SessionState::Open => "open",
-        SessionState::Committed => "committed",
-        SessionState::Aborted => "aborted",
+        SessionStatus::Open => "open",
+        SessionStatus::Committed => "committed",
+        SessionStatus::Aborted => "aborted",
     };
     CoreError::SessionClosed(format!(
         "session {} is {state} and takes no more changes",
@@ -322,7 +334,11 @@ fn backup_info(b: BackupRecord, blocks: Option<Vec<coffer_types::BlockId>>) -> B
         committed_at: b.committed_at,
         manifest: b.manifest,
         block_count: b.block_count,
-        stats: b.stats,
+        stats: BackupStats {
+            files: b.stats.files,
+            bytes: b.stats.bytes,
+            percent: b.stats.percent,
+        },
         blocks,
     }
 }

@@ -1,16 +1,26 @@
-//! Coffer's HTTP/2 front, and the only crate that names hyper and rustls.
+//! Coffer's HTTP/2 front, and the only crate that names hyper, axum and
+//! rustls.
 //!
 //! It owns the listener (TLS with ALPN `h2`, or cleartext h2c with prior
-//! knowledge), routing, authentication, the one mapping from domain errors to
-//! HTTP statuses and JSON error bodies, request ids, metrics, graceful
-//! shutdown, and the h2 client the admin CLI, the tests and the benchmark use.
+//! knowledge), the route table (`routes.rs`: every route with its handler,
+//! access and body limit) and the gate every route passes (`gate.rs`:
+//! authentication, permission, limits), the handlers by area (`handlers/`),
+//! the OpenAPI description built from the table, the one mapping from
+//! domain errors to HTTP statuses and JSON error bodies, request ids,
+//! metrics, graceful shutdown, and the h2 transport the typed client
+//! (`coffer-client`) uses.
 
+mod app;
 pub mod client;
 mod config;
+mod extract;
+mod gate;
+mod handlers;
 mod metrics;
+mod openapi;
 pub mod outbound;
 mod response;
-mod router;
+mod routes;
 mod server;
 mod tls;
 

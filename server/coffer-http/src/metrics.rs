@@ -18,10 +18,9 @@ struct CodeLabels {
     code: &'static str,
 }
 
-/// The server's metrics. All methods are cheap and lock-free enough for the
-/// upload path.
+/// The HTTP front's metrics, registered in the server's one registry. All
+/// methods are cheap and lock-free enough for the upload path.
 pub struct Metrics {
-    registry: Registry,
     requests: Family<RequestLabels, Counter>,
     errors: Family<CodeLabels, Counter>,
     bytes_in: Counter,
@@ -39,15 +38,10 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Metrics {
-    pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("coffer");
+    /// Create the HTTP series and register them in `registry` (the server's
+    /// one registry, prefix `coffer`).
+    pub fn register(registry: &mut Registry) -> Self {
         let requests = Family::<RequestLabels, Counter>::default();
         let errors = Family::<CodeLabels, Counter>::default();
         let bytes_in = Counter::default();
@@ -96,7 +90,6 @@ impl Metrics {
             connections.clone(),
         );
         Self {
-            registry,
             requests,
             errors,
             bytes_in,
@@ -142,23 +135,5 @@ impl Metrics {
 
     pub(crate) fn connections(&self) -> &Gauge {
         &self.connections
-    }
-
-    /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
-        self.encode_with("")
-    }
-
-    /// The exposition with `extra` families (already in the text format)
-    /// placed before the closing `# EOF`.
-    pub fn encode_with(&self, extra: &str) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        if !extra.is_empty() {
-            let at = out.rfind("# EOF").unwrap_or(out.len());
-            out.insert_str(at, extra);
-        }
-        out
     }
 }

@@ -10,6 +10,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use coffer_core::Coffer;
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
@@ -19,14 +20,17 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use prometheus_client::registry::Registry;
+
+use crate::app::App;
 use crate::config::HttpConfig;
 use crate::metrics::Metrics;
-use crate::router::App;
 use crate::tls::TlsSetup;
 
 /// A configured server, ready to [`Server::run`] on a bound listener.
 pub struct Server {
     app: Arc<App>,
+    router: Router,
     config: HttpConfig,
     tls: Option<TlsAcceptor>,
 }
@@ -40,15 +44,23 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
+    /// `metrics` are the HTTP series, registered in `registry` with every
+    /// other component's; `/metrics` serves `registry`.
     pub fn new(
         core: Coffer,
         config: HttpConfig,
         tls: Option<&TlsSetup>,
         metrics: Arc<Metrics>,
+        registry: Arc<Registry>,
     ) -> Self {
-        let app = Arc::new(App::new(core, metrics, config.max_json_body_bytes));
+        let routes = crate::routes::table();
+        let openapi = serde_json::to_vec(&crate::openapi::document(&routes))
+            .expect("the description serializes");
+        let app = Arc::new(App::new(core, metrics, registry, &config, openapi.into()));
+        let router = crate::routes::router(&app, routes);
         Self {
             app,
+            router,
             config,
             tls: tls.map(|t| TlsAcceptor::from(t.config.clone())),
         }
@@ -86,14 +98,15 @@ impl Server {
             };
             let _ = tcp.set_nodelay(true);
             let app = self.app.clone();
+            let router = self.router.clone();
             let app_metrics = self.app.metrics.clone();
             let h2 = h2.clone();
             let tls = self.tls.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
-                    let app = app.clone();
-                    async move { Ok::<_, Infallible>(app.handle(req).await) }
+                    let (app, router) = (app.clone(), router.clone());
+                    async move { Ok::<_, Infallible>(app.handle(router, req).await) }
                 });
                 let connections = app_metrics.connections().clone();
                 connections.inc();

@@ -1,26 +1,54 @@
 //! Coffer's metadata store, and the only crate that names `sled`.
 //!
-//! The API is shaped by the domain (orgs, devices, archives, blocks, sessions,
-//! backups) and says nothing about the engine, so sled can be swapped without
-//! touching the core. Two things matter beyond plain storage:
+//! The API is shaped by the domain and says nothing about the engine, so sled
+//! can be swapped without touching the core. It is built in two layers:
+//!
+//! * **The engine** (`engine.rs`, `durability.rs`, `migrate.rs`): trees, key
+//!   and value encoding, transactions, the durability point and the schema
+//!   version with its upgrades.
+//! * **One module per aggregate**, each owning its stored record types (not
+//!   the wire types) and methods: `orgs` (orgs and users), `accounts` (admin
+//!   accounts and API tokens), `devices` (with their indexes), `archives`,
+//!   `blocks` (with pins), `sessions`, `backups` (with the commit), `refs`,
+//!   `plugins` (kv data and state), `audit` (the hash-chained log).
+//!
+//! Two things matter beyond plain storage:
 //!
 //! * **Durability.** A write is applied at once but is only *durable* after
 //!   [`MetaStore::durable`] returns: sled's own `flush()` ends in
 //!   `sync_file_range` on Linux, which flushes neither the device cache nor file
 //!   metadata, so the committer thread follows every flush with `fdatasync` on
 //!   sled's files. Concurrent callers share one flush (group commit).
-//! * **Schema version.** Stored in the database and checked at open; a
-//!   database written by a newer schema is refused, not misread.
+//! * **Audit with the change.** Every admin change writes its audit entry in
+//!   the same transaction as the change, so both are durable together.
 
+mod accounts;
+mod archives;
+mod audit;
+mod backups;
+mod blocks;
+mod devices;
 mod durability;
-mod records;
+mod engine;
+mod migrate;
+mod orgs;
+mod plugins;
+mod refs;
+mod sessions;
 mod store;
 
-pub use records::{
-    ArchiveRecord, BackupRecord, BlockRecord, DeviceRecord, NamedRef, OrgRecord, SessionRecord,
-    UserRecord,
-};
-pub use store::{CommitOutcome, MetaStore, SCHEMA_VERSION};
+pub use accounts::{AccountRecord, AccountRole, AdminTokenRecord, BOOTSTRAP_ACCOUNT};
+pub use archives::ArchiveRecord;
+pub use audit::{AuditBreak, AuditDraft, AuditFilter, AuditRecord, AuditVerdict};
+pub use backups::{BackupRecord, BackupStatsRecord, CommitOutcome};
+pub use blocks::BlockRecord;
+pub use devices::DeviceRecord;
+pub use migrate::SCHEMA_VERSION;
+pub use orgs::{OrgRecord, UserRecord};
+pub use plugins::PluginStateRecord;
+pub use refs::NamedRef;
+pub use sessions::{SessionRecord, SessionStatus};
+pub use store::MetaStore;
 
 /// A metadata failure. Domain outcomes (already exists, missing blocks) are
 /// return values, not errors.
@@ -33,7 +61,7 @@ pub enum MetaError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("metadata at {path} has schema version {found}; this server reads version {expected}. Upgrade the server, or restore a metadata backup")]
+    #[error("metadata at {path} has schema version {found}; this server reads version {expected} (and upgrades older ones). Upgrade the server, or restore a metadata backup")]
     SchemaMismatch {
         path: std::path::PathBuf,
         found: u32,
@@ -58,3 +86,6 @@ pub enum MetaError {
 }
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests;

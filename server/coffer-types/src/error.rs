@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// A machine-readable error code, sent as `{"error": {"code": …}}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorCode {
@@ -31,6 +32,9 @@ pub enum ErrorCode {
     MissingBlocks,
     /// The resource already exists (e.g. an org name).
     AlreadyExists,
+    /// The change conflicts with the current state (e.g. it would remove the
+    /// last admin account); the message says what.
+    Conflict,
     /// The session is committed or aborted and takes no more changes.
     SessionClosed,
     /// The storage has no room; reads keep working.
@@ -65,6 +69,7 @@ impl ErrorCode {
             Self::BodyTooLarge => "body_too_large",
             Self::MissingBlocks => "missing_blocks",
             Self::AlreadyExists => "already_exists",
+            Self::Conflict => "conflict",
             Self::SessionClosed => "session_closed",
             Self::StorageFull => "storage_full",
             Self::StorageUnavailable => "storage_unavailable",
@@ -84,7 +89,7 @@ impl ErrorCode {
             Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
-            Self::MissingBlocks | Self::AlreadyExists | Self::SessionClosed => 409,
+            Self::MissingBlocks | Self::AlreadyExists | Self::Conflict | Self::SessionClosed => 409,
             Self::BlockTooLarge | Self::BodyTooLarge => 413,
             Self::RangeNotSatisfiable => 416,
             Self::Internal | Self::CorruptBlock => 500,
@@ -119,6 +124,7 @@ impl ErrorCode {
         Self::BodyTooLarge,
         Self::MissingBlocks,
         Self::AlreadyExists,
+        Self::Conflict,
         Self::SessionClosed,
         Self::StorageFull,
         Self::StorageUnavailable,

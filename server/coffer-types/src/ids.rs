@@ -170,6 +170,40 @@ impl<'de> Deserialize<'de> for Name {
     }
 }
 
+#[cfg(feature = "openapi")]
+mod openapi {
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+    use utoipa::openapi::RefOr;
+
+    fn string(pattern: &str, description: &str) -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(pattern))
+            .description(Some(description))
+            .into()
+    }
+
+    impl utoipa::PartialSchema for super::BlockId {
+        fn schema() -> RefOr<Schema> {
+            string(
+                "^[0-9a-f]{64}$",
+                "A block id: the blake3 of the block's bytes, 64 lowercase hex characters.",
+            )
+        }
+    }
+    impl utoipa::ToSchema for super::BlockId {}
+
+    impl utoipa::PartialSchema for super::Name {
+        fn schema() -> RefOr<Schema> {
+            string(
+                "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$",
+                "A name or id: 1 to 64 characters of A-Z a-z 0-9 . _ -, not starting with a dot.",
+            )
+        }
+    }
+    impl utoipa::ToSchema for super::Name {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,10 +4,12 @@
 
 mod error;
 mod ids;
+mod role;
 pub mod wire;
 
 pub use error::ErrorCode;
 pub use ids::{BlockId, IdError, Name, BLOCK_ID_HEX_LEN};
+pub use role::Role;
 
 /// Milliseconds since the Unix epoch, as stamped by the server's clock.
 ///

@@ -4,15 +4,17 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{BlockId, ErrorCode, Name, UnixMillis};
+use crate::{BlockId, ErrorCode, Name, Role, UnixMillis};
 
 /// Every error answer: `{"error": {"code": "…", "message": "…"}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     pub code: ErrorCode,
     /// A sentence for a person.
@@ -26,6 +28,7 @@ pub struct ErrorDetail {
 
 /// `PUT /v1/archives/{archive}/blocks/{id}` answer (201 stored, 200 present).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PutBlockResponse {
     pub id: BlockId,
     pub size: u64,
@@ -45,6 +48,7 @@ pub const BUNDLE_RECORD_HEADER: usize = 32 + 4;
 /// `POST /v1/archives/{archive}/blocks/bundle` response: one answer per
 /// block, in the bundle's order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PutBundleResponse {
     pub blocks: Vec<PutBlockResponse>,
 }
@@ -55,6 +59,7 @@ pub struct PutBundleResponse {
 /// order asked; a block the archive does not hold has the length
 /// [`FETCH_ABSENT`] and no bytes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FetchRequest {
     pub ids: Vec<BlockId>,
@@ -87,6 +92,7 @@ pub fn record_header(buf: &[u8]) -> Option<(BlockId, u32)> {
 
 /// `POST /v1/archives/{archive}/blocks/missing` request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MissingRequest {
     pub ids: Vec<BlockId>,
@@ -98,12 +104,14 @@ pub struct MissingRequest {
 /// `POST /v1/archives/{archive}/blocks/missing` answer: the subset of the ids
 /// asked about that the archive does not hold, in the order asked.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MissingResponse {
     pub missing: Vec<BlockId>,
 }
 
 /// The state of a backup session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SessionState {
     Open,
@@ -113,6 +121,7 @@ pub enum SessionState {
 
 /// A backup session as the server sees it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionInfo {
     pub session: Name,
     pub archive: Name,
@@ -134,6 +143,7 @@ pub struct SessionInfo {
 
 /// `POST /v1/archives/{archive}/sessions/{sid}/progress` request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProgressRequest {
     /// Percent of the selection completed, 0–100.
@@ -146,6 +156,7 @@ pub struct ProgressRequest {
 
 /// What a backup covers, as the agent reports it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BackupStats {
     #[serde(default)]
@@ -164,6 +175,7 @@ fn hundred() -> f64 {
 
 /// `POST /v1/archives/{archive}/sessions/{sid}/commit` request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CommitRequest {
     /// The block holding the (encrypted) manifest of this backup.
@@ -176,6 +188,7 @@ pub struct CommitRequest {
 
 /// A committed backup: one restore point.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BackupInfo {
     pub backup: Name,
     pub archive: Name,
@@ -192,12 +205,14 @@ pub struct BackupInfo {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BackupList {
     pub backups: Vec<BackupInfo>,
 }
 
 /// `PUT /v1/archives/{archive}/refs/{name}` request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetRef {
     /// A block stored in the archive.
@@ -206,6 +221,7 @@ pub struct SetRef {
 
 /// A named reference of an archive to one of its blocks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefInfo {
     pub name: Name,
     pub block: BlockId,
@@ -215,6 +231,7 @@ pub struct RefInfo {
 // ---- admin API ----
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrg {
     pub name: Name,
@@ -223,6 +240,7 @@ pub struct CreateOrg {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrgInfo {
     pub name: Name,
     pub parent: Option<Name>,
@@ -230,11 +248,13 @@ pub struct OrgInfo {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrgList {
     pub orgs: Vec<OrgInfo>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AddUser {
     pub org: Name,
@@ -242,6 +262,7 @@ pub struct AddUser {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserInfo {
     pub org: Name,
     pub name: Name,
@@ -249,11 +270,13 @@ pub struct UserInfo {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserList {
     pub users: Vec<UserInfo>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnrollDevice {
     pub org: Name,
@@ -267,6 +290,7 @@ pub struct EnrollDevice {
 /// The answer to an enrollment or a token rotation. The token is shown once:
 /// the server keeps only its hash.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceToken {
     pub device: Name,
     pub archive: Name,
@@ -275,6 +299,7 @@ pub struct DeviceToken {
 
 /// A device and the server-stamped health facts of its archive.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceInfo {
     pub device: Name,
     pub name: String,
@@ -300,12 +325,14 @@ pub struct DeviceInfo {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceList {
     pub devices: Vec<DeviceInfo>,
 }
 
 /// A plugin as the admin API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginInfo {
     pub name: String,
     pub version: String,
@@ -334,17 +361,21 @@ pub struct PluginInfo {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginList {
     pub plugins: Vec<PluginInfo>,
 }
 
 /// `POST /admin/v1/plugins/{name}/report`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RunReport {
     /// The organization the report is for (the plugin sees its inventory).
     pub org: Name,
+    /// Parameters as `[key, value]` pairs.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<String>>))]
     pub params: Vec<(String, String)>,
     /// csv or json (for tables; documents pass through).
     #[serde(default = "json_format")]
@@ -357,12 +388,181 @@ fn json_format() -> String {
 
 /// `POST /v1/archives/{a}/sessions/{sid}/abort` (the body is optional).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AbortRequest {
     /// Set when the backup failed (rather than being cancelled): why, in a
     /// sentence. Integrations receive a `session-failed` event with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<String>,
+}
+
+// ---- accounts and tokens ----
+
+/// `POST /admin/v1/accounts`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccount {
+    pub name: Name,
+    pub role: Role,
+    /// The org subtree of an `org-admin` (required) or a `read-only` account
+    /// (optional: without it, the whole server).
+    #[serde(default)]
+    pub org: Option<Name>,
+    /// A password for the console's login (kept as an Argon2id hash): at
+    /// least 12 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// An admin account as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccountInfo {
+    pub name: Name,
+    pub role: Role,
+    pub org: Option<Name>,
+    pub disabled: bool,
+    /// Whether a password is set (the hash is never shown).
+    pub has_password: bool,
+    pub created_at: UnixMillis,
+    pub created_by: String,
+    /// Tokens of the account that still work (not revoked, not expired).
+    pub active_tokens: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccountList {
+    pub accounts: Vec<AccountInfo>,
+}
+
+/// `POST /admin/v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub account: Name,
+    /// How long the token works, as a duration (`"90d"`, `"12h"`, `"3600s"`)
+    /// or `"never"`. Default `"90d"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+/// A new admin token: shown once, the server keeps only its hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewToken {
+    pub id: Name,
+    pub account: Name,
+    pub token: String,
+    pub expires_at: Option<UnixMillis>,
+}
+
+/// An admin token as the API lists it (never the token itself).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenInfo {
+    pub id: Name,
+    pub account: Name,
+    pub created_at: UnixMillis,
+    pub created_by: String,
+    pub expires_at: Option<UnixMillis>,
+    pub revoked_at: Option<UnixMillis>,
+    /// `active`, `expired` or `revoked`.
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenList {
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// `GET /admin/v1/whoami`: who the token belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WhoAmI {
+    pub account: Name,
+    pub role: Role,
+    pub org: Option<Name>,
+    pub token: Option<Name>,
+}
+
+// ---- the audit log ----
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEntry {
+    pub seq: u64,
+    /// Server-stamped.
+    pub at: UnixMillis,
+    /// The account that acted, or `system`.
+    pub actor: String,
+    pub role: Option<String>,
+    /// What was done, e.g. `org.create`, `device.revoke`.
+    pub action: String,
+    /// On what, e.g. `org:acme`, `device:dv_…`.
+    pub target: String,
+    /// `ok` or `refused`.
+    pub outcome: String,
+    pub details: std::collections::BTreeMap<String, String>,
+    /// blake3 of the previous entry, hex.
+    pub prev: String,
+    /// blake3 of this entry, hex.
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditList {
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<u64>,
+}
+
+/// `GET /admin/v1/audit/verify`: the chain recomputed from the first entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditVerify {
+    pub ok: bool,
+    /// Entries checked.
+    pub entries: u64,
+    /// The first entry that does not match, when `ok` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_bad_seq: Option<u64>,
+    /// What is wrong there, in a sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+// ---- workers ----
+
+/// A background worker as the supervisor sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WorkerInfo {
+    pub name: String,
+    /// `idle`, `running`, `backing_off` or `stopped`.
+    pub state: String,
+    /// Seconds between runs.
+    pub interval_secs: u64,
+    pub runs: u64,
+    pub failures: u64,
+    pub failures_in_a_row: u32,
+    pub last_run: Option<UnixMillis>,
+    pub last_success: Option<UnixMillis>,
+    pub next_run: Option<UnixMillis>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WorkerList {
+    pub workers: Vec<WorkerInfo>,
 }
 
 #[cfg(test)]

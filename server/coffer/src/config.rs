@@ -8,8 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use coffer_core::{Limits, StorageConfig};
+use coffer_core::Limits;
 use coffer_http::{HttpConfig, TlsConfig};
+use coffer_storage::StorageConfig;
 use serde::{Deserialize, Serialize};
 
 /// The whole config file.
@@ -32,6 +33,27 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub plugins: PluginsConfig,
+    #[serde(default)]
+    pub workers: WorkersConfig,
+}
+
+/// `[workers]`: how often the background workers run (`coffer admin
+/// workers` shows them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkersConfig {
+    /// Seconds between sweeps of upload spool files no upload will finish
+    /// (left by a crash, or abandoned for an hour). Default 21600 (6 h);
+    /// the first sweep runs at start.
+    pub spool_sweep_secs: u64,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        Self {
+            spool_sweep_secs: 6 * 3600,
+        }
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -48,6 +70,7 @@ impl Default for Config {
             limits: Limits::default(),
             log: LogConfig::default(),
             plugins: PluginsConfig::default(),
+            workers: WorkersConfig::default(),
         }
     }
 }
@@ -115,6 +138,7 @@ impl Config {
             self.storage.validate(),
             self.limits.validate(),
             self.plugins.validate(),
+            self.workers.validate(),
         ];
         for c in checks {
             if let Err(msg) = c {
@@ -306,6 +330,15 @@ pub struct PluginGrant {
     pub allowed_hosts: Vec<String>,
     /// The plugin's settings (checked against its manifest's schema).
     pub config: std::collections::BTreeMap<String, String>,
+}
+
+impl WorkersConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.spool_sweep_secs == 0 {
+            return Err("workers.spool_sweep_secs must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 impl PluginsConfig {

@@ -119,7 +119,9 @@ pub fn run(args: PluginArgs) -> anyhow::Result<()> {
         );
         let info = CallInfo {
             org: sample.org.clone().unwrap_or_else(|| "sample".into()),
-            now_ms: sample.now_ms.unwrap_or_else(now_ms),
+            now_ms: sample
+                .now_ms
+                .unwrap_or_else(|| coffer_core::Clock::now(&coffer_core::SystemClock)),
         };
         let started = std::time::Instant::now();
         let took = || format!("{} µs", started.elapsed().as_micros());
@@ -217,11 +219,4 @@ fn load_manifest(
         }
     }
     Ok(m)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

@@ -1,24 +1,31 @@
 //! The server's plugins: loaded from the plugins directory at start and
-//! again when their files change, served per organization as the operator's
-//! grants say, fed events through bounded queues, and reached by the admin
-//! API through `coffer_core::plugins::PluginAdmin`.
+//! again when their files change (the `plugin-reload` worker), served per
+//! organization as the operator's grants say (down the core's org tree), fed
+//! events through bounded queues, and reached by the admin API through
+//! `coffer_core::plugins::PluginAdmin`. Their series go to `/metrics`
+//! through the collector at the end of this file.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use coffer_core::events::{self, EventKind, Subscriber};
-use coffer_core::plugins::PluginAdmin;
-use coffer_core::{Coffer, CoreError};
+use coffer_core::plugins::{self as core_plugins, PlanTarget, PluginAdmin};
+use coffer_core::workers::{StepFuture, Worker};
+use coffer_core::{Coffer, CoreError, OrgTree};
 use coffer_plugin_host::bindings::types;
 use coffer_plugin_host::{
     guard, report, CallInfo, Grants, Host, HostOptions, Inventory, Limits, Manifest, Plugin, World,
 };
 use coffer_types::wire::{BackupInfo, DeviceInfo, PluginInfo, RunReport, SessionInfo};
-use coffer_types::Name;
+use coffer_types::{Name, UnixMillis};
 use futures::future::BoxFuture;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc;
 
 use crate::config::PluginsConfig;
@@ -99,8 +106,9 @@ fn background_runtime() -> anyhow::Result<tokio::runtime::Handle> {
 }
 
 impl Manager {
-    /// Build the host, load every plugin in the directory, start the event
-    /// workers and the reload poller.
+    /// Build the host, load every plugin in the directory and start the
+    /// event workers. The directory is polled for changes by the worker from
+    /// [`Manager::reload_worker`].
     pub async fn start(
         core: Coffer,
         cfg: PluginsConfig,
@@ -132,31 +140,34 @@ impl Manager {
             me: me.clone(),
             background,
         });
-        m.scan().await;
-        if m.cfg.reload_poll_ms > 0 {
-            let weak = Arc::downgrade(&m);
-            let every = Duration::from_millis(m.cfg.reload_poll_ms);
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    let Some(m) = weak.upgrade() else { return };
-                    m.scan().await;
-                }
-            });
+        if let Err(e) = m.scan().await {
+            tracing::error!("plugins: {e}");
         }
         Ok(m)
     }
 
-    /// Load new or changed plugin directories; unload removed ones.
-    async fn scan(&self) {
+    /// The worker that loads changed plugin files, every
+    /// `plugins.reload_poll_ms` (none when that is 0).
+    pub fn reload_worker(self: &Arc<Self>) -> Option<Arc<dyn Worker>> {
+        (self.cfg.reload_poll_ms > 0).then(|| {
+            Arc::new(ReloadWorker {
+                manager: Arc::downgrade(self),
+                every: Duration::from_millis(self.cfg.reload_poll_ms),
+            }) as Arc<dyn Worker>
+        })
+    }
+
+    /// Load new or changed plugin directories; unload removed ones. Fails
+    /// when the plugins directory cannot be read.
+    async fn scan(&self) -> Result<(), String> {
         let mut present = Vec::new();
-        if let Ok(rd) = std::fs::read_dir(&self.dir) {
-            for e in rd.flatten() {
-                let p = e.path();
-                if p.join("plugin.toml").is_file() && p.join("plugin.wasm").is_file() {
-                    if let Some(n) = p.file_name().and_then(|n| n.to_str()) {
-                        present.push(n.to_string());
-                    }
+        let rd = std::fs::read_dir(&self.dir)
+            .map_err(|e| format!("read the plugins directory {}: {e}", self.dir.display()))?;
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.join("plugin.toml").is_file() && p.join("plugin.wasm").is_file() {
+                if let Some(n) = p.file_name().and_then(|n| n.to_str()) {
+                    present.push(n.to_string());
                 }
             }
         }
@@ -182,9 +193,17 @@ impl Manager {
                 tracing::info!(plugin = %name, "plugin removed from the plugins directory; unloaded");
             }
         }
+        Ok(())
     }
 
     fn slot(&self, name: &str) -> Arc<Slot> {
+        // What the operator set last (kept in the metadata); enabled if never.
+        let enabled = self
+            .core
+            .plugin_enabled(name)
+            .ok()
+            .flatten()
+            .unwrap_or(true);
         self.slots
             .write()
             .unwrap()
@@ -193,7 +212,7 @@ impl Manager {
                 Arc::new(Slot {
                     loading: tokio::sync::Mutex::new(()),
                     current: RwLock::new(None),
-                    enabled: AtomicBool::new(true),
+                    enabled: AtomicBool::new(enabled),
                     load_error: Mutex::new(None),
                     stamp: Mutex::new(None),
                     subscriber: Mutex::new(None),
@@ -281,7 +300,7 @@ impl Manager {
     async fn smoke(&self, p: &Plugin) -> Result<(), String> {
         let info = CallInfo {
             org: "smoke-test".into(),
-            now_ms: now_ms(),
+            now_ms: self.core.now(),
         };
         let r = match p.manifest().world {
             World::Retention => {
@@ -305,37 +324,21 @@ impl Manager {
         self.background.spawn(deliver(m, slot, name, rx));
     }
 
-    /// The org tree: org -> parent.
-    fn parents(&self) -> HashMap<String, Option<String>> {
-        self.core
-            .orgs()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|o| (o.name.to_string(), o.parent.map(|p| p.to_string())))
-            .collect()
-    }
-
-    /// Whether `name` serves `org` (granted to it or to an ancestor).
-    fn serves(&self, name: &str, org: &str, parents: &HashMap<String, Option<String>>) -> bool {
+    /// Whether `name` serves `org`: granted to it or to an org above it, or
+    /// to every org (`*`).
+    fn serves(&self, name: &str, org: &str, tree: &OrgTree) -> bool {
         let Some(g) = self.cfg.grants.get(name) else {
             return false;
         };
         if g.orgs.iter().any(|o| o == "*") {
             return true;
         }
-        let mut at = Some(org.to_string());
-        let mut hops = 0;
-        while let Some(o) = at {
-            if g.orgs.contains(&o) {
-                return true;
-            }
-            hops += 1;
-            if hops > 64 {
-                break;
-            }
-            at = parents.get(&o).cloned().flatten();
-        }
-        false
+        let Ok(org) = Name::new(org) else {
+            return false;
+        };
+        tree.ancestors(&org)
+            .iter()
+            .any(|a| g.orgs.iter().any(|o| o == a.as_str()))
     }
 
     fn running(&self, name: &str) -> Result<(Arc<Slot>, Arc<Plugin>), CoreError> {
@@ -388,33 +391,6 @@ impl Manager {
             load_error: slot.load_error.lock().unwrap().clone(),
         }
     }
-
-    fn inventory(&self, org: &str) -> Result<Inventory, CoreError> {
-        let parents = self.parents();
-        let within = |o: &str| {
-            let mut at = Some(o.to_string());
-            while let Some(x) = at {
-                if x == org {
-                    return true;
-                }
-                at = parents.get(&x).cloned().flatten();
-            }
-            false
-        };
-        let mut inv = Inventory::default();
-        for d in self.core.devices()? {
-            if !within(d.org.as_str()) {
-                continue;
-            }
-            let backups = self.core.backups(&d.archive)?;
-            inv.backups.insert(
-                d.archive.to_string(),
-                backups.iter().map(backup_summary).collect(),
-            );
-            inv.devices.push(device(&d));
-        }
-        Ok(inv)
-    }
 }
 
 /// An integration plugin's worker: batches from its queue, filtered by the
@@ -442,10 +418,10 @@ async fn deliver(
         if !slot.enabled.load(Ordering::Relaxed) {
             continue;
         }
-        let parents = m.parents();
+        let tree = m.core.org_tree();
         let mut by_org: BTreeMap<String, Vec<types::Event>> = BTreeMap::new();
         for e in batch {
-            if !m.serves(&name, e.org.as_str(), &parents) {
+            if !m.serves(&name, e.org.as_str(), &tree) {
                 continue;
             }
             seq += 1;
@@ -457,7 +433,7 @@ async fn deliver(
         for (org, events) in by_org {
             let info = CallInfo {
                 org,
-                now_ms: now_ms(),
+                now_ms: m.core.now(),
             };
             // Failures are counted and logged by the host; integrations
             // fail open: the server carries on.
@@ -519,6 +495,8 @@ impl PluginAdmin for Manager {
         &self,
         name: String,
         req: RunReport,
+        inventory: core_plugins::Inventory,
+        now: UnixMillis,
     ) -> BoxFuture<'_, Result<(String, Vec<u8>), CoreError>> {
         Box::pin(async move {
             let (slot, p) = self.running(&name)?;
@@ -533,16 +511,24 @@ impl PluginAdmin for Manager {
                     "plugin {name} is disabled"
                 )));
             }
-            if !self.serves(&name, req.org.as_str(), &self.parents()) {
+            if !self.serves(&name, req.org.as_str(), &self.core.org_tree()) {
                 return Err(CoreError::Forbidden(format!(
                     "plugin {name} is not enabled for org {} (plugins.grants.{name}.orgs)",
                     req.org
                 )));
             }
-            let inv = Arc::new(self.inventory(req.org.as_str())?);
+            let inv = Arc::new(Inventory {
+                devices: inventory.devices.iter().map(device).collect(),
+                backups: inventory
+                    .backups
+                    .iter()
+                    .map(|(a, b)| (a.to_string(), b.iter().map(backup_summary).collect()))
+                    .collect(),
+                ..Inventory::default()
+            });
             let info = CallInfo {
                 org: req.org.to_string(),
-                now_ms: now_ms(),
+                now_ms: now,
             };
             let r = p.report(&info, &req.params, inv).await.map_err(|e| {
                 CoreError::PluginFailed(format!("plugin {name}: {e} ({})", e.code()))
@@ -553,17 +539,11 @@ impl PluginAdmin for Manager {
 
     fn retention_plan(
         &self,
-        archive: Name,
+        target: PlanTarget,
         plugin: Option<String>,
     ) -> BoxFuture<'_, Result<serde_json::Value, CoreError>> {
         Box::pin(async move {
-            let dev = self
-                .core
-                .devices()?
-                .into_iter()
-                .find(|d| d.archive == archive)
-                .ok_or_else(|| CoreError::NotFound(format!("archive {archive} does not exist")))?;
-            let parents = self.parents();
+            let tree = self.core.org_tree();
             let name = match plugin {
                 Some(n) => n,
                 None => self
@@ -572,13 +552,13 @@ impl PluginAdmin for Manager {
                     .find(|i| {
                         i.world == "retention"
                             && i.enabled
-                            && self.serves(&i.name, dev.org.as_str(), &parents)
+                            && self.serves(&i.name, target.org.as_str(), &tree)
                     })
                     .map(|i| i.name)
                     .ok_or_else(|| {
                         CoreError::NotFound(format!(
                             "no enabled retention plugin serves org {}; name one with --plugin",
-                            dev.org
+                            target.org
                         ))
                     })?,
             };
@@ -594,20 +574,16 @@ impl PluginAdmin for Manager {
                     "plugin {name} is disabled"
                 )));
             }
-            let backups: Vec<types::BackupSummary> = self
-                .core
-                .backups(&archive)?
-                .iter()
-                .map(backup_summary)
-                .collect();
+            let backups: Vec<types::BackupSummary> =
+                target.backups.iter().map(backup_summary).collect();
             let a = types::Archive {
-                id: archive.to_string(),
-                device: dev.device.to_string(),
-                org: dev.org.to_string(),
+                id: target.archive.to_string(),
+                device: target.device.to_string(),
+                org: target.org.to_string(),
             };
             let info = CallInfo {
-                org: dev.org.to_string(),
-                now_ms: now_ms(),
+                org: target.org.to_string(),
+                now_ms: target.now,
             };
             // Retention fails closed: no plan, nothing expires.
             let plan = p.plan(&info, &a, &backups).await.map_err(|e| {
@@ -620,8 +596,8 @@ impl PluginAdmin for Manager {
             Ok(serde_json::json!({
                 "dry_run": true,
                 "plugin": name,
-                "archive": archive,
-                "org": dev.org,
+                "archive": target.archive,
+                "org": target.org,
                 "backups": backups.len(),
                 "expire": g.expire,
                 "kept_by_host": g.kept_by_host.iter().map(|(b, why)| serde_json::json!({"backup": b, "reason": why})).collect::<Vec<_>>(),
@@ -632,11 +608,115 @@ impl PluginAdmin for Manager {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// The `plugin-reload` worker: load plugin files that changed.
+struct ReloadWorker {
+    manager: std::sync::Weak<Manager>,
+    every: Duration,
+}
+
+impl Worker for ReloadWorker {
+    fn name(&self) -> &str {
+        "plugin-reload"
+    }
+
+    fn interval(&self) -> Duration {
+        self.every
+    }
+
+    fn first_delay(&self) -> Duration {
+        // The plugins were loaded at start.
+        self.every
+    }
+
+    fn step(&self) -> StepFuture<'_> {
+        Box::pin(async move {
+            match self.manager.upgrade() {
+                Some(m) => m.scan().await,
+                None => Ok(()),
+            }
+        })
+    }
+}
+
+/// A metric family: name, type, help, and its value for one plugin.
+type Series = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&PluginInfo) -> Option<f64>,
+);
+
+const SERIES: [Series; 7] = [
+    ("plugin_calls", "counter", "Calls to the plugin", |i| {
+        Some(i.calls as f64)
+    }),
+    (
+        "plugin_failures",
+        "counter",
+        "Failed calls (trap, timeout, limit, plugin error)",
+        |i| Some(i.failures as f64),
+    ),
+    (
+        "plugin_suspended",
+        "gauge",
+        "1 while the plugin is suspended",
+        |i| Some(i.suspended_for_secs.map_or(0.0, |_| 1.0)),
+    ),
+    (
+        "plugin_events_queued",
+        "counter",
+        "Events queued for an integration plugin",
+        |i| Some(i.events_queued as f64),
+    ),
+    (
+        "plugin_events_dropped",
+        "counter",
+        "Events dropped on a full queue",
+        |i| Some(i.events_dropped as f64),
+    ),
+    (
+        "plugin_latency_p50_seconds",
+        "gauge",
+        "Median call latency of the latest calls",
+        |i| i.p50_us.map(|u| u as f64 / 1e6),
+    ),
+    (
+        "plugin_latency_p99_seconds",
+        "gauge",
+        "99th percentile call latency of the latest calls",
+        |i| i.p99_us.map(|u| u as f64 / 1e6),
+    ),
+];
+
+/// The plugins' series for `/metrics`, read from the host's own counters
+/// at each scrape.
+#[derive(Debug)]
+pub struct PluginMetrics(pub Coffer);
+
+impl prometheus_client::collector::Collector for PluginMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        type Labels = Vec<(String, String)>;
+        let list = self.0.plugin_stats();
+        for (name, kind, help, get) in SERIES {
+            let values = list
+                .iter()
+                .filter_map(|i| get(i).map(|v| (i.name.clone(), v)));
+            if kind == "counter" {
+                let f = Family::<Labels, Counter<f64>>::default();
+                for (plugin, v) in values {
+                    f.get_or_create(&vec![("plugin".into(), plugin)]).inc_by(v);
+                }
+                f.encode(encoder.encode_descriptor(name, help, None, f.metric_type())?)?;
+            } else {
+                let f = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+                for (plugin, v) in values {
+                    f.get_or_create(&vec![("plugin".into(), plugin)]).set(v);
+                }
+                f.encode(encoder.encode_descriptor(name, help, None, f.metric_type())?)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn backup_summary(b: &BackupInfo) -> types::BackupSummary {

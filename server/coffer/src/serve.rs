@@ -7,8 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use coffer_core::{BlockStore, Coffer, MetaStore, SystemClock};
+use coffer_core::workers::{Backoff, Supervisor, Worker};
+use coffer_core::{Clock, Coffer, SystemClock};
 use coffer_http::{load_or_create_tls, Metrics, Server, TlsMode};
+use coffer_meta::MetaStore;
+use coffer_storage::BlockStore;
+use prometheus_client::registry::Registry;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::{Config, LogFormat};
@@ -84,7 +88,16 @@ fn init_tracing(cfg: &Config) {
 }
 
 fn open_meta(data_dir: &Path) -> anyhow::Result<MetaStore> {
-    MetaStore::open(&data_dir.join("meta")).context("open metadata")
+    let meta =
+        MetaStore::open(&data_dir.join("meta"), SystemClock.now()).context("open metadata")?;
+    if let Some(v) = meta.upgraded_from() {
+        tracing::warn!(
+            from = v,
+            to = coffer_meta::SCHEMA_VERSION,
+            "metadata upgraded; a server older than this one can no longer open it"
+        );
+    }
+    Ok(meta)
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
@@ -98,12 +111,12 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         storage.clone(),
         Arc::new(SystemClock),
         cfg.limits.clone(),
-    );
+    )?;
 
-    if let Some(token) = core.ensure_admin_token().await? {
+    if let Some(token) = core.bootstrap_admin().await? {
         let path = data_dir.join("admin.token");
         write_private(&path, format!("{token}\n").as_bytes())?;
-        tracing::info!(path = %path.display(), "created the admin token (mode 0600); `coffer admin` reads it from there");
+        tracing::info!(path = %path.display(), "created the admin account and its token (mode 0600); `coffer admin` reads it from there");
     }
 
     let tls = load_or_create_tls(&cfg.tls, data_dir)?;
@@ -143,19 +156,38 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         let _ = tx.send(true);
     });
 
+    // One registry; each component registers its own series.
+    let mut registry = Registry::with_prefix("coffer");
+    let metrics = Arc::new(Metrics::register(&mut registry));
+
+    // Background work, all under the one supervisor.
+    let mut workers: Vec<Arc<dyn Worker>> =
+        vec![core.spool_sweep_worker(std::time::Duration::from_secs(cfg.workers.spool_sweep_secs))];
     // Plugins: loaded before serving; a broken plugin is reported, not fatal.
     let _plugins = if cfg.plugins.enabled {
         let m = crate::plugins::Manager::start(core.clone(), cfg.plugins.clone(), data_dir).await?;
         core.set_plugins(m.clone());
+        workers.extend(m.reload_worker());
+        registry.register_collector(Box::new(crate::plugins::PluginMetrics(core.clone())));
         Some(m)
     } else {
         None
     };
+    let supervisor = Supervisor::start(workers, Arc::new(SystemClock), Backoff::default());
+    registry.register_collector(Box::new(supervisor.clone()));
+    core.set_supervisor(supervisor.clone());
 
-    let metrics = Arc::new(Metrics::new());
-    Server::new(core.clone(), cfg.http.clone(), tls.as_ref(), metrics)
-        .run(listener, rx)
-        .await;
+    let grace = std::time::Duration::from_secs(cfg.http.shutdown_grace_secs);
+    Server::new(
+        core.clone(),
+        cfg.http.clone(),
+        tls.as_ref(),
+        metrics,
+        Arc::new(registry),
+    )
+    .run(listener, rx)
+    .await;
+    supervisor.stop(grace).await;
     core.sync().await?;
     tracing::info!("stopped");
     Ok(())
@@ -164,20 +196,23 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
 pub fn reset_admin_token(data_dir: &Path) -> anyhow::Result<()> {
     let meta = Arc::new(open_meta(data_dir).context("is the server still running? stop it first")?);
     let storage = BlockStore::open(
-        &coffer_core::StorageConfig {
+        &coffer_storage::StorageConfig {
             backend: coffer_storage::Backend::Memory,
             ..Default::default()
         },
         data_dir,
     )?;
-    let core = Coffer::new(meta, storage, Arc::new(SystemClock), Default::default());
+    let core = Coffer::new(meta, storage, Arc::new(SystemClock), Default::default())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let token = rt.block_on(core.reset_admin_token())?;
     let path = data_dir.join("admin.token");
     write_private(&path, format!("{token}\n").as_bytes())?;
-    println!("new admin token written to {}", path.display());
+    println!(
+        "new token of the admin account written to {} (its earlier tokens are revoked)",
+        path.display()
+    );
     Ok(())
 }
 

@@ -135,9 +135,8 @@ impl BlockStore {
                     .canonicalize()
                     .map_err(StorageError::io("resolve block directory"))?;
                 // Disk uploads are spooled beside their target (see
-                // `BlockWriter`); leftovers of a crash are swept in the
-                // background.
-                sweep_stale_parts(root.clone());
+                // `BlockWriter`); leftovers of a crash are removed by
+                // `sweep_spool` (the core's spool-sweep worker).
                 let spool = root.clone();
                 let fs = LocalFileSystem::new_with_prefix(&root).map_err(|source| {
                     StorageError::Backend {
@@ -159,7 +158,6 @@ impl BlockStore {
             Backend::Memory => {
                 let spool = data_dir.join("spool");
                 mkdir(&spool)?;
-                clean_spool(&spool);
                 (
                     Arc::new(InMemory::new()),
                     None,
@@ -174,7 +172,6 @@ impl BlockStore {
                 let s3 = cfg.s3.as_ref().expect("validated: s3 table present");
                 let spool = data_dir.join("spool");
                 mkdir(&spool)?;
-                clean_spool(&spool);
                 let mut b = AmazonS3Builder::from_env()
                     .with_bucket_name(&s3.bucket)
                     .with_region(&s3.region)
@@ -538,6 +535,14 @@ impl BlockStore {
         Ok(out)
     }
 
+    /// Remove upload spool files last written before `cutoff`: no upload
+    /// will finish them (their process is gone, or the upload was abandoned).
+    /// Blocking; walks the spool directory (on disk, the block directory's
+    /// fan-out). Returns how many were removed.
+    pub fn sweep_spool(&self, cutoff: std::time::SystemTime) -> Result<u64> {
+        sweep_parts(&self.inner.spool_dir, cutoff)
+    }
+
     /// Whether the backend can be reached and written: the readiness probe.
     pub async fn check(&self) -> Result<()> {
         match self.inner.backend {
@@ -587,51 +592,34 @@ fn parse_header(h: &[u8], id: &BlockId) -> Option<u64> {
     Some(u32::from_le_bytes(h[4..8].try_into().ok()?) as u64)
 }
 
-/// Remove spool files (`.*.part`) that a crash left among the blocks, on a
-/// background thread so a large store starts at once. Only files older than
-/// the start are removed: newer ones belong to uploads of this process.
-fn sweep_stale_parts(root: PathBuf) {
-    let started = std::time::SystemTime::now();
-    let _ = std::thread::Builder::new()
-        .name("coffer-spool-sweep".into())
-        .spawn(move || {
-            let mut dirs = vec![root];
-            let mut removed = 0u64;
-            while let Some(d) = dirs.pop() {
-                let Ok(entries) = std::fs::read_dir(&d) else {
-                    continue;
-                };
-                for e in entries.flatten() {
-                    let Ok(ft) = e.file_type() else { continue };
-                    let name = e.file_name();
-                    let name = name.to_string_lossy();
-                    if ft.is_dir() {
-                        dirs.push(e.path());
-                    } else if name.starts_with('.') && name.ends_with(".part") {
-                        let old = e
-                            .metadata()
-                            .and_then(|m| m.modified())
-                            .is_ok_and(|m| m < started);
-                        if old && std::fs::remove_file(e.path()).is_ok() {
-                            removed += 1;
-                        }
-                    }
+/// Remove the spool files under `dir` (and, on disk, its fan-out
+/// directories) last written before `cutoff`; returns how many.
+fn sweep_parts(dir: &FsPath, cutoff: std::time::SystemTime) -> Result<u64> {
+    let mut dirs = vec![dir.to_path_buf()];
+    let mut removed = 0u64;
+    while let Some(d) = dirs.pop() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            // A fan-out directory removed meanwhile is not an error.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && d != dir => continue,
+            Err(e) => return Err(StorageError::io("read the spool directory")(e)),
+        };
+        for e in entries.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if ft.is_dir() {
+                dirs.push(e.path());
+            } else if name.starts_with('.') && name.ends_with(".part") {
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|m| m < cutoff);
+                if old && std::fs::remove_file(e.path()).is_ok() {
+                    removed += 1;
                 }
             }
-            if removed > 0 {
-                tracing::info!(
-                    removed,
-                    "removed upload spool files left by an earlier crash"
-                );
-            }
-        });
-}
-
-/// Spool files left by a crash are never published: remove them at start.
-fn clean_spool(dir: &FsPath) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let _ = std::fs::remove_file(e.path());
         }
     }
+    Ok(removed)
 }

@@ -1,64 +1,6 @@
-//! The metadata store's own suite: records, transactions, schema checks and
-//! durability across reopen.
+//! Records, transactions, schema checks and durability across reopen.
 
 use super::*;
-use coffer_types::wire::BackupStats;
-
-fn name(s: &str) -> Name {
-    Name::new(s).unwrap()
-}
-
-fn open() -> (tempfile::TempDir, MetaStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = MetaStore::open(&dir.path().join("meta")).unwrap();
-    (dir, store)
-}
-
-fn enroll(store: &MetaStore, dev: &str, ar: &str) {
-    let device = DeviceRecord {
-        id: name(dev),
-        name: "laptop".into(),
-        org: name("acme"),
-        user: name("ann"),
-        os: None,
-        archive: name(ar),
-        token_hash: *blake3::hash(dev.as_bytes()).as_bytes(),
-        revoked: false,
-        enrolled_at: 1,
-        last_connection: None,
-        agent_version: None,
-    };
-    let archive = ArchiveRecord::new(name(ar), name(dev), 1);
-    store.enroll(&device, &archive).unwrap();
-}
-
-fn session(store: &MetaStore, ar: &str, sid: &str) {
-    store
-        .create_session(&SessionRecord {
-            id: name(sid),
-            archive: name(ar),
-            state: SessionState::Open,
-            opened_at: 5,
-            last_activity: 5,
-            percent: 0.0,
-            bytes: 0,
-            files: 0,
-            backup: None,
-        })
-        .unwrap();
-}
-
-fn backup(ar: &str, sid: &str, bid: &str, manifest: BlockId) -> BackupRecord {
-    BackupRecord {
-        id: name(bid),
-        archive: name(ar),
-        session: name(sid),
-        committed_at: 100,
-        manifest,
-        block_count: 0,
-        stats: BackupStats::default(),
-    }
-}
 
 #[test]
 fn orgs_and_users_are_created_once() {
@@ -68,16 +10,16 @@ fn orgs_and_users_are_created_once() {
         parent: None,
         created_at: 1,
     };
-    assert!(s.create_org(&org).unwrap());
-    assert!(!s.create_org(&org).unwrap());
+    assert!(s.create_org(&org, &draft("org.create")).unwrap());
+    assert!(!s.create_org(&org, &draft("org.create")).unwrap());
     assert_eq!(s.org(&name("acme")).unwrap(), Some(org));
     let user = UserRecord {
         org: name("acme"),
         name: name("ann"),
         created_at: 2,
     };
-    assert!(s.create_user(&user).unwrap());
-    assert!(!s.create_user(&user).unwrap());
+    assert!(s.create_user(&user, &draft("user.create")).unwrap());
+    assert!(!s.create_user(&user, &draft("user.create")).unwrap());
     assert_eq!(s.users().unwrap().len(), 1);
 }
 
@@ -193,12 +135,15 @@ fn token_rotation_and_revocation() {
     let old = *blake3::hash(b"dv_1").as_bytes();
     assert!(s.device_by_token(&old).unwrap().is_some());
     let new = [9u8; 32];
-    s.set_device_token(&name("dv_1"), Some(new))
+    s.set_device_token(&name("dv_1"), Some(new), &draft("device.rotate"))
         .unwrap()
         .unwrap();
     assert!(s.device_by_token(&old).unwrap().is_none());
     assert!(s.device_by_token(&new).unwrap().is_some());
-    let d = s.set_device_token(&name("dv_1"), None).unwrap().unwrap();
+    let d = s
+        .set_device_token(&name("dv_1"), None, &draft("device.revoke"))
+        .unwrap()
+        .unwrap();
     assert!(d.revoked);
     assert!(s.device_by_token(&new).unwrap().is_none());
 }
@@ -208,11 +153,11 @@ fn writes_survive_reopen_after_durable() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("meta");
     {
-        let s = MetaStore::open(&path).unwrap();
+        let s = MetaStore::open(&path, 0).unwrap();
         enroll(&s, "dv_1", "ar_1");
         s.durable_blocking().unwrap();
     }
-    let s = MetaStore::open(&path).unwrap();
+    let s = MetaStore::open(&path, 0).unwrap();
     assert!(s.device(&name("dv_1")).unwrap().is_some());
 }
 
@@ -221,11 +166,13 @@ fn a_newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("meta");
     {
-        let s = MetaStore::open(&path).unwrap();
-        s.meta.insert(SCHEMA_KEY, &99u32.to_be_bytes()).unwrap();
+        let s = MetaStore::open(&path, 0).unwrap();
+        s.t.meta
+            .insert(b"schema_version", &99u32.to_be_bytes())
+            .unwrap();
         s.durable_blocking().unwrap();
     }
-    match MetaStore::open(&path) {
+    match MetaStore::open(&path, 0) {
         Err(MetaError::SchemaMismatch {
             found: 99,
             expected: SCHEMA_VERSION,
@@ -248,7 +195,7 @@ async fn concurrent_durable_calls_share_flushes() {
                 parent: None,
                 created_at: 1,
             };
-            s.create_org(&org).unwrap();
+            s.create_org(&org, &draft("org.create")).unwrap();
             s.durable().await.unwrap();
         }));
     }
@@ -284,7 +231,7 @@ fn plugin_keys_are_private_capped_and_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("meta");
     {
-        let s = MetaStore::open(&path).unwrap();
+        let s = MetaStore::open(&path, 0).unwrap();
         assert_eq!(s.plugin_kv_set("a", "k", b"1234", 20).unwrap(), Ok(()));
         assert_eq!(s.plugin_kv_set("a", "k2", b"x", 20).unwrap(), Ok(()));
         // "ab" is not "a": no prefix leaks between plugins.
@@ -301,7 +248,7 @@ fn plugin_keys_are_private_capped_and_survive_a_reopen() {
         s.plugin_kv_delete("a", "k2").unwrap();
         s.durable_blocking().unwrap();
     }
-    let s = MetaStore::open(&path).unwrap();
+    let s = MetaStore::open(&path, 0).unwrap();
     assert_eq!(s.plugin_kv_get("a", "k").unwrap().unwrap(), b"123456789012");
     assert_eq!(s.plugin_kv_keys("a", "").unwrap(), ["k"]);
 }

@@ -1,0 +1,143 @@
+//! Extractors whose refusals are the server's JSON errors: path segments and
+//! query strings (percent-decoded by axum), JSON bodies read within the
+//! route's limit, and what the gate put on the request (the principal, the
+//! device, the checked archive).
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use coffer_core::CoreError;
+use http::header;
+use http::request::Parts;
+use http_body_util::{BodyExt, Limited};
+use serde::de::DeserializeOwned;
+
+use crate::gate::BodyLimit;
+use crate::response::ApiError;
+use crate::routes::JSON_LIMIT;
+
+/// A whole body of at most `limit` bytes; past it, `413 body_too_large`
+/// (while streaming, when no `Content-Length` said so up front).
+pub(crate) async fn read_limited(body: Body, limit: usize) -> Result<Bytes, CoreError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(CoreError::BodyTooLarge {
+            limit: limit as u64,
+        }),
+        Err(e) => Err(CoreError::BodyAborted(e.to_string())),
+    }
+}
+
+/// Refuse a body that says it is not JSON.
+fn check_json_type(req: &Request) -> Result<(), CoreError> {
+    match req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(ct) if !ct.starts_with("application/json") => Err(CoreError::InvalidRequest(format!(
+            "send JSON with content-type application/json, not {ct:?}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The body of `req` within the route's limit (1 MiB unless the route says
+/// more).
+async fn route_body(req: Request) -> Result<Bytes, CoreError> {
+    let limit = req
+        .extensions()
+        .get::<BodyLimit>()
+        .map_or(JSON_LIMIT, |l| l.0);
+    read_limited(req.into_body(), limit).await
+}
+
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| CoreError::InvalidRequest(format!("invalid JSON body: {e}")).into())
+}
+
+/// A JSON body within the route's limit.
+#[derive(Debug)]
+pub(crate) struct Json<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+        check_json_type(&req)?;
+        let bytes = route_body(req).await?;
+        parse(&bytes).map(Json)
+    }
+}
+
+/// An optional JSON body: none when the request's body is empty.
+#[derive(Debug)]
+pub(crate) struct OptionalJson<T>(pub(crate) Option<T>);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+        check_json_type(&req)?;
+        let bytes = route_body(req).await?;
+        if bytes.is_empty() {
+            return Ok(OptionalJson(None));
+        }
+        parse(&bytes).map(|v| OptionalJson(Some(v)))
+    }
+}
+
+/// Path segments, percent-decoded; a bad one is `400 invalid_id`.
+#[derive(Debug)]
+pub(crate) struct Seg<T>(pub(crate) T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Seg<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, s)
+            .await
+            .map(|p| Seg(p.0))
+            .map_err(|e| CoreError::InvalidId(e.body_text()).into())
+    }
+}
+
+/// A query string, percent-decoded; a bad one is `400 invalid_request`.
+#[derive(Debug)]
+pub(crate) struct Query<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, s)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e| CoreError::InvalidRequest(e.body_text()).into())
+    }
+}
+
+/// What the gate put on the request. Missing means a handler sits on a
+/// route of the wrong access: a bug, answered `500`.
+#[derive(Debug)]
+pub(crate) struct Gated<T>(pub(crate) T);
+
+impl<T: Clone + Send + Sync + 'static, S: Send + Sync> FromRequestParts<S> for Gated<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<T>()
+            .cloned()
+            .map(Gated)
+            .ok_or_else(|| {
+                CoreError::Internal(format!(
+                    "the route of {} is not gated for {}",
+                    parts.uri.path(),
+                    std::any::type_name::<T>()
+                ))
+                .into()
+            })
+    }
+}

@@ -1,0 +1,95 @@
+//! Devices: enrollment, the list with health facts, token revocation and
+//! rotation.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use coffer_core::Principal;
+use coffer_types::wire::{DeviceInfo, DeviceList, DeviceToken, EnrollDevice, ErrorBody};
+use coffer_types::Name;
+use http::StatusCode;
+
+use crate::app::App;
+use crate::extract::{Gated, Json, Seg};
+use crate::handlers::ERROR;
+use crate::response::{json, Handled};
+
+/// The devices in the caller's scope, with their archives' facts.
+#[utoipa::path(get, path = "/admin/v1/devices", tag = "devices", operation_id = "admin_list_devices",
+    security(("admin_token" = [])),
+    responses((status = 200, body = DeviceList),
+              (status = "default", body = ErrorBody, description = ERROR)))]
+pub(crate) async fn list(State(app): State<Arc<App>>, Gated(p): Gated<Principal>) -> Handled {
+    Ok(json(
+        StatusCode::OK,
+        &DeviceList {
+            devices: app.core.devices(&p).await?,
+        },
+    ))
+}
+
+/// Enroll a device for a user: its id, archive and token (shown once).
+#[utoipa::path(post, path = "/admin/v1/devices", tag = "devices", operation_id = "admin_enroll_device",
+    security(("admin_token" = [])),
+    request_body = EnrollDevice,
+    responses((status = 201, body = DeviceToken),
+              (status = "default", body = ErrorBody, description = ERROR)))]
+pub(crate) async fn enroll(
+    State(app): State<Arc<App>>,
+    Gated(p): Gated<Principal>,
+    Json(b): Json<EnrollDevice>,
+) -> Handled {
+    Ok(json(
+        StatusCode::CREATED,
+        &app.core.enroll_device(&p, b).await?,
+    ))
+}
+
+/// One device.
+#[utoipa::path(get, path = "/admin/v1/devices/{device}", tag = "devices", operation_id = "admin_get_device",
+    security(("admin_token" = [])),
+    params(("device" = String, Path, description = "the device id")),
+    responses((status = 200, body = DeviceInfo),
+              (status = "default", body = ErrorBody, description = ERROR)))]
+pub(crate) async fn get(
+    State(app): State<Arc<App>>,
+    Gated(p): Gated<Principal>,
+    Seg(device): Seg<Name>,
+) -> Handled {
+    Ok(json(StatusCode::OK, &app.core.device(&p, &device).await?))
+}
+
+/// Revoke a device's token: it can no longer reach its archive (its data
+/// stays).
+#[utoipa::path(post, path = "/admin/v1/devices/{device}/revoke", tag = "devices", operation_id = "admin_revoke_device",
+    security(("admin_token" = [])),
+    params(("device" = String, Path, description = "the device id")),
+    responses((status = 200, body = DeviceInfo),
+              (status = "default", body = ErrorBody, description = ERROR)))]
+pub(crate) async fn revoke(
+    State(app): State<Arc<App>>,
+    Gated(p): Gated<Principal>,
+    Seg(device): Seg<Name>,
+) -> Handled {
+    Ok(json(
+        StatusCode::OK,
+        &app.core.revoke_device(&p, &device).await?,
+    ))
+}
+
+/// Issue a new token for a device; the old one stops working.
+#[utoipa::path(post, path = "/admin/v1/devices/{device}/rotate", tag = "devices", operation_id = "admin_rotate_device",
+    security(("admin_token" = [])),
+    params(("device" = String, Path, description = "the device id")),
+    responses((status = 200, body = DeviceToken),
+              (status = "default", body = ErrorBody, description = ERROR)))]
+pub(crate) async fn rotate(
+    State(app): State<Arc<App>>,
+    Gated(p): Gated<Principal>,
+    Seg(device): Seg<Name>,
+) -> Handled {
+    Ok(json(
+        StatusCode::OK,
+        &app.core.rotate_device_token(&p, &device).await?,
+    ))
+}

@@ -1,0 +1,313 @@
+//! The route table: every agent, admin and ops route in one place, each with
+//! its handler, who may call it and how large a body it takes.
+//!
+//! A row names a handler whose `#[utoipa::path]` attribute gives the method,
+//! the path and the OpenAPI description of the operation; the row adds the
+//! [`Access`] and the [`Limit`]. A row without a handler, an access or a
+//! limit does not compile, and a handler not in the table is not served. The
+//! router and the OpenAPI description are both built from this table, and a
+//! test checks that every row is in the description.
+//!
+//! Every route runs [`crate::gate::gate`] first: authentication (`401`), the
+//! role-level permission (`403`) or the archive's ownership (`404`, the same
+//! for a foreign archive as for none), then the declared body limit against
+//! `Content-Length` (`413` before the body is read). A path that matches with
+//! the wrong method answers `405 method_not_allowed` with `Allow`.
+
+use std::sync::Arc;
+
+use axum::routing::MethodRouter;
+use axum::Router;
+use coffer_core::Permission;
+use http::Method;
+use utoipa::openapi::path::{PathItem, Paths};
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
+
+use crate::app::App;
+use crate::handlers::{admin, agent, ops};
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Anyone (health, readiness, metrics, the OpenAPI description).
+    Public,
+    /// A device token; an `{archive}` in the path must be the device's.
+    Device,
+    /// An admin token whose role holds the permission.
+    Admin(Permission),
+}
+
+/// The largest request body a route takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Limit {
+    /// Small JSON (and bodyless) routes: 1 MiB.
+    Json,
+    /// Block lists: `blocks/missing` and `commit` (`http.max_json_body_bytes`).
+    BlockList,
+    /// `blocks/fetch`: room for its most ids.
+    Fetch,
+    /// `blocks/bundle`: a bundle's most bytes.
+    Bundle,
+    /// A block upload (`limits.max_block_bytes`, checked by the core from
+    /// `Content-Length` and while streaming, as `block_too_large`).
+    Block,
+}
+
+/// The small-JSON limit.
+pub(crate) const JSON_LIMIT: usize = 1 << 20;
+/// `blocks/fetch`: at most `BUNDLE_MAX_BLOCKS` ids of 64 hex characters,
+/// with generous room for whitespace.
+pub(crate) const FETCH_LIMIT: usize = coffer_types::wire::BUNDLE_MAX_BLOCKS * 128;
+
+type Schemas = Vec<(String, RefOr<Schema>)>;
+
+/// One row of the table, with what the handler's attribute declares.
+pub(crate) struct Route {
+    pub(crate) id: &'static str,
+    /// Read by the table's tests (the router takes it from the handler).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    pub(crate) access: Access,
+    pub(crate) limit: Limit,
+    pub(crate) paths: Paths,
+    pub(crate) schemas: Schemas,
+    handler: MethodRouter<Arc<App>>,
+}
+
+fn method_of(item: &PathItem) -> Option<(Method, &utoipa::openapi::path::Operation)> {
+    [
+        (Method::GET, &item.get),
+        (Method::PUT, &item.put),
+        (Method::POST, &item.post),
+        (Method::DELETE, &item.delete),
+        (Method::HEAD, &item.head),
+        (Method::PATCH, &item.patch),
+    ]
+    .into_iter()
+    .find_map(|(m, op)| op.as_ref().map(|op| (m, op)))
+}
+
+impl Route {
+    fn new(
+        (schemas, paths, handler): (Schemas, Paths, MethodRouter<Arc<App>>),
+        access: Access,
+        limit: Limit,
+    ) -> Self {
+        let (path, item) = paths
+            .paths
+            .iter()
+            .next()
+            .expect("a routed handler has a path");
+        let (method, op) = method_of(item).expect("a routed handler has a method");
+        // Ids label metrics on every request; the table is built once per
+        // server, so they are kept for the process's life.
+        let id: &'static str = Box::leak(
+            op.operation_id
+                .clone()
+                .expect("utoipa names every operation")
+                .into_boxed_str(),
+        );
+        Self {
+            id,
+            method,
+            path: path.clone(),
+            access,
+            limit,
+            handler,
+            schemas,
+            paths: paths.clone(),
+        }
+    }
+}
+
+/// `handler => access, limit;` rows into [`Route`]s.
+macro_rules! table {
+    ($( $($h:ident)::+ => $access:expr, $limit:expr; )*) => {
+        vec![ $( Route::new(utoipa_axum::routes!($($h)::+), $access, $limit), )* ]
+    };
+}
+
+/// Every route the server serves.
+pub(crate) fn table() -> Vec<Route> {
+    use Access::{Admin, Device, Public};
+    use Limit::*;
+    use Permission::*;
+    table![
+        // ---- ops ----
+        ops::healthz => Public, Json;
+        ops::readyz => Public, Json;
+        ops::metrics => Public, Json;
+        ops::openapi => Public, Json;
+        // ---- the agent protocol ----
+        agent::whoami => Device, Json;
+        agent::missing_blocks => Device, BlockList;
+        agent::put_bundle => Device, Bundle;
+        agent::fetch_blocks => Device, Fetch;
+        agent::put_block => Device, Block;
+        agent::get_block => Device, Json;
+        agent::head_block => Device, Json;
+        agent::open_session => Device, Json;
+        agent::get_session => Device, Json;
+        agent::abort_session => Device, Json;
+        agent::delete_session => Device, Json;
+        agent::progress => Device, Json;
+        agent::commit => Device, BlockList;
+        agent::list_backups => Device, Json;
+        agent::get_backup => Device, Json;
+        agent::set_ref => Device, Json;
+        agent::get_ref => Device, Json;
+        // ---- the admin API ----
+        admin::whoami => Admin(ReadInventory), Json;
+        admin::orgs::list => Admin(ReadInventory), Json;
+        admin::orgs::create => Admin(ManageInventory), Json;
+        admin::users::list => Admin(ReadInventory), Json;
+        admin::users::add => Admin(ManageInventory), Json;
+        admin::devices::list => Admin(ReadInventory), Json;
+        admin::devices::enroll => Admin(ManageInventory), Json;
+        admin::devices::get => Admin(ReadInventory), Json;
+        admin::devices::revoke => Admin(ManageInventory), Json;
+        admin::devices::rotate => Admin(ManageInventory), Json;
+        admin::accounts::list => Admin(ReadAccounts), Json;
+        admin::accounts::create => Admin(ManageAccounts), Json;
+        admin::accounts::get => Admin(ReadAccounts), Json;
+        admin::accounts::disable => Admin(ManageAccounts), Json;
+        admin::accounts::enable => Admin(ManageAccounts), Json;
+        admin::accounts::delete => Admin(ManageAccounts), Json;
+        admin::tokens::list => Admin(ReadAccounts), Json;
+        admin::tokens::create => Admin(ManageAccounts), Json;
+        admin::tokens::revoke => Admin(ManageAccounts), Json;
+        admin::audit::list => Admin(ReadAudit), Json;
+        admin::audit::export => Admin(ReadAudit), Json;
+        admin::audit::verify => Admin(ReadAudit), Json;
+        admin::workers::list => Admin(ReadServer), Json;
+        admin::plugins::list => Admin(ReadServer), Json;
+        admin::plugins::enable => Admin(ManageServer), Json;
+        admin::plugins::disable => Admin(ManageServer), Json;
+        admin::plugins::reload => Admin(ManageServer), Json;
+        admin::plugins::report => Admin(ReadInventory), Json;
+        admin::plugins::retention_plan => Admin(ReadInventory), Json;
+    ]
+}
+
+/// What the gate needs to know of the route a request matched.
+#[derive(Debug, Clone)]
+pub(crate) struct RouteMeta {
+    pub(crate) id: &'static str,
+    pub(crate) access: Access,
+    pub(crate) limit: Limit,
+}
+
+/// The router for `app`, and the routes it serves (for the OpenAPI
+/// description).
+pub(crate) fn router(app: &Arc<App>, routes: Vec<Route>) -> Router {
+    let mut router: Router<Arc<App>> = Router::new();
+    for r in routes {
+        let meta = Arc::new(RouteMeta {
+            id: r.id,
+            access: r.access,
+            limit: r.limit,
+        });
+        let gated = r.handler.route_layer(axum::middleware::from_fn_with_state(
+            (app.clone(), meta),
+            crate::gate::gate,
+        ));
+        router = router.route(&r.path, gated);
+    }
+    router
+        .method_not_allowed_fallback(crate::gate::method_not_allowed)
+        .fallback(crate::gate::not_found)
+        .with_state(app.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every row of the table is in the OpenAPI description, under its
+    /// method and path, with each path segment documented as a parameter —
+    /// and the description has nothing the table does not serve.
+    #[test]
+    fn the_openapi_description_covers_the_route_table() {
+        let routes = table();
+        let doc = crate::openapi::document(&routes);
+        let json = serde_json::to_value(&doc).unwrap();
+        assert_eq!(json["openapi"], "3.1.0");
+        let mut documented = 0;
+        for r in &routes {
+            let op = &json["paths"][&r.path][r.method.as_str().to_ascii_lowercase()];
+            assert!(
+                op.is_object(),
+                "{} {} is missing from the OpenAPI description",
+                r.method,
+                r.path
+            );
+            assert_eq!(op["operationId"], r.id);
+            for seg in r
+                .path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            {
+                let params = op["parameters"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
+                assert!(
+                    params.iter().any(|p| p["name"] == seg && p["in"] == "path"),
+                    "{} {}: the path parameter {seg} is not documented",
+                    r.method,
+                    r.path
+                );
+            }
+            match r.access {
+                Access::Public => assert!(op.get("security").is_none(), "{}", r.id),
+                Access::Device | Access::Admin(_) => {
+                    let scheme = if r.access == Access::Device {
+                        "device_token"
+                    } else {
+                        "admin_token"
+                    };
+                    assert!(
+                        op["security"]
+                            .as_array()
+                            .is_some_and(|s| s.iter().any(|x| x.get(scheme).is_some())),
+                        "{}: security {scheme} is not documented",
+                        r.id
+                    );
+                }
+            }
+            documented += 1;
+        }
+        let ops_in_doc: usize = json["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|item| item.as_object().unwrap().len())
+            .sum();
+        assert_eq!(
+            ops_in_doc, documented,
+            "the description has operations the table does not serve"
+        );
+        // Ids are unique: they are the metrics' route labels.
+        let mut ids: Vec<&str> = routes.iter().map(|r| r.id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), routes.len());
+    }
+
+    #[test]
+    fn the_large_limits_are_only_where_the_issue_allows() {
+        for r in table() {
+            let large = !matches!(r.limit, Limit::Json);
+            let allowed = [
+                "missing_blocks",
+                "commit",
+                "fetch_blocks",
+                "put_bundle",
+                "put_block",
+            ];
+            assert_eq!(large, allowed.contains(&r.id), "{}", r.id);
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The blocks an archive holds, and the pins that keep the blocks an open
+//! session uploaded or was told about.
+
+use coffer_types::{BlockId, Name, UnixMillis};
+use sled::Transactional;
+
+use crate::archives::ArchiveRecord;
+use crate::engine::{abort, enc, engine, key, prefix, tx_dec, tx_err};
+use crate::{MetaError, MetaStore, Result};
+
+/// A block the archive holds: size, server-stamped time, and where the
+/// storage put it (opaque bytes the storage layer defines; empty for a block
+/// stored as its own object). Encoded as `size | stored_at | location`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockRecord {
+    pub size: u64,
+    pub stored_at: UnixMillis,
+    pub location: Vec<u8>,
+}
+
+impl BlockRecord {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.location.len());
+        out.extend_from_slice(&self.size.to_be_bytes());
+        out.extend_from_slice(&self.stored_at.to_be_bytes());
+        out.extend_from_slice(&self.location);
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
+        let size = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+        let stored_at = u64::from_be_bytes(bytes.get(8..16)?.try_into().ok()?);
+        Some(Self {
+            size,
+            stored_at,
+            location: bytes[16..].to_vec(),
+        })
+    }
+}
+
+impl MetaStore {
+    pub fn block(&self, archive: &Name, id: &BlockId) -> Result<Option<BlockRecord>> {
+        let k = key(&[archive.as_str().as_bytes(), id.as_bytes()]);
+        Ok(self
+            .t
+            .blocks
+            .get(k)
+            .map_err(engine("read block record"))?
+            .and_then(|v| BlockRecord::decode(&v)))
+    }
+
+    /// Record that `archive` holds block `id` (already written to storage),
+    /// update the archive's counters and activity, and pin the block to an
+    /// open session. Returns true if the block was new to the archive.
+    pub fn insert_block(
+        &self,
+        archive: &Name,
+        id: &BlockId,
+        rec: &BlockRecord,
+        pin: Option<&Name>,
+    ) -> Result<bool> {
+        let bk = key(&[archive.as_str().as_bytes(), id.as_bytes()]);
+        let encoded = rec.encode();
+        let pin_key = pin.map(|s| {
+            key(&[
+                archive.as_str().as_bytes(),
+                s.as_str().as_bytes(),
+                id.as_bytes(),
+            ])
+        });
+        let t = &self.t;
+        (&t.blocks, &t.archives, &t.pins)
+            .transaction(|(blocks, archives, pins)| {
+                let created = blocks.get(&bk)?.is_none();
+                if created {
+                    blocks.insert(bk.as_slice(), encoded.as_slice())?;
+                }
+                let Some(raw) = archives.get(archive.as_str().as_bytes())? else {
+                    return abort(MetaError::Engine {
+                        context: "insert block",
+                        source: format!("archive {archive} has no record").into(),
+                    });
+                };
+                let mut a: ArchiveRecord = tx_dec("archive", &raw)?;
+                if created {
+                    a.bytes_stored += rec.size;
+                    a.block_count += 1;
+                }
+                a.last_activity = Some(
+                    a.last_activity
+                        .map_or(rec.stored_at, |t| t.max(rec.stored_at)),
+                );
+                archives.insert(archive.as_str().as_bytes(), enc(&a))?;
+                if let Some(pk) = &pin_key {
+                    pins.insert(pk.as_slice(), &[][..])?;
+                }
+                Ok(created)
+            })
+            .map_err(tx_err("insert block record"))
+    }
+
+    /// The ids among `ids` the archive does not hold, in the order given.
+    /// With `pin`, the ids it does hold are pinned to that session.
+    pub fn missing(
+        &self,
+        archive: &Name,
+        ids: &[BlockId],
+        pin: Option<&Name>,
+    ) -> Result<Vec<BlockId>> {
+        let a = archive.as_str().as_bytes();
+        let mut missing = Vec::new();
+        let mut batch = sled::Batch::default();
+        for id in ids {
+            let present = self
+                .t
+                .blocks
+                .contains_key(key(&[a, id.as_bytes()]))
+                .map_err(engine("read block record"))?;
+            if !present {
+                missing.push(*id);
+            } else if let Some(s) = pin {
+                batch.insert(key(&[a, s.as_str().as_bytes(), id.as_bytes()]), &[][..]);
+            }
+        }
+        if pin.is_some() {
+            self.t
+                .pins
+                .apply_batch(batch)
+                .map_err(engine("pin blocks"))?;
+        }
+        Ok(missing)
+    }
+
+    /// Blocks pinned to a session.
+    pub fn pinned_count(&self, archive: &Name, session: &Name) -> Result<u64> {
+        let p = prefix(&[archive.as_str().as_bytes(), session.as_str().as_bytes()]);
+        Ok(self.t.pins.scan_prefix(p).count() as u64)
+    }
+
+    /// Drop a closed session's pins: its blocks are now protected by the
+    /// backup that references them, or free to collect.
+    pub fn release_pins(&self, archive: &Name, session: &Name) -> Result<u64> {
+        let p = prefix(&[archive.as_str().as_bytes(), session.as_str().as_bytes()]);
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for kv in self.t.pins.scan_prefix(p) {
+            let (k, _) = kv.map_err(engine("scan pins"))?;
+            batch.remove(k);
+            n += 1;
+        }
+        self.t
+            .pins
+            .apply_batch(batch)
+            .map_err(engine("release pins"))?;
+        Ok(n)
+    }
+}

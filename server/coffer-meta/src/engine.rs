@@ -1,0 +1,195 @@
+//! The engine layer: the sled database, its trees, key and value encoding,
+//! and the read, scan and transaction helpers the aggregate modules share.
+//! Nothing outside this crate sees a tree; the aggregates (`orgs.rs`,
+//! `devices.rs`, …) speak of records.
+//!
+//! Keys are `part \0 part …`: names never contain a NUL (see
+//! `coffer_types::Name`), block ids are raw 32 bytes at the end of a key and
+//! sequence numbers are big-endian, so prefix scans and ordering follow the
+//! key's parts.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+
+use crate::MetaError;
+
+/// Every tree of the current schema, opened once.
+pub(crate) struct Trees {
+    /// Schema version, the audit chain's head, and (schema 1) the admin
+    /// token hash.
+    pub(crate) meta: sled::Tree,
+    pub(crate) orgs: sled::Tree,
+    /// `org \0 user`.
+    pub(crate) users: sled::Tree,
+    /// Admin accounts by name.
+    pub(crate) accounts: sled::Tree,
+    /// Admin API tokens by id.
+    pub(crate) admin_tokens: sled::Tree,
+    /// blake3 of an admin token → its id.
+    pub(crate) admin_token_hashes: sled::Tree,
+    pub(crate) devices: sled::Tree,
+    /// blake3 of a device token → device id.
+    pub(crate) tokens: sled::Tree,
+    /// Index: `org \0 device` → nothing (schema 2).
+    pub(crate) devices_by_org: sled::Tree,
+    /// Index: archive → device (schema 2).
+    pub(crate) archive_device: sled::Tree,
+    pub(crate) archives: sled::Tree,
+    /// `archive \0 block id` → block record.
+    pub(crate) blocks: sled::Tree,
+    /// `archive \0 session`.
+    pub(crate) sessions: sled::Tree,
+    /// `archive \0 backup`.
+    pub(crate) backups: sled::Tree,
+    /// `archive \0 backup \0 chunk number` → block ids.
+    pub(crate) refs: sled::Tree,
+    /// `archive \0 session \0 block id` → nothing.
+    pub(crate) pins: sled::Tree,
+    /// `archive \0 name` → named reference.
+    pub(crate) named: sled::Tree,
+    /// `plugin \0 key` → the plugin's bytes.
+    pub(crate) plugin_kv: sled::Tree,
+    /// Plugin name → what the operator set (enabled or not).
+    pub(crate) plugin_state: sled::Tree,
+    /// Sequence number (big-endian) → audit entry.
+    pub(crate) audit: sled::Tree,
+}
+
+impl Trees {
+    pub(crate) fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+        Ok(Self {
+            meta: db.open_tree("meta")?,
+            orgs: db.open_tree("orgs")?,
+            users: db.open_tree("users")?,
+            accounts: db.open_tree("accounts")?,
+            admin_tokens: db.open_tree("admin_tokens")?,
+            admin_token_hashes: db.open_tree("admin_token_hashes")?,
+            devices: db.open_tree("devices")?,
+            tokens: db.open_tree("tokens")?,
+            devices_by_org: db.open_tree("devices_by_org")?,
+            archive_device: db.open_tree("archive_device")?,
+            archives: db.open_tree("archives")?,
+            blocks: db.open_tree("blocks")?,
+            sessions: db.open_tree("sessions")?,
+            backups: db.open_tree("backups")?,
+            refs: db.open_tree("refs")?,
+            pins: db.open_tree("pins")?,
+            named: db.open_tree("named_refs")?,
+            plugin_kv: db.open_tree("plugin_kv")?,
+            plugin_state: db.open_tree("plugin_state")?,
+            audit: db.open_tree("audit")?,
+        })
+    }
+}
+
+/// The error of a failed engine call, with what was being done.
+pub(crate) fn engine(context: &'static str) -> impl FnOnce(sled::Error) -> MetaError {
+    move |e| MetaError::Engine {
+        context,
+        source: Box::new(e),
+    }
+}
+
+/// The error of a failed transaction: its own abort, or the engine's.
+pub(crate) fn tx_err(
+    context: &'static str,
+) -> impl FnOnce(TransactionError<MetaError>) -> MetaError {
+    move |e| match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => engine(context)(e),
+    }
+}
+
+/// What a transaction closure returns.
+pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<MetaError>>;
+
+/// Abort a transaction with a metadata error.
+pub(crate) fn abort<T>(e: MetaError) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+pub(crate) fn key(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(0);
+        }
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// The prefix of every key that starts with `parts`.
+pub(crate) fn prefix(parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = key(parts);
+    k.push(0);
+    k
+}
+
+pub(crate) fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serializing plain records to JSON cannot fail.
+    serde_json::to_vec(v).expect("records serialize")
+}
+
+pub(crate) fn dec<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, MetaError> {
+    serde_json::from_slice(bytes).map_err(|source| MetaError::Corrupt { what, source })
+}
+
+pub(crate) fn tx_dec<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> TxResult<T> {
+    dec(what, bytes).map_err(ConflictableTransactionError::Abort)
+}
+
+pub(crate) fn get<T: DeserializeOwned>(
+    tree: &sled::Tree,
+    k: &[u8],
+    what: &'static str,
+) -> Result<Option<T>, MetaError> {
+    match tree.get(k).map_err(engine("read record"))? {
+        Some(v) => Ok(Some(dec(what, &v)?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn tx_get<T: DeserializeOwned>(
+    tree: &TransactionalTree,
+    k: &[u8],
+    what: &'static str,
+) -> TxResult<Option<T>> {
+    match tree.get(k)? {
+        Some(v) => Ok(Some(tx_dec(what, &v)?)),
+        None => Ok(None),
+    }
+}
+
+/// Every record whose key starts with `p`, in key order.
+pub(crate) fn scan<T: DeserializeOwned>(
+    tree: &sled::Tree,
+    p: &[u8],
+    what: &'static str,
+) -> Result<Vec<T>, MetaError> {
+    tree.scan_prefix(p)
+        .map(|kv| {
+            let (_, v) = kv.map_err(engine("scan records"))?;
+            dec(what, &v)
+        })
+        .collect()
+}
+
+/// Read-modify-write one JSON record atomically; `None` if it does not exist.
+pub(crate) fn update<T: DeserializeOwned + Serialize>(
+    tree: &sled::Tree,
+    k: &[u8],
+    what: &'static str,
+    f: impl Fn(&mut T),
+) -> Result<Option<T>, MetaError> {
+    tree.transaction(|t| {
+        let Some(mut rec) = tx_get::<T>(t, k, what)? else {
+            return Ok(None);
+        };
+        f(&mut rec);
+        t.insert(k, enc(&rec))?;
+        Ok(Some(rec))
+    })
+    .map_err(tx_err("update record"))
+}

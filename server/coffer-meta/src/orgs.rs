@@ -1,0 +1,83 @@
+//! Organizations and their users.
+
+use coffer_types::{Name, UnixMillis};
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+use crate::audit::{append_in, AuditDraft};
+use crate::engine::{enc, get, key, prefix, scan, tx_err};
+use crate::{MetaStore, Result};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrgRecord {
+    pub name: Name,
+    pub parent: Option<Name>,
+    pub created_at: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub org: Name,
+    pub name: Name,
+    pub created_at: UnixMillis,
+}
+
+impl MetaStore {
+    /// Create an org and its audit entry; false (and nothing written) if one
+    /// of that name exists.
+    pub fn create_org(&self, rec: &OrgRecord, audit: &AuditDraft) -> Result<bool> {
+        let t = &self.t;
+        let k = rec.name.as_str().as_bytes();
+        (&t.orgs, &t.meta, &t.audit)
+            .transaction(|(orgs, meta, log)| {
+                if orgs.get(k)?.is_some() {
+                    return Ok(false);
+                }
+                orgs.insert(k, enc(rec))?;
+                append_in(meta, log, audit)?;
+                Ok(true)
+            })
+            .map_err(tx_err("create org"))
+    }
+
+    pub fn org(&self, name: &Name) -> Result<Option<OrgRecord>> {
+        get(&self.t.orgs, name.as_str().as_bytes(), "org")
+    }
+
+    /// Every org, by name.
+    pub fn orgs(&self) -> Result<Vec<OrgRecord>> {
+        scan(&self.t.orgs, &[], "org")
+    }
+
+    /// Create a user in an org and its audit entry; false if the org has a
+    /// user of that name.
+    pub fn create_user(&self, rec: &UserRecord, audit: &AuditDraft) -> Result<bool> {
+        let t = &self.t;
+        let k = key(&[rec.org.as_str().as_bytes(), rec.name.as_str().as_bytes()]);
+        (&t.users, &t.meta, &t.audit)
+            .transaction(|(users, meta, log)| {
+                if users.get(&k)?.is_some() {
+                    return Ok(false);
+                }
+                users.insert(k.as_slice(), enc(rec))?;
+                append_in(meta, log, audit)?;
+                Ok(true)
+            })
+            .map_err(tx_err("create user"))
+    }
+
+    pub fn user(&self, org: &Name, name: &Name) -> Result<Option<UserRecord>> {
+        let k = key(&[org.as_str().as_bytes(), name.as_str().as_bytes()]);
+        get(&self.t.users, &k, "user")
+    }
+
+    /// The users of one org, by name.
+    pub fn users_of(&self, org: &Name) -> Result<Vec<UserRecord>> {
+        scan(&self.t.users, &prefix(&[org.as_str().as_bytes()]), "user")
+    }
+
+    /// Every user, by org and name.
+    pub fn users(&self) -> Result<Vec<UserRecord>> {
+        scan(&self.t.users, &[], "user")
+    }
+}

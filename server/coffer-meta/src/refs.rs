@@ -1,0 +1,44 @@
+//! Named references of an archive to one of its blocks (e.g. the agent's
+//! wrapped key, so a new machine can find it).
+
+use coffer_types::{BlockId, Name, UnixMillis};
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+use crate::engine::{enc, get, key, tx_err};
+use crate::{MetaStore, Result};
+
+/// A named reference; the block it names must stay stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedRef {
+    pub block: BlockId,
+    pub updated_at: UnixMillis,
+}
+
+impl MetaStore {
+    /// Point the archive's reference `name` at `block`, which must be stored
+    /// in the archive (checked in the same transaction). Returns false, and
+    /// changes nothing, if the block is not stored.
+    pub fn set_named_ref(&self, archive: &Name, name: &Name, rec: &NamedRef) -> Result<bool> {
+        let a = archive.as_str().as_bytes();
+        let bk = key(&[a, rec.block.as_bytes()]);
+        let nk = key(&[a, name.as_str().as_bytes()]);
+        (&self.t.blocks, &self.t.named)
+            .transaction(|(blocks, named)| {
+                if blocks.get(&bk)?.is_none() {
+                    return Ok(false);
+                }
+                named.insert(nk.as_slice(), enc(rec))?;
+                Ok(true)
+            })
+            .map_err(tx_err("set named reference"))
+    }
+
+    pub fn named_ref(&self, archive: &Name, name: &Name) -> Result<Option<NamedRef>> {
+        get(
+            &self.t.named,
+            &key(&[archive.as_str().as_bytes(), name.as_str().as_bytes()]),
+            "named reference",
+        )
+    }
+}
