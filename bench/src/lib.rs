@@ -17,31 +17,18 @@ impl Drop for Proc {
 }
 
 /// Create org `bench`, user `bench` and a device through the admin API of
-/// the server at `url`; return the device's client and token.
+/// the server at `url` (the typed client); return a connection carrying the
+/// device's token, for raw requests built with `coffer_client::paths`, and
+/// the token.
 pub async fn enroll_device(
     url: &str,
     tls: &ClientTls,
     admin_token: &str,
 ) -> anyhow::Result<(Client, DeviceToken)> {
-    let admin = Client::connect(url, tls)
+    let admin = coffer_client::Client::connect(url, tls)
         .await?
         .with_token(admin_token.trim());
-    admin
-        .post_json("/admin/v1/orgs", &serde_json::json!({"name": "bench"}))
-        .await?;
-    admin
-        .post_json(
-            "/admin/v1/users",
-            &serde_json::json!({"org": "bench", "name": "bench"}),
-        )
-        .await?;
-    let t: DeviceToken = admin
-        .post_json(
-            "/admin/v1/devices",
-            &serde_json::json!({"org": "bench", "user": "bench", "name": "bench"}),
-        )
-        .await?
-        .json()?;
+    let t = coffer_client::enroll(&admin, "bench", "bench", "bench").await?;
     let client = Client::connect(url, tls).await?.with_token(&t.token);
     Ok((client, t))
 }

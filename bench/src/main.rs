@@ -337,14 +337,14 @@ async fn server_cell(
     };
     let admin_token = std::fs::read_to_string(dir.join("admin.token"))?;
     let (client, t) = enroll_device(&url, &ctls, &admin_token).await?;
-    let base = format!("/v1/archives/{}/blocks/", t.archive);
+    let archive = t.archive.to_string();
 
     let warm = make_blocks(size, (n / 20).max(32), seed);
-    upload(&client, &base, Arc::new(warm), streams).await?;
+    upload(&client, &archive, Arc::new(warm), streams).await?;
     let blocks = Arc::new(make_blocks(size, n, seed));
     let cpu0 = cpu_seconds(proc.0.id());
     let start = Instant::now();
-    let lat = upload(&client, &base, blocks, streams).await?;
+    let lat = upload(&client, &archive, blocks, streams).await?;
     let secs = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds(proc.0.id()) - cpu0;
     drop(proc);
@@ -360,18 +360,18 @@ async fn server_cell(
 
 async fn upload(
     client: &Client,
-    base: &str,
+    archive: &str,
     blocks: Arc<Vec<(String, Bytes)>>,
     streams: usize,
 ) -> anyhow::Result<Vec<f64>> {
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..streams {
-        let (client, blocks, next, base) = (
+        let (client, blocks, next, archive) = (
             client.clone(),
             blocks.clone(),
             next.clone(),
-            base.to_string(),
+            archive.to_string(),
         );
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -380,7 +380,7 @@ async fn upload(
                 let Some((id, b)) = blocks.get(i) else {
                     return anyhow::Ok(lat);
                 };
-                let path = format!("{base}{id}");
+                let path = coffer_client::paths::block(&archive, id);
                 let t = Instant::now();
                 let r = client.put(&path, b.clone()).await?;
                 if r.status != 201 {

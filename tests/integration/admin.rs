@@ -1,20 +1,13 @@
 //! The `coffer admin` CLI and `coffer config` against the real binary.
 
+use coffer_client::paths;
 use std::process::Command;
 
 use coffer_types::wire::{DeviceList, DeviceToken};
 
 use crate::harness::*;
 
-fn ok(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "command failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
+use crate::harness::cli_ok as ok;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_creates_orgs_users_and_devices_over_tls() {
@@ -54,7 +47,7 @@ async fn the_cli_creates_orgs_users_and_devices_over_tls() {
     let agent = server.client().await.with_token(&t.token);
     assert_eq!(
         agent
-            .get(&format!("/v1/archives/{}/backups", t.archive))
+            .get(&paths::backups(t.archive.as_str()))
             .await
             .unwrap()
             .status,
@@ -92,7 +85,7 @@ async fn the_cli_creates_orgs_users_and_devices_over_tls() {
     ok(&server.cli(&["device", "revoke", t.device.as_str()]));
     assert_eq!(
         agent
-            .get(&format!("/v1/archives/{}/backups", t.archive))
+            .get(&paths::backups(t.archive.as_str()))
             .await
             .unwrap()
             .status,
@@ -103,7 +96,7 @@ async fn the_cli_creates_orgs_users_and_devices_over_tls() {
     let agent = server.client().await.with_token(&t2.token);
     assert_eq!(
         agent
-            .get(&format!("/v1/archives/{}/backups", t.archive))
+            .get(&paths::backups(t.archive.as_str()))
             .await
             .unwrap()
             .status,

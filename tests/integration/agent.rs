@@ -3,6 +3,7 @@
 //! disk, and hostile manifests. (The binary itself, killed mid-backup, is in
 //! `agent_cli`.)
 
+use coffer_client::paths;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -351,7 +352,7 @@ async fn corruption_on_the_server_is_found_by_verify_and_restore() {
         );
     }
     // Verify and restore each fetched the three small files in one request.
-    let metrics = server.client().await.get("/metrics").await.unwrap();
+    let metrics = server.client().await.get(&paths::metrics()).await.unwrap();
     let metrics = String::from_utf8(metrics.body.to_vec()).unwrap();
     assert!(
         metrics.contains("coffer_http_requests_total{route=\"fetch_blocks\",status=\"200\"} 2\n"),
@@ -458,7 +459,7 @@ async fn a_bundle_the_server_refuses_is_fetched_file_by_file() {
         "{r:?}"
     );
     assert_eq!(std::fs::read(target.join("honest.txt")).unwrap(), b"honest");
-    let metrics = server.client().await.get("/metrics").await.unwrap();
+    let metrics = server.client().await.get(&paths::metrics()).await.unwrap();
     let metrics = String::from_utf8(metrics.body.to_vec()).unwrap();
     assert!(
         metrics.contains("coffer_http_requests_total{route=\"fetch_blocks\",status=\"400\"} 1\n"),

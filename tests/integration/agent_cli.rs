@@ -3,6 +3,7 @@
 //! a backup process killed with SIGKILL is finished by the next run without
 //! re-sending what the server already holds.
 
+use coffer_client::paths;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -15,7 +16,7 @@ use serde_json::Value;
 use crate::harness::*;
 
 /// `coffer-agent` with only the profile and cache locations set.
-fn agent(work: &Path) -> Command {
+pub(crate) fn agent(work: &Path) -> Command {
     let mut c = Command::new(agent_binary());
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("COFFER_") {
@@ -27,7 +28,7 @@ fn agent(work: &Path) -> Command {
     c
 }
 
-fn ok(o: Output) -> Output {
+pub(crate) fn ok(o: Output) -> Output {
     assert!(
         o.status.success(),
         "{:?}\nstdout: {}\nstderr: {}",
@@ -48,12 +49,7 @@ fn summary(o: &Output) -> Value {
 }
 
 async fn stored_blocks(admin: &coffer_http::client::Client) -> (u64, u64) {
-    let d: DeviceList = admin
-        .get("/admin/v1/devices")
-        .await
-        .unwrap()
-        .json()
-        .unwrap();
+    let d: DeviceList = admin.get(&paths::devices()).await.unwrap().json().unwrap();
     (d.devices[0].block_count, d.devices[0].backup_count)
 }
 

@@ -2,6 +2,7 @@
 //! pins, progress, commits, backups and restore reads — over h2c and TLS.
 
 use bytes::Bytes;
+use coffer_client::paths;
 use coffer_types::wire::{
     BackupInfo, BackupList, DeviceList, MissingResponse, PutBlockResponse, SessionInfo,
 };
@@ -23,7 +24,7 @@ async fn back_up_and_restore(server: &TestServer) {
     let r = agent
         .client
         .post_json(
-            &agent.path("blocks/missing"),
+            &paths::blocks_missing(&agent.archive),
             &json!({"ids": ids, "session": sid}),
         )
         .await
@@ -42,7 +43,7 @@ async fn back_up_and_restore(server: &TestServer) {
     let r = agent
         .client
         .post_json(
-            &agent.path(&format!("sessions/{sid}/progress")),
+            &paths::session_progress(&agent.archive, &sid.to_string()),
             &json!({"percent": 50.0, "bytes": 12345, "files": 10}),
         )
         .await
@@ -59,7 +60,7 @@ async fn back_up_and_restore(server: &TestServer) {
     let r = agent
         .client
         .post_json(
-            &agent.path("blocks/missing"),
+            &paths::blocks_missing(&agent.archive),
             &json!({"ids": ids, "session": sid}),
         )
         .await
@@ -105,12 +106,16 @@ async fn back_up_and_restore(server: &TestServer) {
     assert_eq!((r.status, code(&r).as_str()), (409, "session_closed"));
 
     // List and fetch backups, then restore every block and verify it.
-    let r = agent.client.get(&agent.path("backups")).await.unwrap();
+    let r = agent
+        .client
+        .get(&paths::backups(&agent.archive))
+        .await
+        .unwrap();
     let list: BackupList = r.json().unwrap();
     assert_eq!(list.backups.len(), 1);
     let r = agent
         .client
-        .get(&agent.path(&format!("backups/{}", backup.backup)))
+        .get(&paths::backup(&agent.archive, &backup.backup.to_string()))
         .await
         .unwrap();
     let full: BackupInfo = r.json().unwrap();
@@ -127,7 +132,7 @@ async fn back_up_and_restore(server: &TestServer) {
         .client
         .send(
             http::Method::HEAD,
-            &agent.path(&format!("blocks/{}", ids[3])),
+            &paths::block(&agent.archive, &ids[3].to_string()),
             &[],
             Bytes::new(),
         )
@@ -151,7 +156,7 @@ async fn back_up_and_restore(server: &TestServer) {
     );
 
     // The device list shows the server-stamped health facts.
-    let r = server.admin().await.get("/admin/v1/devices").await.unwrap();
+    let r = server.admin().await.get(&paths::devices()).await.unwrap();
     let devices: DeviceList = r.json().unwrap();
     let d = devices
         .devices
@@ -194,7 +199,7 @@ async fn backup_and_restore_over_tls_with_the_generated_certificate() {
     server.restart();
     assert_eq!(std::fs::read(server.ca_cert()).unwrap(), before);
     let admin = server.admin().await;
-    assert_eq!(admin.get("/admin/v1/devices").await.unwrap().status, 200);
+    assert_eq!(admin.get(&paths::devices()).await.unwrap().status, 200);
     // A client that does not trust the certificate is refused.
     let untrusting = coffer_http::client::Client::connect(&server.url, &Default::default()).await;
     assert!(untrusting.is_err());
@@ -216,7 +221,10 @@ async fn missing_answers_ten_thousand_ids_in_one_call() {
     }
     let r = agent
         .client
-        .post_json(&agent.path("blocks/missing"), &json!({ "ids": ids }))
+        .post_json(
+            &paths::blocks_missing(&agent.archive),
+            &json!({ "ids": ids }),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 200);
@@ -237,7 +245,7 @@ async fn dedupe_is_per_archive_and_reveals_nothing_across_tenants() {
     let r = bob
         .client
         .post_json(
-            &bob.path("blocks/missing"),
+            &paths::blocks_missing(&bob.archive),
             &json!({"ids": [BlockId::of(&b)]}),
         )
         .await
@@ -249,12 +257,12 @@ async fn dedupe_is_per_archive_and_reveals_nothing_across_tenants() {
     // does not exist.
     let foreign = bob
         .client
-        .get(&format!("/v1/archives/{}/backups", ann.archive))
+        .get(&paths::backups(ann.archive.as_str()))
         .await
         .unwrap();
     let none = bob
         .client
-        .get("/v1/archives/ar_doesnotexist/backups")
+        .get(&paths::backups("ar_doesnotexist"))
         .await
         .unwrap();
     assert_eq!((foreign.status, none.status), (404, 404));
@@ -265,7 +273,7 @@ async fn dedupe_is_per_archive_and_reveals_nothing_across_tenants() {
     let put = bob
         .client
         .put(
-            &format!("/v1/archives/{}/blocks/{}", ann.archive, BlockId::of(&b)),
+            &paths::block(&ann.archive, &BlockId::of(&b).to_string()),
             Bytes::from(b.clone()),
         )
         .await
@@ -282,7 +290,10 @@ async fn an_aborted_session_takes_no_commit() {
     assert_eq!(agent.put_in(&sid, &b).await.status, 201);
     let r = agent
         .client
-        .post_json(&agent.path(&format!("sessions/{sid}/abort")), &json!({}))
+        .post_json(
+            &paths::session_abort(&agent.archive, &sid.to_string()),
+            &json!({}),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 200);
@@ -300,7 +311,7 @@ async fn an_aborted_session_takes_no_commit() {
     let d: DeviceList = server
         .admin()
         .await
-        .get("/admin/v1/devices")
+        .get(&paths::devices())
         .await
         .unwrap()
         .json()
@@ -322,7 +333,7 @@ async fn named_refs_point_at_stored_blocks_only() {
                 .client
                 .send(
                     http::Method::PUT,
-                    &agent.path("refs/key"),
+                    &paths::named_ref(&agent.archive, "key"),
                     &[("content-type", "application/json")],
                     serde_json::to_vec(&json!({"block": id})).unwrap().into(),
                 )
@@ -335,7 +346,7 @@ async fn named_refs_point_at_stored_blocks_only() {
     assert_eq!(
         agent
             .client
-            .get(&agent.path("refs/key"))
+            .get(&paths::named_ref(&agent.archive, "key"))
             .await
             .unwrap()
             .status,
@@ -343,7 +354,11 @@ async fn named_refs_point_at_stored_blocks_only() {
     );
     assert_eq!(agent.put(&key_blob).await.status, 201);
     assert_eq!(set(id).await.status, 200);
-    let r = agent.client.get(&agent.path("refs/key")).await.unwrap();
+    let r = agent
+        .client
+        .get(&paths::named_ref(&agent.archive, "key"))
+        .await
+        .unwrap();
     let info: coffer_types::wire::RefInfo = r.json().unwrap();
     assert_eq!(info.block, id);
     // Another device cannot read it.
@@ -351,7 +366,7 @@ async fn named_refs_point_at_stored_blocks_only() {
     assert_eq!(
         other
             .client
-            .get(&format!("/v1/archives/{}/refs/key", agent.archive))
+            .get(&paths::named_ref(&agent.archive, "key"))
             .await
             .unwrap()
             .status,
@@ -383,7 +398,11 @@ async fn a_bundle_stores_many_small_blocks_in_one_request_and_refuses_bad_ones()
     // One of them is already stored.
     assert_eq!(agent.put(&blocks[0]).await.status, 201);
     let send = |body: Bytes| {
-        let (client, path, sid) = (&agent.client, agent.path("blocks/bundle"), sid.clone());
+        let (client, path, sid) = (
+            &agent.client,
+            paths::blocks_bundle(&agent.archive),
+            sid.clone(),
+        );
         async move {
             client
                 .send(http::Method::POST, &path, &[("coffer-session", &sid)], body)
@@ -410,7 +429,7 @@ async fn a_bundle_stores_many_small_blocks_in_one_request_and_refuses_bad_ones()
     // Every block of the bundle is pinned to the session.
     let r = agent
         .client
-        .get(&agent.path(&format!("sessions/{sid}")))
+        .get(&paths::session(&agent.archive, &sid.to_string()))
         .await
         .unwrap();
     assert_eq!(r.json::<SessionInfo>().unwrap().pinned_blocks, 5);
@@ -475,7 +494,7 @@ async fn a_fetch_answers_many_blocks_in_order_and_marks_the_absent_ones() {
     assert_eq!(other.put(&foreign).await.status, 201);
     let never = BlockId::of(b"never stored");
     let fetch = |ids: Vec<BlockId>| {
-        let (client, path) = (&agent.client, agent.path("blocks/fetch"));
+        let (client, path) = (&agent.client, paths::blocks_fetch(&agent.archive));
         async move {
             client
                 .post_json(&path, &json!({ "ids": ids }))
@@ -540,7 +559,7 @@ async fn a_fetch_answers_many_blocks_in_order_and_marks_the_absent_ones() {
     // Not JSON of this shape.
     let r = agent
         .client
-        .post_json(&agent.path("blocks/fetch"), &json!({ "id": [] }))
+        .post_json(&paths::blocks_fetch(&agent.archive), &json!({ "id": [] }))
         .await
         .unwrap();
     assert_eq!(

@@ -2,6 +2,7 @@
 //! sentence — and loses nothing already acknowledged.
 
 use bytes::Bytes;
+use coffer_client::paths;
 use coffer_types::wire::ErrorBody;
 use coffer_types::BlockId;
 use futures::StreamExt;
@@ -34,7 +35,10 @@ async fn refused_uploads_say_why_and_store_nothing() {
     let wrong = BlockId::of(b"something else");
     let r = agent
         .client
-        .put(&agent.path(&format!("blocks/{wrong}")), Bytes::from(body))
+        .put(
+            &paths::block(&agent.archive, &wrong.to_string()),
+            Bytes::from(body),
+        )
         .await
         .unwrap();
     assert_error(&r, 400, "digest_mismatch");
@@ -44,10 +48,7 @@ async fn refused_uploads_say_why_and_store_nothing() {
     for bad in ["abc", &"A".repeat(64), &"g".repeat(64)] {
         let r = agent
             .client
-            .put(
-                &agent.path(&format!("blocks/{bad}")),
-                Bytes::from_static(b"x"),
-            )
+            .put(&paths::block(&agent.archive, bad), Bytes::from_static(b"x"))
             .await
             .unwrap();
         assert_error(&r, 400, "invalid_id");
@@ -67,7 +68,7 @@ async fn refused_uploads_say_why_and_store_nothing() {
         .client
         .send_stream(
             http::Method::PUT,
-            &agent.path(&format!("blocks/{id}")),
+            &paths::block(&agent.archive, &id.to_string()),
             &[],
             None,
             futures::stream::iter(chunks).boxed(),
@@ -82,7 +83,7 @@ async fn refused_uploads_say_why_and_store_nothing() {
         .client
         .send(
             http::Method::POST,
-            &agent.path("blocks/missing"),
+            &paths::blocks_missing(&agent.archive),
             &[("content-type", "application/json")],
             Bytes::from_static(b"{nope"),
         )
@@ -92,7 +93,7 @@ async fn refused_uploads_say_why_and_store_nothing() {
     let r = agent
         .client
         .post_json(
-            &agent.path("blocks/missing"),
+            &paths::blocks_missing(&agent.archive),
             &json!({"ids": [], "extra": 1}),
         )
         .await
@@ -100,7 +101,10 @@ async fn refused_uploads_say_why_and_store_nothing() {
     assert_error(&r, 400, "invalid_request");
     let r = agent
         .client
-        .post_json(&agent.path("blocks/missing"), &json!({"ids": ["xyz"]}))
+        .post_json(
+            &paths::blocks_missing(&agent.archive),
+            &json!({"ids": ["xyz"]}),
+        )
         .await
         .unwrap();
     assert_error(&r, 400, "invalid_request");
@@ -108,7 +112,7 @@ async fn refused_uploads_say_why_and_store_nothing() {
     let r = agent
         .client
         .post_json(
-            &agent.path(&format!("sessions/{sid}/progress")),
+            &paths::session_progress(&agent.archive, &sid.to_string()),
             &json!({"percent": 140}),
         )
         .await
@@ -117,7 +121,7 @@ async fn refused_uploads_say_why_and_store_nothing() {
     let r = agent
         .client
         .post_json(
-            &agent.path("sessions/se_nope/commit"),
+            &paths::session_commit(&agent.archive, "se_nope"),
             &json!({"manifest": BlockId::of(&kept), "blocks": []}),
         )
         .await
@@ -136,66 +140,68 @@ async fn tokens_are_checked_revoked_and_rotated() {
     let server = TestServer::h2c().await;
     let agent = server.enroll("acme", "ann", "laptop").await;
     let plain = server.client().await;
-    let r = plain.get(&agent.path("backups")).await.unwrap();
+    let r = plain.get(&paths::backups(&agent.archive)).await.unwrap();
     assert_error(&r, 401, "unauthorized");
     assert_eq!(r.headers["www-authenticate"], "Bearer");
     let forged = plain
         .clone()
         .with_token("cfd_0000000000000000000000000000000000000000000000000000000000000000");
     assert_error(
-        &forged.get(&agent.path("backups")).await.unwrap(),
+        &forged.get(&paths::backups(&agent.archive)).await.unwrap(),
         401,
         "unauthorized",
     );
     // A device token is not an admin token, and the reverse.
     assert_error(
-        &agent.client.get("/admin/v1/devices").await.unwrap(),
+        &agent.client.get(&paths::devices()).await.unwrap(),
         401,
         "unauthorized",
     );
     let admin = server.admin().await;
     assert_error(
-        &admin.get(&agent.path("backups")).await.unwrap(),
+        &admin.get(&paths::backups(&agent.archive)).await.unwrap(),
         401,
         "unauthorized",
     );
 
     // Rotate: the old token stops working, the new one works.
     let r = admin
-        .post_json(
-            &format!("/admin/v1/devices/{}/rotate", agent.device),
-            &json!({}),
-        )
+        .post_json(&paths::device_rotate(&agent.device), &json!({}))
         .await
         .unwrap();
     assert_eq!(r.status, 200);
     let new: coffer_types::wire::DeviceToken = r.json().unwrap();
     assert_error(
-        &agent.client.get(&agent.path("backups")).await.unwrap(),
+        &agent
+            .client
+            .get(&paths::backups(&agent.archive))
+            .await
+            .unwrap(),
         401,
         "unauthorized",
     );
     let rotated = server.client().await.with_token(&new.token);
     assert_eq!(
-        rotated.get(&agent.path("backups")).await.unwrap().status,
+        rotated
+            .get(&paths::backups(&agent.archive))
+            .await
+            .unwrap()
+            .status,
         200
     );
     // Revoke: nothing works, the device is listed as revoked.
     let r = admin
-        .post_json(
-            &format!("/admin/v1/devices/{}/revoke", agent.device),
-            &json!({}),
-        )
+        .post_json(&paths::device_revoke(&agent.device), &json!({}))
         .await
         .unwrap();
     assert_eq!(r.status, 200);
     assert_error(
-        &rotated.get(&agent.path("backups")).await.unwrap(),
+        &rotated.get(&paths::backups(&agent.archive)).await.unwrap(),
         401,
         "unauthorized",
     );
     let d: coffer_types::wire::DeviceInfo = admin
-        .get(&format!("/admin/v1/devices/{}", agent.device))
+        .get(&paths::device(&agent.device))
         .await
         .unwrap()
         .json()

@@ -3,6 +3,7 @@
 //! commit that got a 2xx is there and verifies; 256 concurrent 16 MiB uploads
 //! keep the server's RSS under 512 MiB.
 
+use coffer_client::paths;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ async fn every_acknowledged_block_and_commit_survives_kill_9() {
         let (agent, blocks, backups) = (agent.clone(), acked_blocks.clone(), acked_backups.clone());
         tasks.push(tokio::spawn(async move {
             for round in 0..1000u64 {
-                let Ok(r) = agent.client.post_json(&agent.path("sessions"), &serde_json::json!({})).await else { return };
+                let Ok(r) = agent.client.post_json(&paths::sessions(&agent.archive), &serde_json::json!({})).await else { return };
                 if r.status != 201 {
                     return;
                 }
@@ -34,7 +35,7 @@ async fn every_acknowledged_block_and_commit_survives_kill_9() {
                 for k in 0..5u64 {
                     let body = block_bytes(w * 1_000_000 + round * 10 + k, 20_000 + (k as usize) * 7_000);
                     let id = BlockId::of(&body);
-                    let path = agent.path(&format!("blocks/{id}"));
+                    let path = paths::block(&agent.archive, &id.to_string());
                     match agent.client.send(http::Method::PUT, &path, &[("coffer-session", &sid)], body.into()).await {
                         Ok(r) if r.status == 201 || r.status == 200 => blocks.lock().unwrap().push(id),
                         _ => return,
@@ -42,7 +43,7 @@ async fn every_acknowledged_block_and_commit_survives_kill_9() {
                     ids.push(id);
                 }
                 let body = serde_json::json!({"manifest": ids[0], "blocks": ids, "stats": {"percent": 100.0}});
-                match agent.client.post_json(&agent.path(&format!("sessions/{sid}/commit")), &body).await {
+                match agent.client.post_json(&paths::session_commit(&agent.archive, &sid.to_string()), &body).await {
                     Ok(r) if r.status == 201 => {
                         let b: BackupInfo = r.json().unwrap();
                         backups.lock().unwrap().push((b.backup.to_string(), ids));
@@ -79,7 +80,7 @@ async fn every_acknowledged_block_and_commit_survives_kill_9() {
     }
     let list: BackupList = agent
         .client
-        .get(&agent.path("backups"))
+        .get(&paths::backups(&agent.archive))
         .await
         .unwrap()
         .json()
@@ -91,7 +92,7 @@ async fn every_acknowledged_block_and_commit_survives_kill_9() {
         );
         let full: BackupInfo = agent
             .client
-            .get(&agent.path(&format!("backups/{bid}")))
+            .get(&paths::backup(&agent.archive, &bid.to_string()))
             .await
             .unwrap()
             .json()

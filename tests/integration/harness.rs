@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use coffer_client::paths;
 use coffer_http::client::{Client, ClientResponse, ClientTls};
-use coffer_types::wire::{DeviceToken, SessionInfo};
+use coffer_types::wire::SessionInfo;
 use coffer_types::BlockId;
 use serde_json::json;
 
@@ -43,6 +44,8 @@ pub struct Opts {
     pub env: Vec<(String, String)>,
     /// A config file's text.
     pub config: Option<String>,
+    /// Serve this existing data directory instead of a new one.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Opts {
@@ -65,7 +68,10 @@ pub struct TestServer {
 impl TestServer {
     pub async fn start(opts: Opts) -> Self {
         let root = Arc::new(tempfile::tempdir().expect("temp dir"));
-        let data_dir = root.path().join("data");
+        let data_dir = opts
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| root.path().join("data"));
         let log = root.path().join("server.log");
         let mut s = Self {
             root,
@@ -200,10 +206,23 @@ impl TestServer {
         }
     }
 
+    /// A raw connection (requests built with `coffer_client::paths`).
     pub async fn client(&self) -> Client {
         Client::connect(&self.url, &self.client_tls())
             .await
             .expect("connect")
+    }
+
+    /// A typed client, without a token.
+    pub async fn api(&self) -> coffer_client::Client {
+        coffer_client::Client::connect(&self.url, &self.client_tls())
+            .await
+            .expect("connect")
+    }
+
+    /// A typed client with the bootstrap admin token.
+    pub async fn admin_api(&self) -> coffer_client::Client {
+        self.api().await.with_token(&self.admin_token())
     }
 
     pub fn admin_token(&self) -> String {
@@ -219,26 +238,9 @@ impl TestServer {
 
     /// Enroll a device (creating its org and user if needed).
     pub async fn enroll(&self, org: &str, user: &str, name: &str) -> Agent {
-        let admin = self.admin().await;
-        let r = admin
-            .post_json("/admin/v1/orgs", &json!({"name": org}))
+        let t = coffer_client::enroll(&self.admin_api().await, org, user, name)
             .await
-            .unwrap();
-        assert!(r.status == 201 || r.status == 409, "create org: {r:?}");
-        let r = admin
-            .post_json("/admin/v1/users", &json!({"org": org, "name": user}))
-            .await
-            .unwrap();
-        assert!(r.status == 201 || r.status == 409, "add user: {r:?}");
-        let r = admin
-            .post_json(
-                "/admin/v1/devices",
-                &json!({"org": org, "user": user, "name": name}),
-            )
-            .await
-            .unwrap();
-        assert_eq!(r.status, 201, "enroll: {r:?}");
-        let t: DeviceToken = r.json().unwrap();
+            .expect("enroll a device");
         Agent {
             client: self.client().await.with_token(&t.token),
             archive: t.archive.to_string(),
@@ -247,16 +249,39 @@ impl TestServer {
         }
     }
 
-    /// Run `coffer admin ARGS…` against this server.
+    /// Run `coffer admin ARGS…` against this server (with the admin token
+    /// of its data directory).
     pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_as(None, args)
+    }
+
+    /// Run `coffer admin ARGS…` with `token` (else the data directory's).
+    pub fn cli_as(&self, token: Option<&str>, args: &[&str]) -> Output {
         let mut cmd = Command::new(COFFER);
         cmd.arg("admin")
             .arg("--server")
             .arg(&self.url)
             .arg("--data-dir")
             .arg(&self.data_dir)
+            .env_remove("COFFER_ADMIN_TOKEN")
             .args(args);
+        if let Some(t) = token {
+            cmd.env("COFFER_ADMIN_TOKEN", t);
+        }
         cmd.output().expect("run coffer admin")
+    }
+
+    /// Create an account of `role` (in `org`) and a token for it through
+    /// the CLI; returns the token.
+    pub fn account_token(&self, name: &str, role: &str, org: Option<&str>) -> String {
+        let mut args = vec!["account", "create", name, "--role", role];
+        if let Some(o) = org {
+            args.extend(["--org", o]);
+        }
+        cli_ok(&self.cli(&args));
+        let out = cli_ok(&self.cli(&["token", "create", "--account", name, "--json"]));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["token"].as_str().unwrap().to_string()
     }
 
     /// The server's peak resident memory so far, in bytes (VmHWM).
@@ -295,15 +320,11 @@ impl Agent {
         }
     }
 
-    pub fn path(&self, rest: &str) -> String {
-        format!("/v1/archives/{}/{rest}", self.archive)
-    }
-
     pub async fn put(&self, body: &[u8]) -> ClientResponse {
         let id = BlockId::of(body);
         self.client
             .put(
-                &self.path(&format!("blocks/{id}")),
+                &paths::block(&self.archive, &id.to_hex()),
                 Bytes::copy_from_slice(body),
             )
             .await
@@ -315,7 +336,7 @@ impl Agent {
         self.client
             .send(
                 http::Method::PUT,
-                &self.path(&format!("blocks/{id}")),
+                &paths::block(&self.archive, &id.to_hex()),
                 &[("coffer-session", session)],
                 Bytes::copy_from_slice(body),
             )
@@ -325,14 +346,14 @@ impl Agent {
 
     pub async fn get(&self, id: &BlockId) -> ClientResponse {
         self.client
-            .get(&self.path(&format!("blocks/{id}")))
+            .get(&paths::block(&self.archive, &id.to_hex()))
             .await
             .unwrap()
     }
 
     /// GET a block with a `Range` header.
     pub async fn get_range(&self, id: &BlockId, range: &str) -> ClientResponse {
-        let path = self.path(&format!("blocks/{id}"));
+        let path = paths::block(&self.archive, &id.to_hex());
         self.client
             .send(http::Method::GET, &path, &[("range", range)], Bytes::new())
             .await
@@ -342,7 +363,7 @@ impl Agent {
     pub async fn open_session(&self) -> String {
         let r = self
             .client
-            .post_json(&self.path("sessions"), &json!({}))
+            .post_json(&paths::sessions(&self.archive), &json!({}))
             .await
             .unwrap();
         assert_eq!(r.status, 201, "open session: {r:?}");
@@ -358,12 +379,24 @@ impl Agent {
     ) -> ClientResponse {
         self.client
             .post_json(
-                &self.path(&format!("sessions/{session}/commit")),
+                &paths::session_commit(&self.archive, session),
                 &json!({"manifest": manifest, "blocks": blocks, "stats": {"files": blocks.len(), "bytes": 0, "percent": percent}}),
             )
             .await
             .unwrap()
     }
+}
+
+/// A command's stdout, after checking it succeeded.
+#[track_caller]
+pub fn cli_ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 /// The error code of an error answer.

@@ -5,12 +5,17 @@
 
 mod harness;
 
+mod access;
 mod admin;
 mod agent;
 mod agent_cli;
 mod agent_protocol;
+mod audit;
 mod bad_input;
 mod durability;
 mod operations;
 mod plugins;
+mod routes;
 mod storage_s3;
+mod upgrade;
+mod workers;

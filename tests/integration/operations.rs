@@ -1,6 +1,7 @@
 //! Operations: health and readiness probes, metrics, request ids, JSON logs,
 //! graceful shutdown.
 
+use coffer_client::paths;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,9 +15,9 @@ use crate::harness::*;
 async fn probes_metrics_and_request_ids() {
     let server = TestServer::h2c().await;
     let c = server.client().await;
-    let r = c.get("/healthz").await.unwrap();
+    let r = c.get(&paths::healthz()).await.unwrap();
     assert_eq!(r.status, 200);
-    let r = c.get("/readyz").await.unwrap();
+    let r = c.get(&paths::readyz()).await.unwrap();
     assert_eq!(r.status, 200);
     assert!(!r.headers["x-request-id"].is_empty());
 
@@ -27,7 +28,7 @@ async fn probes_metrics_and_request_ids() {
     let _ = agent
         .client
         .put(
-            &agent.path(&format!("blocks/{}", BlockId::of(b"x"))),
+            &paths::block(&agent.archive, &BlockId::of(b"x").to_string()),
             Bytes::from_static(b"y"),
         )
         .await
@@ -39,7 +40,7 @@ async fn probes_metrics_and_request_ids() {
         "request ids are unique"
     );
 
-    let text = String::from_utf8(c.get("/metrics").await.unwrap().body.to_vec()).unwrap();
+    let text = String::from_utf8(c.get(&paths::metrics()).await.unwrap().body.to_vec()).unwrap();
     for want in [
         "coffer_blocks_stored_total 1",
         "coffer_blocks_already_present_total 1",
@@ -74,7 +75,7 @@ async fn json_logs_carry_the_request_id() {
     )
     .await;
     let c = server.client().await;
-    let r = c.get("/v1/archives/ar_x/backups").await.unwrap();
+    let r = c.get(&paths::backups("ar_x")).await.unwrap();
     let id = r.headers["x-request-id"].to_str().unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let log = server.log_text();
@@ -105,7 +106,7 @@ fn paced_upload(
     );
     let agent = agent.clone();
     let upload = tokio::spawn(async move {
-        let path = agent.path(&format!("blocks/{id}"));
+        let path = paths::block(&agent.archive, &id.to_string());
         agent
             .client
             .send_stream(http::Method::PUT, &path, &[], Some(len), body)

@@ -3,6 +3,7 @@
 //! webhook example reaches a real HTTP listener on loopback only when the
 //! operator allows it.
 
+use coffer_client::paths;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -339,7 +340,7 @@ config = {{ daily = "1", weekly = "0", monthly = "0", yearly = "0" }}
     );
     let o = admin_cli(&server, &["plugin", "enable", "csv-report"]);
     assert!(o.status.success());
-    let metrics = server.client().await.get("/metrics").await.unwrap();
+    let metrics = server.client().await.get(&paths::metrics()).await.unwrap();
     let m = text(&metrics.body);
     assert!(
         m.contains("coffer_plugin_calls_total{plugin=\"csv-report\"}"),
@@ -509,14 +510,14 @@ async fn a_failed_session_reaches_the_webhook_with_its_reason() {
     let r = dev
         .client
         .post_json(
-            &dev.path(&format!("sessions/{s}/abort")),
+            &paths::session_abort(&dev.archive, &s.to_string()),
             &serde_json::json!({}),
         )
         .await
         .unwrap();
     assert_eq!(r.status, 200);
     let s = dev.open_session().await;
-    let path = dev.path(&format!("sessions/{s}/abort"));
+    let path = paths::session_abort(&dev.archive, &s.to_string());
     let r = dev
         .client
         .post_json(&path, &serde_json::json!({"failed": "bad\u{7}"}))

@@ -2,6 +2,7 @@
 //! the storage conformance suite, a full backup through the server, and what
 //! happens when S3 goes away.
 
+use coffer_client::paths;
 use coffer_types::BlockId;
 
 use crate::harness::*;
@@ -37,7 +38,13 @@ async fn a_backup_through_the_server_lands_in_s3_and_an_outage_answers_503() {
         assert_eq!(&r.body[..], &b[..]);
     }
     assert_eq!(
-        server.client().await.get("/readyz").await.unwrap().status,
+        server
+            .client()
+            .await
+            .get(&paths::readyz())
+            .await
+            .unwrap()
+            .status,
         200
     );
 
@@ -53,17 +60,17 @@ async fn a_backup_through_the_server_lands_in_s3_and_an_outage_answers_503() {
     assert_eq!(r.headers["retry-after"], "5");
     assert!(r.error().unwrap().error.retryable);
     let c = server.client().await;
-    let ready = c.get("/readyz").await.unwrap();
+    let ready = c.get(&paths::readyz()).await.unwrap();
     assert_eq!(
         (ready.status, code(&ready).as_str()),
         (503, "storage_unavailable")
     );
-    assert_eq!(c.get("/healthz").await.unwrap().status, 200);
+    assert_eq!(c.get(&paths::healthz()).await.unwrap().status, 200);
     // Metadata still answers: the committed backup is listed.
     assert_eq!(
         agent
             .client
-            .get(&agent.path("backups"))
+            .get(&paths::backups(&agent.archive))
             .await
             .unwrap()
             .status,

@@ -241,7 +241,7 @@ async fn ingest(
                     return anyhow::Ok(());
                 }
                 let s: coffer_types::wire::SessionInfo = dev
-                    .post_json(&format!("/v1/archives/{archive}/sessions"), &serde_json::json!({}))
+                    .post_json(&coffer_client::paths::sessions(&archive), &serde_json::json!({}))
                     .await?
                     .json()?;
                 let mut ids = Vec::new();
@@ -252,14 +252,14 @@ async fn ingest(
                     body[16..24].copy_from_slice(&b.to_le_bytes());
                     let id = BlockId::of(&body);
                     let r = dev
-                        .put(&format!("/v1/archives/{archive}/blocks/{id}"), Bytes::from(body))
+                        .put(&coffer_client::paths::block(&archive, &id.to_hex()), Bytes::from(body))
                         .await?;
                     anyhow::ensure!(r.is_success(), "put: {}", r.status);
                     ids.push(id);
                 }
                 let r = dev
                     .post_json(
-                        &format!("/v1/archives/{archive}/sessions/{}/commit", s.session),
+                        &coffer_client::paths::session_commit(&archive, s.session.as_str()),
                         &serde_json::json!({"manifest": ids[0], "blocks": ids, "stats": {"files": 8, "bytes": 8 << 16, "percent": 100.0}}),
                     )
                     .await?;

@@ -222,9 +222,21 @@ impl Coffer {
 
     /// The role-level check: `403` naming the roles that hold `perm` when
     /// `p`'s role lacks it (or holds it only unscoped). Refusals of changes
-    /// are audited. The router runs this before reading a body; operations
-    /// run it again inside [`Coffer::authorize`].
+    /// are audited. Operations run it inside [`Coffer::authorize`].
     pub async fn require(&self, p: &Principal, perm: Permission, action: &str) -> Result<()> {
+        self.require_on(p, perm, action, "-").await
+    }
+
+    /// [`Coffer::require`] for a request on `target`: the router runs it
+    /// with the route (`POST /admin/v1/orgs`) and the path asked for, before
+    /// reading the body.
+    pub async fn require_on(
+        &self,
+        p: &Principal,
+        perm: Permission,
+        action: &str,
+        target: &str,
+    ) -> Result<()> {
         let allowed = role_allows(p.role, perm) && !(perm.server_wide() && p.org.is_some());
         if allowed {
             return Ok(());
@@ -246,7 +258,7 @@ impl Coffer {
             ))
         };
         if perm.is_change() {
-            self.audit_refusal(p, action, "-", &why).await;
+            self.audit_refusal(p, action, target, &why).await;
         }
         Err(why)
     }

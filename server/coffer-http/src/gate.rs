@@ -82,7 +82,9 @@ async fn check(
         }
         Access::Admin(perm) => {
             let principal = app.core.authenticate_admin(bearer(req.headers())?)?;
-            app.core.require(&principal, perm, meta.id).await?;
+            app.core
+                .require_on(&principal, perm, &meta.label, req.uri().path())
+                .await?;
             req.extensions_mut().insert(principal);
         }
     }
