@@ -54,6 +54,8 @@ struct Cell {
     secs: f64,
     lat: Vec<f64>,
     cpu_secs: Option<f64>,
+    /// The part of `cpu_secs` spent in user space (the rest is the kernel's).
+    user_secs: Option<f64>,
 }
 
 impl Cell {
@@ -68,9 +70,11 @@ impl Cell {
         v.sort_by(f64::total_cmp);
         v[((v.len() as f64 - 1.0) * p).round() as usize] * 1000.0
     }
+    fn per_gib(&self, secs: Option<f64>) -> Option<f64> {
+        secs.map(|c| c / ((self.size * self.blocks) as f64 / (1u64 << 30) as f64))
+    }
     fn cpu_per_gib(&self) -> Option<f64> {
-        self.cpu_secs
-            .map(|c| c / ((self.size * self.blocks) as f64 / (1u64 << 30) as f64))
+        self.per_gib(self.cpu_secs)
     }
 }
 
@@ -143,8 +147,8 @@ fn main() -> anyhow::Result<()> {
     }
 
     println!(
-        "{:<40} {:>9} {:>9} {:>8} {:>8} {:>10} {:>8}",
-        "cell", "MiB/s", "blocks/s", "p50 ms", "p99 ms", "CPU-s/GiB", "vs raw"
+        "{:<40} {:>9} {:>9} {:>8} {:>8} {:>10} {:>9} {:>8}",
+        "cell", "MiB/s", "blocks/s", "p50 ms", "p99 ms", "CPU-s/GiB", "user part", "vs raw"
     );
     for c in &cells {
         let base = if c.size == 1 << 20 {
@@ -154,13 +158,15 @@ fn main() -> anyhow::Result<()> {
         };
         let ratio = c.blocks_s() / base.blocks_s();
         println!(
-            "{:<40} {:>9.1} {:>9.0} {:>8.2} {:>8.2} {:>10} {:>7.2}x",
+            "{:<40} {:>9.1} {:>9.0} {:>8.2} {:>8.2} {:>10} {:>9} {:>7.2}x",
             c.name,
             c.mib_s(),
             c.blocks_s(),
             c.pct(0.5),
             c.pct(0.99),
             c.cpu_per_gib().map_or("-".into(), |v| format!("{v:.2}")),
+            c.per_gib(c.user_secs)
+                .map_or("-".into(), |v| format!("{v:.2}")),
             ratio
         );
     }
@@ -276,27 +282,29 @@ fn raw_baseline(
     // This process does nothing else meanwhile: its CPU time is the
     // baseline's own (page-cache copies, inode allocation, flushes), a floor
     // under any durable server on this machine.
-    let cpu0 = cpu_seconds(std::process::id());
+    let (user0, sys0) = cpu_seconds(std::process::id());
     let (secs, lat) = write(&blocks, dir)?;
-    let cpu = cpu_seconds(std::process::id()) - cpu0;
+    let (user1, sys1) = cpu_seconds(std::process::id());
     Ok(Cell {
         name: String::new(),
         size,
         blocks: n,
         secs,
         lat,
-        cpu_secs: Some(cpu),
+        cpu_secs: Some(user1 + sys1 - user0 - sys0),
+        user_secs: Some(user1 - user0),
     })
 }
 
-fn cpu_seconds(pid: u32) -> f64 {
+/// User and system CPU seconds of process `pid` so far.
+fn cpu_seconds(pid: u32) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks = rustix::param::clock_ticks_per_second() as f64;
     let ut: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     let st: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    (ut + st) / ticks
+    (ut / ticks, st / ticks)
 }
 
 async fn server_cell(
@@ -342,11 +350,11 @@ async fn server_cell(
     let warm = make_blocks(size, (n / 20).max(32), seed);
     upload(&client, &archive, Arc::new(warm), streams).await?;
     let blocks = Arc::new(make_blocks(size, n, seed));
-    let cpu0 = cpu_seconds(proc.0.id());
+    let (user0, sys0) = cpu_seconds(proc.0.id());
     let start = Instant::now();
     let lat = upload(&client, &archive, blocks, streams).await?;
     let secs = start.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(proc.0.id()) - cpu0;
+    let (user1, sys1) = cpu_seconds(proc.0.id());
     drop(proc);
     Ok(Cell {
         name: String::new(),
@@ -354,7 +362,8 @@ async fn server_cell(
         blocks: n,
         secs,
         lat,
-        cpu_secs: Some(cpu),
+        cpu_secs: Some(user1 + sys1 - user0 - sys0),
+        user_secs: Some(user1 - user0),
     })
 }
 

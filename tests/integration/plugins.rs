@@ -254,7 +254,7 @@ config = {{ daily = "1", weekly = "0", monthly = "0", yearly = "0" }}
 "#,
         dir = plugins.path().display()
     );
-    let server = TestServer::start(Opts {
+    let mut server = TestServer::start(Opts {
         config: Some(config),
         ..Opts::default()
     })
@@ -347,6 +347,26 @@ config = {{ daily = "1", weekly = "0", monthly = "0", yearly = "0" }}
         "{m}"
     );
     assert!(m.trim_end().ends_with("# EOF"));
+
+    // The operator's setting outlives a restart, and is audited.
+    let o = admin_cli(&server, &["plugin", "disable", "webhook"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    server.restart();
+    let o = admin_cli(&server, &["plugin", "status", "webhook"]);
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["enabled"], false, "{s}");
+    let o = admin_cli(&server, &["audit", "list", "--target", "plugin:", "--json"]);
+    let log: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let actions: Vec<&str> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["plugin.disable", "plugin.enable", "plugin.disable"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -155,6 +155,37 @@ impl Coffer {
         Ok((rec, token))
     }
 
+    /// The bootstrap `admin` account, as made by `by`.
+    fn bootstrap_record(&self, by: &str) -> AccountRecord {
+        AccountRecord {
+            name: Name::new(BOOTSTRAP_ACCOUNT).expect("a valid name"),
+            role: AccountRole::Admin,
+            org: None,
+            password_hash: None,
+            disabled: false,
+            created_at: self.now(),
+            created_by: by.into(),
+        }
+    }
+
+    /// A token that does not expire for the bootstrap account, made by the
+    /// server itself on behalf of `by`, durable when this returns.
+    async fn bootstrap_token(&self, by: &str) -> Result<String> {
+        let name = Name::new(BOOTSTRAP_ACCOUNT).expect("a valid name");
+        let (rec, token) = self.new_admin_token(&name, None, by.into())?;
+        self.meta.create_admin_token(
+            &rec,
+            &self.draft(
+                &Principal::system(),
+                "token.create",
+                format!("token:{}", rec.id),
+                [("account", name.to_string())],
+            ),
+        )?;
+        self.meta.durable().await?;
+        Ok(token)
+    }
+
     /// On first start: the `admin` account with a token that does not
     /// expire. Returns the token when it made one (the caller stores it in
     /// `admin.token`); `None` if any account exists.
@@ -162,41 +193,20 @@ impl Coffer {
         if !self.meta.accounts()?.is_empty() {
             return Ok(None);
         }
-        let sys = Principal::system();
-        let name = Name::new(BOOTSTRAP_ACCOUNT).expect("a valid name");
-        let acct = AccountRecord {
-            name: name.clone(),
-            role: AccountRole::Admin,
-            org: None,
-            password_hash: None,
-            disabled: false,
-            created_at: self.now(),
-            created_by: "first start".into(),
-        };
+        let acct = self.bootstrap_record("first start");
         let created = self.meta.create_account(
             &acct,
             &self.draft(
-                &sys,
+                &Principal::system(),
                 "account.create",
-                format!("account:{name}"),
+                format!("account:{}", acct.name),
                 [("role", "admin".into())],
             ),
         )?;
         if !created {
             return Ok(None);
         }
-        let (rec, token) = self.new_admin_token(&name, None, "first start".into())?;
-        self.meta.create_admin_token(
-            &rec,
-            &self.draft(
-                &sys,
-                "token.create",
-                format!("token:{}", rec.id),
-                [("account", name.to_string())],
-            ),
-        )?;
-        self.meta.durable().await?;
-        Ok(Some(token))
+        self.bootstrap_token("first start").await.map(Some)
     }
 
     /// Replace the bootstrap account's tokens (when `admin.token` was lost):
@@ -210,15 +220,7 @@ impl Coffer {
         let target = format!("account:{name}");
         match self.meta.account(&name)? {
             None => {
-                let acct = AccountRecord {
-                    name: name.clone(),
-                    role: AccountRole::Admin,
-                    org: None,
-                    password_hash: None,
-                    disabled: false,
-                    created_at: self.now(),
-                    created_by: "reset-admin-token".into(),
-                };
+                let acct = self.bootstrap_record("reset-admin-token");
                 self.meta.create_account(
                     &acct,
                     &self.draft(
@@ -262,18 +264,7 @@ impl Coffer {
                 )?;
             }
         }
-        let (rec, token) = self.new_admin_token(&name, None, "reset-admin-token".into())?;
-        self.meta.create_admin_token(
-            &rec,
-            &self.draft(
-                &sys,
-                "token.create",
-                format!("token:{}", rec.id),
-                [("account", name.to_string())],
-            ),
-        )?;
-        self.meta.durable().await?;
-        Ok(token)
+        self.bootstrap_token("reset-admin-token").await
     }
 
     /// Check an admin token: the principal it stands for, or `401` (unknown,

@@ -2,11 +2,12 @@
 //! the route table (each handler's `#[utoipa::path]`), served at
 //! `/admin/v1/openapi.json`.
 
+use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::path::Paths;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Tag};
 
-use crate::routes::Route;
+use crate::routes::{Access, Route};
 
 /// The description of `routes`.
 pub(crate) fn document(routes: &[Route]) -> OpenApi {
@@ -33,7 +34,30 @@ pub(crate) fn document(routes: &[Route]) -> OpenApi {
             ),
         );
     for r in routes {
-        paths.merge(r.paths.clone());
+        let mut p = r.paths.clone();
+        // Each admin operation says which permission its caller's role
+        // needs (`x-permission`; docs/admin.md has the role matrix).
+        if let Access::Admin(perm) = r.access {
+            for item in p.paths.values_mut() {
+                for op in [
+                    &mut item.get,
+                    &mut item.put,
+                    &mut item.post,
+                    &mut item.delete,
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    let ext = ExtensionsBuilder::new()
+                        .add("x-permission", perm.as_str())
+                        .build();
+                    op.extensions
+                        .get_or_insert_with(Default::default)
+                        .merge(ext);
+                }
+            }
+        }
+        paths.merge(p);
         for (name, schema) in &r.schemas {
             components = components.schema(name.clone(), schema.clone());
         }

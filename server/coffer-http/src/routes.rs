@@ -263,7 +263,17 @@ mod tests {
             }
             match r.access {
                 Access::Public => assert!(op.get("security").is_none(), "{}", r.id),
-                Access::Device | Access::Admin(_) => {
+                Access::Admin(perm) => {
+                    assert_eq!(op["x-permission"], perm.as_str(), "{}", r.id);
+                    assert!(
+                        op["security"]
+                            .as_array()
+                            .is_some_and(|s| s.iter().any(|x| x.get("admin_token").is_some())),
+                        "{}: security admin_token is not documented",
+                        r.id
+                    );
+                }
+                Access::Device => {
                     let scheme = if r.access == Access::Device {
                         "device_token"
                     } else {

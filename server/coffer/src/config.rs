@@ -214,6 +214,7 @@ mod tests {
         defaults.storage.reserve_bytes = cfg.storage.reserve_bytes;
         assert_eq!(cfg.http, defaults.http);
         assert_eq!(cfg.limits, defaults.limits);
+        assert_eq!(cfg.workers, defaults.workers);
     }
 
     #[test]
