@@ -32,3 +32,32 @@ pub async fn enroll_device(
     let client = Client::connect(url, tls).await?.with_token(&t.token);
     Ok((client, t))
 }
+
+/// Start a configured `coffer serve` (stdout is piped here, stderr
+/// inherited) and wait for its `listening on URL` line: the server, killed
+/// on drop, and its URL.
+pub fn spawn_server(mut cmd: std::process::Command) -> anyhow::Result<(Proc, String)> {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("start {:?}: {e}", cmd.get_program()))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let proc = Proc(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    match line.trim().strip_prefix("listening on ") {
+        Some(url) => Ok((proc, url.to_string())),
+        None => anyhow::bail!("server did not start: {line:?}"),
+    }
+}
+
+/// The `p`-quantile (0..=1) of `v`, in the unit of `v`.
+pub fn quantile(v: &[f64], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(((v.len() as f64 - 1.0) * p).round() as usize)
+        .copied()
+        .unwrap_or(f64::NAN)
+}

@@ -7,17 +7,17 @@
 //! is shared and noisy: read the ratios, not the absolute figures.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use bytes::Bytes;
 use clap::Parser;
-use coffer_bench::{enroll_device, Proc};
+use coffer_bench::{enroll_device, quantile, spawn_server};
 use coffer_http::client::{Client, ClientTls};
 use coffer_storage::conformance::block_bytes;
 use coffer_types::BlockId;
@@ -66,9 +66,7 @@ impl Cell {
         self.blocks as f64 / self.secs
     }
     fn pct(&self, p: f64) -> f64 {
-        let mut v = self.lat.clone();
-        v.sort_by(f64::total_cmp);
-        v[((v.len() as f64 - 1.0) * p).round() as usize] * 1000.0
+        quantile(&self.lat, p) * 1000.0
     }
     fn per_gib(&self, secs: Option<f64>) -> Option<f64> {
         secs.map(|c| c / ((self.size * self.blocks) as f64 / (1u64 << 30) as f64))
@@ -325,19 +323,8 @@ async fn server_cell(
     if !tls {
         cmd.arg("--insecure-h2c");
     }
-    cmd.env("COFFER__LOG__LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("start {}", coffer.display()))?;
-    let stdout = child.stdout.take().unwrap();
-    let proc = Proc(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let Some(url) = line.trim().strip_prefix("listening on ") else {
-        bail!("server did not start: {line:?}")
-    };
+    cmd.env("COFFER__LOG__LEVEL", "warn");
+    let (proc, url) = spawn_server(cmd)?;
     let url = url.replace("127.0.0.1", "localhost");
     let ctls = ClientTls {
         ca_cert: tls.then(|| dir.join("tls/cert.pem")),

@@ -13,6 +13,7 @@ mod agent_protocol;
 mod audit;
 mod bad_input;
 mod durability;
+mod limits;
 mod operations;
 mod plugins;
 mod routes;

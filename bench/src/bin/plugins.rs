@@ -7,16 +7,14 @@
 //!    through the real server with a slow integration plugin enabled versus
 //!    none, alternating runs in the same process.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::Parser;
-use coffer_bench::{enroll_device, Proc};
+use coffer_bench::{enroll_device, quantile, spawn_server, Proc};
 use coffer_http::client::{Client, ClientTls};
 use coffer_plugin_host::bindings::types;
 use coffer_plugin_host::testing::guest;
@@ -45,11 +43,6 @@ struct Args {
     /// Only the ingest comparison.
     #[arg(long)]
     ingest_only: bool,
-}
-
-fn pct(mut v: Vec<f64>, p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * p) as usize]
 }
 
 fn load(h: &Host, name: &str, grants: Grants) -> anyhow::Result<coffer_plugin_host::Plugin> {
@@ -131,13 +124,13 @@ async fn latency(calls: usize) -> anyhow::Result<()> {
                 "{what}, {}",
                 if h.pooling() { "pooling" } else { "on-demand" }
             );
-            let p50 = pct(t.clone(), 0.5);
+            let p50 = quantile(&t, 0.5);
             if pooling && what.starts_with("gfs") {
                 p50_pool = p50;
             }
             println!(
                 "{cell:<44} {p50:>9.1} {:>9.1} {mean:>9.1} {:>10.0}",
-                pct(t, 0.99),
+                quantile(&t, 0.99),
                 calls as f64 / secs
             );
         }
@@ -192,28 +185,20 @@ async fn delivery() -> anyhow::Result<()> {
 async fn server(coffer: &Path, dir: &Path, config: &str) -> anyhow::Result<(Proc, Client, String)> {
     let cfg = dir.join("coffer.toml");
     std::fs::write(&cfg, config)?;
-    let mut child = Command::new(coffer)
-        .args([
-            "serve",
-            "--insecure-h2c",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(&cfg)
-        .env("COFFER__LOG__LEVEL", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("start {}", coffer.display()))?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
-    let server = Proc(child);
-    let Some(url) = line.trim().strip_prefix("listening on ") else {
-        bail!("server did not start: {line:?}")
-    };
+    let mut cmd = Command::new(coffer);
+    cmd.args([
+        "serve",
+        "--insecure-h2c",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+    ])
+    .arg(dir.join("data"))
+    .arg("--config")
+    .arg(&cfg)
+    .env("COFFER__LOG__LEVEL", "error");
+    let (server, url) = spawn_server(cmd)?;
+    let url = url.as_str();
     let admin_token = std::fs::read_to_string(dir.join("data/admin.token"))?;
     let (dev, t) = enroll_device(url, &ClientTls::default(), &admin_token).await?;
     Ok((server, dev, t.archive.to_string()))

@@ -90,10 +90,9 @@ impl Coffer {
     pub async fn audit_verify(&self, p: &Principal) -> Result<AuditVerify> {
         self.require(p, Permission::ReadAudit, "verifying the audit log")
             .await?;
-        let meta = self.meta.clone();
-        let v = tokio::task::spawn_blocking(move || meta.audit_verify())
-            .await
-            .map_err(|e| crate::CoreError::Internal(format!("verify the audit log: {e}")))??;
+        let v = self
+            .meta_blocking("verify the audit log", |m| Ok(m.audit_verify()?))
+            .await?;
         let (first_bad_seq, problem) = match v.first_break {
             None => (None, None),
             Some(AuditBreak::Edited { seq }) => (

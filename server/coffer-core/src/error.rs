@@ -49,6 +49,14 @@ pub enum CoreError {
     RangeNotSatisfiable { size: u64 },
     #[error("the upload was interrupted: {0}")]
     BodyAborted(String),
+    /// A limit kept for every tenant is reached (memory for request
+    /// bodies, connections): `503` with `Retry-After`.
+    #[error("{0}")]
+    Busy(String),
+    /// The device is at its own limit of requests or sessions in flight:
+    /// `429` with `Retry-After`.
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("{0}")]
     PluginFailed(String),
     #[error("internal error: {0}")]
@@ -73,6 +81,8 @@ impl CoreError {
             Self::StorageFull(_) => ErrorCode::StorageFull,
             Self::StorageUnavailable(_) => ErrorCode::StorageUnavailable,
             Self::RangeNotSatisfiable { .. } => ErrorCode::RangeNotSatisfiable,
+            Self::Busy(_) => ErrorCode::ServerBusy,
+            Self::TooManyRequests(_) => ErrorCode::TooManyRequests,
             Self::PluginFailed(_) => ErrorCode::PluginFailed,
             Self::Internal(_) => ErrorCode::Internal,
         }

@@ -197,7 +197,7 @@ impl Coffer {
     pub async fn missing_blocks(
         &self,
         archive: &Name,
-        ids: &[BlockId],
+        ids: Vec<BlockId>,
         session: Option<&Name>,
     ) -> Result<MissingResponse> {
         if ids.len() > self.limits.max_missing_ids {
@@ -208,7 +208,13 @@ impl Coffer {
         let pin = session
             .map(|s| self.open_session_named(archive, s.as_str()))
             .transpose()?;
-        let missing = self.meta.missing(archive, ids, pin.as_ref())?;
+        let archive = archive.clone();
+        let pinned = pin.clone();
+        let missing = self
+            .meta_blocking("check blocks", move |m| {
+                Ok(m.missing(&archive, &ids, pinned.as_ref())?)
+            })
+            .await?;
         if pin.is_some() {
             self.meta.durable().await?;
         }
@@ -232,7 +238,16 @@ impl Coffer {
     /// them; a block the archive does not hold (or whose bytes are gone from
     /// the storage) has the length [`coffer_types::wire::FETCH_ABSENT`] and
     /// no bytes, so one lost block fails only the file it belongs to.
-    pub async fn read_blocks(&self, archive: &Name, ids: &[BlockId]) -> Result<Bytes> {
+    ///
+    /// `reserve` is told how many bytes the answer will hold in memory
+    /// (the blocks read, and the answer built from them) before any is read,
+    /// and may refuse; what it returns comes back with the answer.
+    pub async fn read_blocks<R>(
+        &self,
+        archive: &Name,
+        ids: &[BlockId],
+        reserve: impl FnOnce(u64) -> Result<R>,
+    ) -> Result<(Bytes, R)> {
         use coffer_types::wire::{
             push_record, BUNDLE_MAX_BLOCKS, BUNDLE_MAX_BYTES, BUNDLE_RECORD_HEADER as H,
         };
@@ -264,6 +279,7 @@ impl Coffer {
                 ids.len()
             )));
         }
+        let held = reserve(2 * total + (ids.len() * H) as u64)?;
         // Absent blocks and empty ones need no read.
         let wanted: Vec<(BlockId, Location)> = ids
             .iter()
@@ -284,7 +300,7 @@ impl Coffer {
         for (id, b) in ids.iter().zip(blocks) {
             push_record(&mut out, id, b.as_deref());
         }
-        Ok(out.into())
+        Ok((out.into(), held))
     }
 
     /// Read a block, or the inclusive byte range `first..=last` of it

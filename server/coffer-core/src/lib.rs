@@ -186,6 +186,20 @@ impl Coffer {
         self.clock.now()
     }
 
+    /// Run a metadata call that may take long (a block list of a million
+    /// ids) on the blocking pool, so it never holds up the async workers
+    /// that serve everyone else.
+    pub(crate) async fn meta_blocking<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&MetaStore) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let meta = self.meta.clone();
+        tokio::task::spawn_blocking(move || f(&meta))
+            .await
+            .map_err(|e| CoreError::Internal(format!("{what}: {e}")))?
+    }
+
     /// The metadata schema version this start upgraded from, if it did.
     pub fn metadata_upgraded_from(&self) -> Option<u32> {
         self.meta.upgraded_from()

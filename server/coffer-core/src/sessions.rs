@@ -152,21 +152,13 @@ impl Coffer {
             });
         }
         let s = self.session_record(archive, session)?;
-        // The manifest is referenced too; each block is listed once.
-        let mut seen = HashSet::with_capacity(req.blocks.len() + 1);
-        let mut blocks = Vec::with_capacity(req.blocks.len() + 1);
-        for id in std::iter::once(req.manifest).chain(req.blocks.iter().copied()) {
-            if seen.insert(id) {
-                blocks.push(id);
-            }
-        }
         let backup = BackupRecord {
             id: Name::random("bk", random16()?),
             archive: archive.clone(),
             session: s.id.clone(),
             committed_at: self.now(),
             manifest: req.manifest,
-            block_count: blocks.len() as u64,
+            block_count: 0,
             stats: BackupStatsRecord {
                 files: req.stats.files,
                 bytes: req.stats.bytes,
@@ -174,9 +166,28 @@ impl Coffer {
             },
         };
         let completed = req.stats.percent >= 100.0;
-        match self.meta.commit(&backup, &blocks, completed)? {
+        let (manifest, listed) = (req.manifest, req.blocks);
+        let outcome = self
+            .meta_blocking("commit", move |m| {
+                // The manifest is referenced too; each block is listed once.
+                let mut seen = HashSet::with_capacity(listed.len() + 1);
+                let mut blocks = Vec::with_capacity(listed.len() + 1);
+                for id in std::iter::once(manifest).chain(listed) {
+                    if seen.insert(id) {
+                        blocks.push(id);
+                    }
+                }
+                drop(seen);
+                let backup = BackupRecord {
+                    block_count: blocks.len() as u64,
+                    ..backup
+                };
+                Ok(m.commit(&backup, &blocks, completed)?)
+            })
+            .await?;
+        match outcome {
             CommitOutcome::Committed(b) => {
-                self.meta.release_pins(archive, &s.id)?;
+                self.release_pins(archive, &s.id).await?;
                 self.meta.durable().await?;
                 tracing::info!(archive = %archive, backup = %b.id, blocks = b.block_count, "backup committed");
                 let info = backup_info(b, None);
@@ -187,7 +198,7 @@ impl Coffer {
                 });
                 Ok((info, true))
             }
-            CommitOutcome::AlreadyCommitted(b) if b.manifest == req.manifest => {
+            CommitOutcome::AlreadyCommitted(b) if b.manifest == manifest => {
                 // The first commit may not be durable yet if it raced this one.
                 self.meta.durable().await?;
                 Ok((backup_info(b, None), false))
@@ -202,6 +213,16 @@ impl Coffer {
                 Err(CoreError::NotFound(format!("session {} not found", s.id)))
             }
         }
+    }
+
+    /// Drop a closed session's pins (a million of them, for a big backup)
+    /// on the blocking pool.
+    async fn release_pins(&self, archive: &Name, session: &Name) -> Result<u64> {
+        let (archive, session) = (archive.clone(), session.clone());
+        self.meta_blocking("release pins", move |m| {
+            Ok(m.release_pins(&archive, &session)?)
+        })
+        .await
     }
 
     /// Abort an open session and release its pins; `failed` says why when
@@ -234,7 +255,7 @@ impl Coffer {
         if updated.state == SessionStatus::Committed {
             return Err(closed(&updated));
         }
-        self.meta.release_pins(archive, &s.id)?;
+        self.release_pins(archive, &s.id).await?;
         self.meta.durable().await?;
         let was_open = s.state == SessionStatus::Open;
         let info = self.session_info(updated)?;
@@ -304,13 +325,37 @@ impl Coffer {
 
     /// One backup with the list of blocks it references.
     pub fn backup(&self, archive: &Name, backup: &str) -> Result<BackupInfo> {
+        let (info, chunks) = self.backup_streamed(archive, backup)?;
+        let mut blocks = Vec::with_capacity(info.block_count as usize);
+        for c in chunks {
+            blocks.extend(c?);
+        }
+        Ok(BackupInfo {
+            blocks: Some(blocks),
+            ..info
+        })
+    }
+
+    /// One backup (without `blocks`), and the blocks it references a chunk
+    /// at a time, for answers that stream them.
+    pub fn backup_streamed(
+        &self,
+        archive: &Name,
+        backup: &str,
+    ) -> Result<(
+        BackupInfo,
+        impl Iterator<Item = Result<Vec<coffer_types::BlockId>>> + Send + 'static,
+    )> {
         let bid = Name::new(backup).map_err(|e| CoreError::InvalidId(format!("backup: {e}")))?;
         let b = self
             .meta
             .backup(archive, &bid)?
             .ok_or_else(|| CoreError::NotFound(format!("backup {bid} not found")))?;
-        let blocks = self.meta.backup_blocks(archive, &bid)?;
-        Ok(backup_info(b, Some(blocks)))
+        let chunks = self
+            .meta
+            .backup_block_chunks(archive, &bid)
+            .map(|c| c.map_err(CoreError::from));
+        Ok((backup_info(b, None), chunks))
     }
 }
 

@@ -16,6 +16,7 @@ use prometheus_client::registry::Registry;
 use tower::ServiceExt;
 use tracing::Instrument;
 
+use crate::budget::BodyBudget;
 use crate::config::HttpConfig;
 use crate::gate::RouteId;
 use crate::metrics::Metrics;
@@ -29,6 +30,8 @@ pub(crate) struct App {
     registry: Arc<Registry>,
     /// `http.max_json_body_bytes`: the block lists of `missing` and `commit`.
     block_list_limit: usize,
+    /// Memory for buffered bodies and built answers (`http.body_memory_bytes`).
+    pub(crate) budget: BodyBudget,
     /// The OpenAPI description, serialized once.
     pub(crate) openapi: Bytes,
     request_prefix: String,
@@ -50,6 +53,7 @@ impl App {
             metrics,
             registry,
             block_list_limit: config.max_json_body_bytes,
+            budget: BodyBudget::new(config.body_memory_bytes),
             openapi,
             request_prefix: hex::encode(r),
             request_counter: AtomicU64::new(0),
@@ -61,6 +65,11 @@ impl App {
         match l {
             Limit::Json => JSON_LIMIT,
             Limit::BlockList => self.block_list_limit,
+            // An id is 66 bytes of JSON and a comma; room for spaces, the
+            // session and the braces.
+            Limit::Missing => {
+                (self.core.limits().max_missing_ids * 72 + (64 << 10)).min(self.block_list_limit)
+            }
             Limit::Fetch => FETCH_LIMIT,
             Limit::Bundle => coffer_types::wire::BUNDLE_MAX_BYTES,
             Limit::Block => self.core.limits().max_block_bytes as usize,

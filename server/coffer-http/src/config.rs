@@ -35,6 +35,12 @@ pub struct HttpConfig {
     /// queries). Default 64 MiB, room for about a million block ids.
     #[serde(default = "default_json")]
     pub max_json_body_bytes: usize,
+    /// Memory all buffered request bodies (block lists, bundles) and built
+    /// answers (`blocks/fetch`) may hold at once; past it, requests are
+    /// refused with `503 server_busy` and `Retry-After` until some finish.
+    /// At least `max_json_body_bytes`. Default 128 MiB.
+    #[serde(default = "default_body_memory")]
+    pub body_memory_bytes: usize,
 }
 
 fn default_listen() -> SocketAddr {
@@ -58,6 +64,9 @@ fn default_conn_window() -> u32 {
 fn default_json() -> usize {
     64 << 20
 }
+fn default_body_memory() -> usize {
+    128 << 20
+}
 
 impl Default for HttpConfig {
     fn default() -> Self {
@@ -69,6 +78,7 @@ impl Default for HttpConfig {
             stream_window_bytes: default_stream_window(),
             connection_window_bytes: default_conn_window(),
             max_json_body_bytes: default_json(),
+            body_memory_bytes: default_body_memory(),
         }
     }
 }
@@ -91,6 +101,13 @@ impl HttpConfig {
             || self.connection_window_bytes > i32::MAX as u32
         {
             return Err("http windows must be at most 2147483647 bytes".into());
+        }
+        if self.body_memory_bytes < self.max_json_body_bytes.max(2 * (16 << 20)) {
+            return Err(format!(
+                "http.body_memory_bytes is {}; it must be at least http.max_json_body_bytes \
+                 ({}) and 32 MiB, or the largest requests could never be served",
+                self.body_memory_bytes, self.max_json_body_bytes
+            ));
         }
         if self.max_concurrent_streams == 0 {
             return Err("http.max_concurrent_streams must be at least 1".into());

@@ -8,23 +8,51 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use coffer_core::CoreError;
 use http::header;
 use http::request::Parts;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
+use crate::budget::{BodyBudget, Held};
 use crate::gate::BodyLimit;
 use crate::response::ApiError;
 use crate::routes::JSON_LIMIT;
 
 /// A whole body of at most `limit` bytes; past it, `413 body_too_large`
-/// (while streaming, when no `Content-Length` said so up front).
-pub(crate) async fn read_limited(body: Body, limit: usize) -> Result<Bytes, CoreError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(CoreError::BodyTooLarge {
-            limit: limit as u64,
-        }),
-        Err(e) => Err(CoreError::BodyAborted(e.to_string())),
+/// (while streaming, when no `Content-Length` said so up front). Its memory
+/// is taken from `budget` as it arrives (`503 server_busy` when spent) and
+/// held until the returned [`Held`] is dropped.
+pub(crate) async fn read_limited(
+    mut body: Body,
+    limit: usize,
+    budget: &BodyBudget,
+) -> Result<(Bytes, Held), CoreError> {
+    let mut held = Held::default();
+    let mut parts: Vec<Bytes> = Vec::new();
+    let mut len = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| CoreError::BodyAborted(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        len += data.len();
+        if len > limit {
+            return Err(CoreError::BodyTooLarge {
+                limit: limit as u64,
+            });
+        }
+        budget.take(&mut held, data.len())?;
+        parts.push(data);
     }
+    if parts.len() <= 1 {
+        return Ok((parts.pop().unwrap_or_default(), held));
+    }
+    // One copy of exactly its size; the pieces' share is given back after.
+    budget.take(&mut held, len)?;
+    let mut whole = Vec::with_capacity(len);
+    for p in parts {
+        whole.extend_from_slice(&p);
+    }
+    budget.give_back(&mut held, len);
+    Ok((whole.into(), held))
 }
 
 /// Refuse a body that says it is not JSON.
@@ -42,31 +70,58 @@ fn check_json_type(req: &Request) -> Result<(), CoreError> {
 }
 
 /// The body of `req` within the route's limit (1 MiB unless the route says
-/// more).
-async fn route_body(req: Request) -> Result<Bytes, CoreError> {
+/// more), and its hold on the body budget.
+async fn route_body(req: Request) -> Result<(Bytes, (Held, BodyBudget)), CoreError> {
     let limit = req
         .extensions()
         .get::<BodyLimit>()
         .map_or(JSON_LIMIT, |l| l.0);
-    read_limited(req.into_body(), limit).await
+    let budget = req
+        .extensions()
+        .get::<BodyBudget>()
+        .cloned()
+        .ok_or_else(|| CoreError::Internal("the route has no body budget".into()))?;
+    let (bytes, held) = read_limited(req.into_body(), limit, &budget).await?;
+    Ok((bytes, (held, budget)))
 }
 
-fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| CoreError::InvalidRequest(format!("invalid JSON body: {e}")).into())
+/// Bodies above this are parsed on the blocking pool: a block list of a
+/// million ids takes a CPU for a quarter of a second, which an async worker
+/// serving other tenants must not spend.
+const PARSE_INLINE_MAX: usize = 256 << 10;
+
+/// Parse `bytes`, holding `held` (the body's budget) until done, and more:
+/// the parsed value (a block list is about half its JSON).
+async fn parse<T: DeserializeOwned + Send + 'static>(
+    bytes: Bytes,
+    mut held: (Held, BodyBudget),
+) -> Result<T, ApiError> {
+    held.1.take(&mut held.0, bytes.len() / 2)?;
+    let inline = bytes.len() <= PARSE_INLINE_MAX;
+    let parse = move || {
+        let _held = held;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| CoreError::InvalidRequest(format!("invalid JSON body: {e}")).into())
+    };
+    if inline {
+        return parse();
+    }
+    tokio::task::spawn_blocking(parse)
+        .await
+        .map_err(|e| CoreError::Internal(format!("parse a JSON body: {e}")))?
 }
 
 /// A JSON body within the route's limit.
 #[derive(Debug)]
 pub(crate) struct Json<T>(pub(crate) T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+impl<T: DeserializeOwned + Send + 'static, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
         check_json_type(&req)?;
-        let bytes = route_body(req).await?;
-        parse(&bytes).map(Json)
+        let (bytes, held) = route_body(req).await?;
+        parse(bytes, held).await.map(Json)
     }
 }
 
@@ -74,16 +129,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 #[derive(Debug)]
 pub(crate) struct OptionalJson<T>(pub(crate) Option<T>);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+impl<T: DeserializeOwned + Send + 'static, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
         check_json_type(&req)?;
-        let bytes = route_body(req).await?;
+        let (bytes, held) = route_body(req).await?;
         if bytes.is_empty() {
             return Ok(OptionalJson(None));
         }
-        parse(&bytes).map(|v| OptionalJson(Some(v)))
+        parse(bytes, held).await.map(|v| OptionalJson(Some(v)))
     }
 }
 

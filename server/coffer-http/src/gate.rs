@@ -42,7 +42,7 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, CoreError> {
         .ok_or(CoreError::Unauthorized)
 }
 
-fn content_length(headers: &HeaderMap) -> Option<u64> {
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -99,6 +99,7 @@ async fn check(
         });
     }
     req.extensions_mut().insert(BodyLimit(limit));
+    req.extensions_mut().insert(app.budget.clone());
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 //! (`coffer-client`) uses.
 
 mod app;
+mod budget;
 pub mod client;
 mod config;
 mod extract;

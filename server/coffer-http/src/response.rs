@@ -62,6 +62,7 @@ pub(crate) fn error(
     let retry_after = match code {
         ErrorCode::StorageUnavailable | ErrorCode::ShuttingDown => Some("5"),
         ErrorCode::StorageFull => Some("60"),
+        ErrorCode::ServerBusy | ErrorCode::TooManyRequests => Some("1"),
         _ => None,
     };
     if let Some(s) = retry_after {

@@ -43,8 +43,10 @@ pub(crate) enum Access {
 pub(crate) enum Limit {
     /// Small JSON (and bodyless) routes: 1 MiB.
     Json,
-    /// Block lists: `blocks/missing` and `commit` (`http.max_json_body_bytes`).
+    /// A commit's block list (`http.max_json_body_bytes`).
     BlockList,
+    /// `blocks/missing`: room for `limits.max_missing_ids` ids.
+    Missing,
     /// `blocks/fetch`: room for its most ids.
     Fetch,
     /// `blocks/bundle`: a bundle's most bytes.
@@ -140,7 +142,7 @@ pub(crate) fn table() -> Vec<Route> {
         ops::openapi => Public, Json;
         // ---- the agent protocol ----
         agent::whoami => Device, Json;
-        agent::missing_blocks => Device, BlockList;
+        agent::missing_blocks => Device, Missing;
         agent::put_bundle => Device, Bundle;
         agent::fetch_blocks => Device, Fetch;
         agent::put_block => Device, Block;

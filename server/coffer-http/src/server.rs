@@ -23,6 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use prometheus_client::registry::Registry;
 
 use crate::app::App;
+use crate::budget::{BodyBudget, ConnBudget, CONNECTION_ANSWER_BYTES};
 use crate::config::HttpConfig;
 use crate::metrics::Metrics;
 use crate::tls::TlsSetup;
@@ -78,7 +79,9 @@ impl Server {
             .initial_connection_window_size(self.config.connection_window_bytes)
             .adaptive_window(false)
             .max_concurrent_streams(self.config.max_concurrent_streams)
-            .max_send_buf_size(1 << 20)
+            // What one stream may have queued for a slow reader, past its
+            // window: with the storage's read piece, a bound per stream.
+            .max_send_buf_size(512 << 10)
             .keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(20));
         let h2 = Arc::new(h2);
@@ -104,8 +107,10 @@ impl Server {
             let tls = self.tls.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
-                let svc = service_fn(move |req| {
+                let answers = ConnBudget(BodyBudget::new(CONNECTION_ANSWER_BYTES));
+                let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
                     let (app, router) = (app.clone(), router.clone());
+                    req.extensions_mut().insert(answers.clone());
                     async move { Ok::<_, Infallible>(app.handle(router, req).await) }
                 });
                 let connections = app_metrics.connections().clone();

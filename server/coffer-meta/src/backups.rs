@@ -3,11 +3,10 @@
 
 use coffer_types::{BlockId, Name, UnixMillis};
 use serde::{Deserialize, Serialize};
-use sled::transaction::TransactionalTree;
 use sled::Transactional;
 
 use crate::archives::ArchiveRecord;
-use crate::engine::{abort, enc, engine, get, key, prefix, scan, tx_dec, tx_err, TxResult};
+use crate::engine::{abort, enc, engine, get, key, prefix, scan, tx_dec, tx_err};
 use crate::sessions::{SessionRecord, SessionStatus};
 use crate::{MetaError, MetaStore, Result};
 
@@ -55,6 +54,17 @@ impl MetaStore {
     /// returns its backup), and the archive's counters and last-completed time
     /// move in the same transaction. `completed` marks a backup that covered
     /// 100 % of the selection.
+    ///
+    /// A sled transaction holds a lock every other metadata operation of the
+    /// process waits for, so the long parts run outside it: the presence check
+    /// of every block (plain reads; blocks are never removed while a session
+    /// that announced or uploaded them is open: pins and the collection grace
+    /// keep them) and the reference list (plain writes under the new backup's
+    /// id, which nothing reads until the transaction records the backup, and
+    /// which are removed again when it does not; a crash between the two
+    /// leaves chunks under an id no backup has, which the collector removes).
+    /// The transaction itself touches three records. Blocking: call it from
+    /// the blocking pool.
     pub fn commit(
         &self,
         backup: &BackupRecord,
@@ -63,9 +73,22 @@ impl MetaStore {
     ) -> Result<CommitOutcome> {
         let archive = backup.archive.as_str().as_bytes();
         let sk = key(&[archive, backup.session.as_str().as_bytes()]);
+        match self.session(&backup.archive, &backup.session)? {
+            None => return Ok(CommitOutcome::NoSession),
+            Some(s) if s.state != SessionStatus::Open => {
+                // Answered by the transaction below, which reads it again.
+            }
+            Some(_) => {
+                let missing = self.missing_of(archive, blocks)?;
+                if !missing.is_empty() {
+                    return Ok(CommitOutcome::MissingBlocks(missing));
+                }
+                self.write_refs(archive, &backup.id, blocks)?;
+            }
+        }
         let t = &self.t;
-        (&t.sessions, &t.blocks, &t.backups, &t.refs, &t.archives)
-            .transaction(|(sessions, blocks_t, backups, refs, archives)| {
+        let outcome = (&t.sessions, &t.backups, &t.archives)
+            .transaction(|(sessions, backups, archives)| {
                 let Some(raw) = sessions.get(&sk)? else {
                     return Ok(CommitOutcome::NoSession);
                 };
@@ -91,19 +114,7 @@ impl MetaStore {
                     }
                     SessionStatus::Open => {}
                 }
-                let missing = missing_in(blocks_t, archive, blocks)?;
-                if !missing.is_empty() {
-                    return Ok(CommitOutcome::MissingBlocks(missing));
-                }
                 backups.insert(key(&[archive, backup.id.as_str().as_bytes()]), enc(backup))?;
-                for (i, chunk) in blocks.chunks(REFS_PER_CHUNK).enumerate() {
-                    let mut v = Vec::with_capacity(chunk.len() * 32);
-                    for id in chunk {
-                        v.extend_from_slice(id.as_bytes());
-                    }
-                    let n = (i as u32).to_be_bytes();
-                    refs.insert(key(&[archive, backup.id.as_str().as_bytes(), &n]), v)?;
-                }
                 session.state = SessionStatus::Committed;
                 session.backup = Some(backup.id.clone());
                 session.last_activity = session.last_activity.max(backup.committed_at);
@@ -121,7 +132,60 @@ impl MetaStore {
                 }
                 Ok(CommitOutcome::Committed(backup.clone()))
             })
-            .map_err(tx_err("commit backup"))
+            .map_err(tx_err("commit backup"));
+        if !matches!(outcome, Ok(CommitOutcome::Committed(_))) {
+            // Another commit of the session won, or it was aborted meanwhile:
+            // this backup id was never recorded.
+            self.remove_refs(archive, &backup.id)?;
+        }
+        outcome
+    }
+
+    /// Of `ids`, those the archive does not hold (plain reads).
+    fn missing_of(&self, archive: &[u8], ids: &[BlockId]) -> Result<Vec<BlockId>> {
+        let mut missing = Vec::new();
+        for id in ids {
+            let present = self
+                .t
+                .blocks
+                .contains_key(key(&[archive, id.as_bytes()]))
+                .map_err(engine("read block record"))?;
+            if !present {
+                missing.push(*id);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Write the reference list of backup `id`, a chunk per key.
+    fn write_refs(&self, archive: &[u8], id: &Name, blocks: &[BlockId]) -> Result<()> {
+        for (i, chunk) in blocks.chunks(REFS_PER_CHUNK).enumerate() {
+            let mut v = Vec::with_capacity(chunk.len() * 32);
+            for b in chunk {
+                v.extend_from_slice(b.as_bytes());
+            }
+            let n = (i as u32).to_be_bytes();
+            self.t
+                .refs
+                .insert(key(&[archive, id.as_str().as_bytes(), &n]), v)
+                .map_err(engine("write backup references"))?;
+        }
+        Ok(())
+    }
+
+    fn remove_refs(&self, archive: &[u8], id: &Name) -> Result<()> {
+        for kv in self
+            .t
+            .refs
+            .scan_prefix(prefix(&[archive, id.as_str().as_bytes()]))
+        {
+            let (k, _) = kv.map_err(engine("scan backup references"))?;
+            self.t
+                .refs
+                .remove(k)
+                .map_err(engine("remove backup references"))?;
+        }
+        Ok(())
     }
 
     /// The archive's committed backups, oldest first.
@@ -145,30 +209,31 @@ impl MetaStore {
 
     /// The blocks a backup references, in the order committed.
     pub fn backup_blocks(&self, archive: &Name, id: &Name) -> Result<Vec<BlockId>> {
-        let p = prefix(&[archive.as_str().as_bytes(), id.as_str().as_bytes()]);
         let mut out = Vec::new();
-        for kv in self.t.refs.scan_prefix(p) {
-            let (_, v) = kv.map_err(engine("read backup references"))?;
-            for c in v.chunks_exact(32) {
-                let mut b = [0u8; 32];
-                b.copy_from_slice(c);
-                out.push(BlockId::from_bytes(b));
-            }
+        for chunk in self.backup_block_chunks(archive, id) {
+            out.extend(chunk?);
         }
         Ok(out)
     }
-}
 
-fn missing_in(
-    blocks: &TransactionalTree,
-    archive: &[u8],
-    ids: &[BlockId],
-) -> TxResult<Vec<BlockId>> {
-    let mut missing = Vec::new();
-    for id in ids {
-        if blocks.get(key(&[archive, id.as_bytes()]))?.is_none() {
-            missing.push(*id);
-        }
+    /// The blocks a backup references, in the order committed, a stored
+    /// chunk (2 048 ids) at a time: a million-block backup is never in
+    /// memory at once.
+    pub fn backup_block_chunks(
+        &self,
+        archive: &Name,
+        id: &Name,
+    ) -> impl Iterator<Item = Result<Vec<BlockId>>> + Send + 'static {
+        let p = prefix(&[archive.as_str().as_bytes(), id.as_str().as_bytes()]);
+        self.t.refs.scan_prefix(p).map(|kv| {
+            let (_, v) = kv.map_err(engine("read backup references"))?;
+            Ok(v.chunks_exact(32)
+                .map(|c| {
+                    let mut b = [0u8; 32];
+                    b.copy_from_slice(c);
+                    BlockId::from_bytes(b)
+                })
+                .collect())
+        })
     }
-    Ok(missing)
 }

@@ -100,7 +100,10 @@ impl MetaStore {
     }
 
     /// The ids among `ids` the archive does not hold, in the order given.
-    /// With `pin`, the ids it does hold are pinned to that session.
+    /// With `pin`, the ids it does hold are pinned to that session. Plain
+    /// reads and writes, one key at a time: a batch or a transaction would
+    /// hold the lock every other metadata operation waits for. Blocking:
+    /// call it from the blocking pool.
     pub fn missing(
         &self,
         archive: &Name,
@@ -109,7 +112,6 @@ impl MetaStore {
     ) -> Result<Vec<BlockId>> {
         let a = archive.as_str().as_bytes();
         let mut missing = Vec::new();
-        let mut batch = sled::Batch::default();
         for id in ids {
             let present = self
                 .t
@@ -119,14 +121,11 @@ impl MetaStore {
             if !present {
                 missing.push(*id);
             } else if let Some(s) = pin {
-                batch.insert(key(&[a, s.as_str().as_bytes(), id.as_bytes()]), &[][..]);
+                self.t
+                    .pins
+                    .insert(key(&[a, s.as_str().as_bytes(), id.as_bytes()]), &[][..])
+                    .map_err(engine("pin blocks"))?;
             }
-        }
-        if pin.is_some() {
-            self.t
-                .pins
-                .apply_batch(batch)
-                .map_err(engine("pin blocks"))?;
         }
         Ok(missing)
     }
@@ -138,20 +137,16 @@ impl MetaStore {
     }
 
     /// Drop a closed session's pins: its blocks are now protected by the
-    /// backup that references them, or free to collect.
+    /// backup that references them, or free to collect. One key at a time
+    /// (see [`MetaStore::missing`]).
     pub fn release_pins(&self, archive: &Name, session: &Name) -> Result<u64> {
         let p = prefix(&[archive.as_str().as_bytes(), session.as_str().as_bytes()]);
-        let mut batch = sled::Batch::default();
         let mut n = 0;
         for kv in self.t.pins.scan_prefix(p) {
             let (k, _) = kv.map_err(engine("scan pins"))?;
-            batch.remove(k);
+            self.t.pins.remove(k).map_err(engine("release pins"))?;
             n += 1;
         }
-        self.t
-            .pins
-            .apply_batch(batch)
-            .map_err(engine("release pins"))?;
         Ok(n)
     }
 }

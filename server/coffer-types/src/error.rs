@@ -47,6 +47,12 @@ pub enum ErrorCode {
     RangeNotSatisfiable,
     /// The server is shutting down.
     ShuttingDown,
+    /// The server is at a limit it keeps for everyone (connections,
+    /// memory for request bodies); `Retry-After` says when to try again.
+    ServerBusy,
+    /// This device has as many requests or sessions in flight as it may;
+    /// `Retry-After` says when to try again.
+    TooManyRequests,
     /// A plugin failed (trapped, ran out of time or memory, returned an
     /// error, or is suspended); the message says which.
     PluginFailed,
@@ -76,6 +82,8 @@ impl ErrorCode {
             Self::CorruptBlock => "corrupt_block",
             Self::RangeNotSatisfiable => "range_not_satisfiable",
             Self::ShuttingDown => "shutting_down",
+            Self::ServerBusy => "server_busy",
+            Self::TooManyRequests => "too_many_requests",
             Self::PluginFailed => "plugin_failed",
             Self::Internal => "internal",
         }
@@ -93,7 +101,8 @@ impl ErrorCode {
             Self::BlockTooLarge | Self::BodyTooLarge => 413,
             Self::RangeNotSatisfiable => 416,
             Self::Internal | Self::CorruptBlock => 500,
-            Self::StorageUnavailable | Self::ShuttingDown => 503,
+            Self::StorageUnavailable | Self::ShuttingDown | Self::ServerBusy => 503,
+            Self::TooManyRequests => 429,
             Self::StorageFull => 507,
             Self::PluginFailed => 502,
         }
@@ -105,6 +114,8 @@ impl ErrorCode {
             self,
             Self::StorageUnavailable
                 | Self::ShuttingDown
+                | Self::ServerBusy
+                | Self::TooManyRequests
                 | Self::StorageFull
                 | Self::PluginFailed
                 | Self::Internal
@@ -131,6 +142,8 @@ impl ErrorCode {
         Self::CorruptBlock,
         Self::RangeNotSatisfiable,
         Self::ShuttingDown,
+        Self::ServerBusy,
+        Self::TooManyRequests,
         Self::PluginFailed,
         Self::Internal,
     ];

@@ -62,7 +62,39 @@ pub struct PutBundleResponse {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FetchRequest {
+    #[serde(deserialize_with = "at_most::<_, BUNDLE_MAX_BLOCKS>")]
     pub ids: Vec<BlockId>,
+}
+
+/// A list of at most `N` items, refused by the parser at item `N + 1`, so a
+/// long list costs no more than a short one to turn down.
+pub fn at_most<'de, D, const N: usize>(d: D) -> Result<Vec<BlockId>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Bounded<const N: usize>;
+    impl<'de, const N: usize> serde::de::Visitor<'de> for Bounded<N> {
+        type Value = Vec<BlockId>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "a list of at most {N} block ids")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(N));
+            while let Some(id) = seq.next_element()? {
+                if v.len() == N {
+                    return Err(serde::de::Error::custom(format_args!(
+                        "more than {N} block ids; ask for at most {N} at a time"
+                    )));
+                }
+                v.push(id);
+            }
+            Ok(v)
+        }
+    }
+    d.deserialize_seq(Bounded::<N>)
 }
 
 /// The length of a fetch record whose block the archive does not hold.

@@ -24,8 +24,9 @@ use crate::pack::{pack_key, records, Location, Packer, HEADER};
 use crate::writer::{blocking, BlockWriter};
 use crate::{Result, StorageError};
 
-/// Disk reads go in pieces of this size (a block is usually one piece).
-const READ_PIECE: u64 = 4 << 20;
+/// Disk reads go in pieces of this size (most blocks are one piece). It is
+/// also what a reader that stops reading keeps in memory per stream.
+const READ_PIECE: u64 = 512 << 10;
 
 /// Read up to [`READ_PIECE`] bytes of `file` from `at` (short of `end`):
 /// the piece, and where the next one starts.

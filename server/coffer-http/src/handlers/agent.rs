@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::response::Response;
 use coffer_core::{CoreError, DeviceAuth};
@@ -18,10 +18,14 @@ use futures::{StreamExt, TryStreamExt};
 use http::{header, HeaderMap, StatusCode};
 
 use crate::app::App;
+use crate::budget::{ConnBudget, Held};
 use crate::extract::{read_limited, Gated, Json, OptionalJson, Seg};
 use crate::gate::{BodyLimit, OwnArchive};
 use crate::handlers::ERROR;
 use crate::response::{created_or_ok, json, Handled};
+
+/// The pieces a built answer is sent in.
+const SEND_PIECE: usize = 256 << 10;
 
 /// The `coffer-session` header of an upload, if any.
 fn session_header(headers: &HeaderMap) -> Result<Option<String>, CoreError> {
@@ -62,7 +66,7 @@ pub(crate) async fn missing_blocks(
 ) -> Handled {
     let r = app
         .core
-        .missing_blocks(&archive, &body.ids, body.session.as_ref())
+        .missing_blocks(&archive, body.ids, body.session.as_ref())
         .await?;
     Ok(json(StatusCode::OK, &r))
 }
@@ -85,7 +89,7 @@ pub(crate) async fn put_bundle(
 ) -> Handled {
     let start = Instant::now();
     let session = session_header(&headers)?;
-    let body = read_limited(body, limit).await?;
+    let (body, _held) = read_limited(body, limit, &app.budget).await?;
     app.metrics.bytes_in(body.len() as u64);
     let blocks = app
         .core
@@ -109,14 +113,36 @@ pub(crate) async fn put_bundle(
 pub(crate) async fn fetch_blocks(
     State(app): State<Arc<App>>,
     Gated(OwnArchive(archive)): Gated<OwnArchive>,
+    Gated(ConnBudget(answers)): Gated<ConnBudget>,
     Json(body): Json<FetchRequest>,
 ) -> Handled {
-    let out = app.core.read_blocks(&archive, &body.ids).await?;
+    // The answer's memory (the blocks read, then the answer built from
+    // them) comes from the server's budget and from the connection's, held
+    // until the last piece is sent: a client that stops reading pins at most
+    // its connection's share, and all of them together the server's budget.
+    let (out, held) = app
+        .core
+        .read_blocks(&archive, &body.ids, |n| {
+            let mut held = Held::default();
+            answers.take(&mut held, n as usize)?;
+            app.budget.take(&mut held, n as usize)?;
+            Ok(held)
+        })
+        .await?;
     app.metrics.bytes_out(out.len() as u64);
+    let len = out.len();
+    // In pieces, so a slow reader's stream buffers one piece at a time.
+    let pieces = (0..len.div_ceil(SEND_PIECE)).map(move |i| {
+        Ok::<_, std::io::Error>(out.slice(i * SEND_PIECE..((i + 1) * SEND_PIECE).min(len)))
+    });
+    let stream = futures::stream::iter(pieces).chain(futures::stream::once(async move {
+        drop(held);
+        Ok(Bytes::new())
+    }));
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header(header::CONTENT_LENGTH, out.len())
-        .body(Body::from(out))
+        .header(header::CONTENT_LENGTH, len)
+        .body(Body::from_stream(stream))
         .expect("valid response"))
 }
 
@@ -413,7 +439,36 @@ pub(crate) async fn get_backup(
     Gated(OwnArchive(archive)): Gated<OwnArchive>,
     Seg((_, backup)): Seg<(String, String)>,
 ) -> Handled {
-    Ok(json(StatusCode::OK, &app.core.backup(&archive, &backup)?))
+    // `BackupInfo` with its `blocks`, written a stored chunk of ids at a
+    // time: the answer for a million blocks is 67 MB of JSON, never built
+    // whole.
+    let (info, chunks) = app.core.backup_streamed(&archive, &backup)?;
+    let head = serde_json::to_string(&info)
+        .map_err(|e| CoreError::Internal(format!("encode a backup: {e}")))?;
+    let head = format!("{},\"blocks\":[", head.strip_suffix('}').unwrap_or(&head));
+    let mut first = true;
+    let body = futures::stream::iter(chunks.map(move |c| {
+        let ids = c.map_err(|e| std::io::Error::other(e.to_string()))?;
+        let mut out = String::with_capacity(ids.len() * 67);
+        for id in ids {
+            if !std::mem::take(&mut first) {
+                out.push(',');
+            }
+            out.push('"');
+            out.push_str(&id.to_hex());
+            out.push('"');
+        }
+        Ok::<_, std::io::Error>(Bytes::from(out))
+    }));
+    let stream = futures::stream::once(async move { Ok(Bytes::from(head)) })
+        .chain(body)
+        .chain(futures::stream::once(async {
+            Ok(Bytes::from_static(b"]}"))
+        }));
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(stream))
+        .expect("valid response"))
 }
 
 /// Point a named reference at a block the archive holds.

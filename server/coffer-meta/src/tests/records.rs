@@ -252,3 +252,70 @@ fn plugin_keys_are_private_capped_and_survive_a_reopen() {
     assert_eq!(s.plugin_kv_get("a", "k").unwrap().unwrap(), b"123456789012");
     assert_eq!(s.plugin_kv_keys("a", "").unwrap(), ["k"]);
 }
+
+#[test]
+fn racing_commits_of_one_session_record_one_backup_and_leave_no_stray_references() {
+    let (_d, s) = open();
+    enroll(&s, "dv_1", "ar_1");
+    session(&s, "ar_1", "se_1");
+    let ids: Vec<BlockId> = (0u32..3000)
+        .map(|i| BlockId::of(&i.to_le_bytes()))
+        .collect();
+    let rec = BlockRecord {
+        size: 1,
+        stored_at: 1,
+        location: Vec::new(),
+    };
+    for id in &ids {
+        s.insert_block(&name("ar_1"), id, &rec, None).unwrap();
+    }
+    let s = std::sync::Arc::new(s);
+    let outcomes: Vec<CommitOutcome> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..4)
+            .map(|i| {
+                let (s, ids) = (s.clone(), &ids);
+                sc.spawn(move || {
+                    let bk = backup("ar_1", "se_1", &format!("bk_{i}"), ids[0]);
+                    s.commit(&bk, ids, true).unwrap()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let won: Vec<&BackupRecord> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            CommitOutcome::Committed(b) => Some(b),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(won.len(), 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| matches!(
+        o,
+        CommitOutcome::Committed(_) | CommitOutcome::AlreadyCommitted(_)
+    )));
+    for i in 0..4 {
+        let bid = format!("bk_{i}");
+        let refs = s.backup_blocks(&name("ar_1"), &name(&bid)).unwrap();
+        if bid == won[0].id.as_str() {
+            assert_eq!(refs, ids);
+        } else {
+            assert!(refs.is_empty(), "{bid} left {} references", refs.len());
+        }
+    }
+    // A commit of an aborted session writes nothing either.
+    session(&s, "ar_1", "se_2");
+    s.update_session(&name("ar_1"), &name("se_2"), |r| {
+        r.state = crate::SessionStatus::Aborted
+    })
+    .unwrap();
+    let bk = backup("ar_1", "se_2", "bk_9", ids[0]);
+    assert_eq!(
+        s.commit(&bk, &ids, true).unwrap(),
+        CommitOutcome::SessionAborted
+    );
+    assert!(s
+        .backup_blocks(&name("ar_1"), &name("bk_9"))
+        .unwrap()
+        .is_empty());
+}
