@@ -1,6 +1,7 @@
 //! The agent side of docs/protocol.md, over HTTP/2 (TLS with ALPN h2, or h2c
 //! with prior knowledge for `http://` URLs). Failed requests that can succeed
-//! later (connection errors, 5xx, 503, 507) are retried with backoff.
+//! later (connection errors, 429, 5xx, 503, 507) are retried with backoff,
+//! waiting at least what `Retry-After` asks.
 
 use std::path::Path;
 use std::time::Duration;
@@ -126,7 +127,15 @@ impl Api {
             match rb.send().await {
                 Ok(resp) => {
                     let status = resp.status();
-                    let retry = matches!(status.as_u16(), 500..=599);
+                    // 429: this device is at its limit of requests or
+                    // sessions in flight; 5xx: the server or its storage.
+                    let retry = matches!(status.as_u16(), 429 | 500..=599);
+                    let retry_after = resp
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(|s| Duration::from_secs(s.min(60)));
                     let bytes = match resp.bytes().await {
                         Ok(b) => b,
                         Err(e) => {
@@ -140,7 +149,7 @@ impl Api {
                         }
                     };
                     if retry && attempt < ATTEMPTS {
-                        tokio::time::sleep(delay).await;
+                        tokio::time::sleep(retry_after.map_or(delay, |r| r.max(delay))).await;
                         delay *= 2;
                         last_err = Some(anyhow::Error::new(server_error(status, &bytes)));
                         continue;

@@ -46,6 +46,8 @@ pub struct Opts {
     pub config: Option<String>,
     /// Serve this existing data directory instead of a new one.
     pub data_dir: Option<PathBuf>,
+    /// Run under this open-files limit (soft and hard), through `prlimit`.
+    pub nofile: Option<u64>,
 }
 
 impl Opts {
@@ -91,7 +93,15 @@ impl TestServer {
     }
 
     fn spawn(&mut self) {
-        let mut cmd = Command::new(COFFER);
+        let mut cmd = match self.opts.nofile {
+            // prlimit sets the limit and execs the server: the same process.
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(COFFER);
+                c
+            }
+            None => Command::new(COFFER),
+        };
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)

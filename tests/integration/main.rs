@@ -12,6 +12,7 @@ mod agent_cli;
 mod agent_protocol;
 mod audit;
 mod bad_input;
+mod connections;
 mod durability;
 mod limits;
 mod operations;

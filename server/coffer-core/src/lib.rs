@@ -54,6 +54,10 @@ pub struct Limits {
     /// Most block ids one commit may reference. Default 10 000 000.
     #[serde(default = "default_max_commit")]
     pub max_commit_blocks: usize,
+    /// Open sessions one archive may have that saw activity in the last
+    /// day; past it, opening one more is `429 too_many_requests`. Default 16.
+    #[serde(default = "default_max_sessions")]
+    pub max_open_sessions: usize,
 }
 
 fn default_max_block() -> u64 {
@@ -65,6 +69,9 @@ fn default_max_missing() -> usize {
 fn default_max_commit() -> usize {
     10_000_000
 }
+fn default_max_sessions() -> usize {
+    16
+}
 
 impl Default for Limits {
     fn default() -> Self {
@@ -72,6 +79,7 @@ impl Default for Limits {
             max_block_bytes: default_max_block(),
             max_missing_ids: default_max_missing(),
             max_commit_blocks: default_max_commit(),
+            max_open_sessions: default_max_sessions(),
         }
     }
 }
@@ -89,6 +97,9 @@ impl Limits {
                 "limits.max_missing_ids is {}; agents need at least 10000",
                 self.max_missing_ids
             ));
+        }
+        if self.max_open_sessions == 0 {
+            return Err("limits.max_open_sessions must be at least 1".into());
         }
         if self.max_commit_blocks == 0 {
             return Err("limits.max_commit_blocks must be at least 1".into());

@@ -31,6 +31,7 @@ impl Coffer {
         agent: Option<&str>,
     ) -> Result<SessionInfo> {
         let now = self.now();
+        self.check_open_sessions(archive, now)?;
         let rec = SessionRecord {
             id: Name::random("se", random16()?),
             archive: archive.clone(),
@@ -213,6 +214,29 @@ impl Coffer {
                 Err(CoreError::NotFound(format!("session {} not found", s.id)))
             }
         }
+    }
+
+    /// Refuse a new session when the archive already has its limit of open
+    /// sessions active in the last day (older ones, left by a crashed
+    /// agent, do not count).
+    fn check_open_sessions(&self, archive: &Name, now: coffer_types::UnixMillis) -> Result<()> {
+        const ACTIVE_MS: u64 = 24 * 3600 * 1000;
+        let mut open: Vec<SessionRecord> = self
+            .meta
+            .sessions(archive)?
+            .into_iter()
+            .filter(|s| s.state == SessionStatus::Open && s.last_activity + ACTIVE_MS >= now)
+            .collect();
+        if open.len() < self.limits.max_open_sessions {
+            return Ok(());
+        }
+        open.sort_by_key(|s| s.last_activity);
+        Err(CoreError::TooManyRequests(format!(
+            "the archive has {} open sessions active in the last day \
+             (limits.max_open_sessions); commit or abort one first (the least recent is {})",
+            open.len(),
+            open[0].id
+        )))
     }
 
     /// Drop a closed session's pins (a million of them, for a big backup)

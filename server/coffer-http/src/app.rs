@@ -18,6 +18,7 @@ use tracing::Instrument;
 
 use crate::budget::BodyBudget;
 use crate::config::HttpConfig;
+use crate::conn::DeviceRequests;
 use crate::gate::RouteId;
 use crate::metrics::Metrics;
 use crate::response::ErrorNote;
@@ -32,6 +33,8 @@ pub(crate) struct App {
     block_list_limit: usize,
     /// Memory for buffered bodies and built answers (`http.body_memory_bytes`).
     pub(crate) budget: BodyBudget,
+    /// Requests in flight per device (`http.max_requests_per_device`).
+    pub(crate) device_requests: DeviceRequests,
     /// The OpenAPI description, serialized once.
     pub(crate) openapi: Bytes,
     request_prefix: String,
@@ -53,7 +56,9 @@ impl App {
             metrics,
             registry,
             block_list_limit: config.max_json_body_bytes,
-            budget: BodyBudget::new(config.body_memory_bytes),
+            budget: BodyBudget::new(config.body_memory_bytes)
+                .with_stall(std::time::Duration::from_secs(config.body_timeout_secs)),
+            device_requests: DeviceRequests::new(config.max_requests_per_device),
             openapi,
             request_prefix: hex::encode(r),
             request_counter: AtomicU64::new(0),

@@ -7,8 +7,12 @@
 //! `Retry-After` (waiting would keep the body's flow-control window full of
 //! unread data). A block upload is not buffered (it streams to the spool in
 //! pieces of 256 KiB) and takes nothing.
+//!
+//! A body that sends nothing for `http.body_timeout_secs` fails its
+//! request, buffered or streamed ([`stall_guard`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use coffer_core::CoreError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -20,6 +24,8 @@ const UNIT: usize = 1024;
 pub(crate) struct BodyBudget {
     sem: Arc<Semaphore>,
     total: usize,
+    /// How long a body may send nothing before its request fails.
+    pub(crate) stall: Duration,
 }
 
 /// The budget of one connection's answers being sent (`blocks/fetch`):
@@ -42,7 +48,13 @@ impl BodyBudget {
         Self {
             sem: Arc::new(Semaphore::new(units)),
             total: bytes,
+            stall: Duration::from_secs(60),
         }
+    }
+
+    pub(crate) fn with_stall(mut self, stall: Duration) -> Self {
+        self.stall = stall;
+        self
     }
 
     /// Take `bytes` more into `held`, or refuse with `server_busy`. Permits
@@ -89,6 +101,33 @@ impl BodyBudget {
     pub(crate) fn in_use(&self) -> usize {
         (self.total.div_ceil(UNIT) - self.sem.available_permits()) * UNIT
     }
+}
+
+/// `body`, failing with an error once it has sent nothing for `stall`.
+pub(crate) fn stall_guard<S, E>(
+    body: S,
+    stall: Duration,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send
+where
+    S: futures::Stream<Item = Result<bytes::Bytes, E>> + Send + Unpin,
+    E: std::fmt::Display,
+{
+    use futures::StreamExt;
+    futures::stream::unfold(Some(body), move |body| async move {
+        let mut body = body?;
+        match tokio::time::timeout(stall, body.next()).await {
+            Ok(Some(Ok(b))) => Some((Ok(b), Some(body))),
+            Ok(Some(Err(e))) => Some((Err(std::io::Error::other(e.to_string())), None)),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the body sent nothing for {} s", stall.as_secs()),
+                )),
+                None,
+            )),
+        }
+    })
 }
 
 #[cfg(test)]

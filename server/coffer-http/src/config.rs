@@ -41,6 +41,29 @@ pub struct HttpConfig {
     /// At least `max_json_body_bytes`. Default 128 MiB.
     #[serde(default = "default_body_memory")]
     pub body_memory_bytes: usize,
+    /// Connections held at once. Default: from the open-files limit (raised
+    /// to its hard limit at start), keeping 256 descriptors for storage,
+    /// metadata and plugins. At the limit a newcomer takes the place of the
+    /// connection idle the longest, or is answered `503 server_busy`.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Seconds a new connection has to finish its TLS handshake and send
+    /// the HTTP/2 preface. Default 10.
+    #[serde(default = "default_handshake")]
+    pub handshake_timeout_secs: u64,
+    /// Seconds a connection may stay with no request in flight before it is
+    /// closed (GOAWAY; clients reconnect when they need to). Default 120.
+    #[serde(default = "default_idle")]
+    pub idle_timeout_secs: u64,
+    /// Seconds a request body may go without sending data before the
+    /// request fails. Default 60.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: u64,
+    /// Requests one device may have in flight at once, over all its
+    /// connections; past it, `429 too_many_requests` with `Retry-After`.
+    /// Default 512.
+    #[serde(default = "default_device_requests")]
+    pub max_requests_per_device: usize,
 }
 
 fn default_listen() -> SocketAddr {
@@ -64,6 +87,18 @@ fn default_conn_window() -> u32 {
 fn default_json() -> usize {
     64 << 20
 }
+fn default_handshake() -> u64 {
+    10
+}
+fn default_idle() -> u64 {
+    120
+}
+fn default_body_timeout() -> u64 {
+    60
+}
+fn default_device_requests() -> usize {
+    512
+}
 fn default_body_memory() -> usize {
     128 << 20
 }
@@ -79,6 +114,11 @@ impl Default for HttpConfig {
             connection_window_bytes: default_conn_window(),
             max_json_body_bytes: default_json(),
             body_memory_bytes: default_body_memory(),
+            max_connections: None,
+            handshake_timeout_secs: default_handshake(),
+            idle_timeout_secs: default_idle(),
+            body_timeout_secs: default_body_timeout(),
+            max_requests_per_device: default_device_requests(),
         }
     }
 }
@@ -108,6 +148,20 @@ impl HttpConfig {
                  ({}) and 32 MiB, or the largest requests could never be served",
                 self.body_memory_bytes, self.max_json_body_bytes
             ));
+        }
+        for (key, v) in [
+            ("handshake_timeout_secs", self.handshake_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("body_timeout_secs", self.body_timeout_secs),
+        ] {
+            if v == 0 {
+                return Err(format!("http.{key} must be at least 1"));
+            }
+        }
+        if self.max_connections == Some(0) || self.max_requests_per_device == 0 {
+            return Err(
+                "http.max_connections and http.max_requests_per_device must be at least 1".into(),
+            );
         }
         if self.max_concurrent_streams == 0 {
             return Err("http.max_concurrent_streams must be at least 1".into());

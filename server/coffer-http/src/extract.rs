@@ -28,7 +28,17 @@ pub(crate) async fn read_limited(
     let mut held = Held::default();
     let mut parts: Vec<Bytes> = Vec::new();
     let mut len = 0;
-    while let Some(frame) = body.frame().await {
+    loop {
+        let frame = match tokio::time::timeout(budget.stall, body.frame()).await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(CoreError::BodyAborted(format!(
+                    "the body sent nothing for {} s",
+                    budget.stall.as_secs()
+                )))
+            }
+        };
         let frame = frame.map_err(|e| CoreError::BodyAborted(e.to_string()))?;
         let Ok(data) = frame.into_data() else {
             continue;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::extract::{RawPathParams, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use coffer_core::CoreError;
+use coffer_core::{CoreError, DeviceAuth};
 use coffer_types::{ErrorCode, Name};
 use http::{header, HeaderMap};
 
@@ -57,7 +57,20 @@ pub(crate) async fn gate(
     next: Next,
 ) -> Response {
     let mut resp = match check(&app, &meta, &params, &mut req).await {
-        Ok(()) => next.run(req).await,
+        Ok(()) => {
+            let device = req
+                .extensions()
+                .get::<DeviceAuth>()
+                .map(|d| d.device.clone());
+            match device
+                .as_ref()
+                .map(|d| app.device_requests.begin(d))
+                .transpose()
+            {
+                Ok(_counted) => next.run(req).await,
+                Err(e) => core_error(&e),
+            }
+        }
         Err(e) => core_error(&e),
     };
     resp.extensions_mut().insert(RouteId(meta.id));

@@ -14,6 +14,7 @@ mod app;
 mod budget;
 pub mod client;
 mod config;
+mod conn;
 mod extract;
 mod gate;
 mod handlers;

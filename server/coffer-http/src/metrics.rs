@@ -30,6 +30,7 @@ pub struct Metrics {
     upload_seconds: Histogram,
     in_flight: Gauge,
     connections: Gauge,
+    connections_refused: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -52,6 +53,7 @@ impl Metrics {
         let upload_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let in_flight = Gauge::default();
         let connections = Gauge::default();
+        let connections_refused = Counter::default();
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -89,6 +91,11 @@ impl Metrics {
             "Open client connections",
             connections.clone(),
         );
+        registry.register(
+            "http_connections_refused",
+            "Connections over the limit with no idle one to make room: answered 503 or closed",
+            connections_refused.clone(),
+        );
         Self {
             requests,
             errors,
@@ -99,6 +106,7 @@ impl Metrics {
             upload_seconds,
             in_flight,
             connections,
+            connections_refused,
         }
     }
 
@@ -131,6 +139,10 @@ impl Metrics {
 
     pub(crate) fn in_flight(&self) -> &Gauge {
         &self.in_flight
+    }
+
+    pub(crate) fn connection_refused(&self) {
+        self.connections_refused.inc();
     }
 
     pub(crate) fn connections(&self) -> &Gauge {

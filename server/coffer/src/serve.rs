@@ -100,7 +100,47 @@ fn open_meta(data_dir: &Path) -> anyhow::Result<MetaStore> {
     Ok(meta)
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
+/// Descriptors kept out of the connection limit: metadata, storage files,
+/// the spool, plugins, logs, and connections answered `503` at the limit.
+const FD_RESERVE: u64 = 256;
+
+/// Raise the soft open-files limit to the hard one, and size the connection
+/// limit from it unless the config set one.
+fn size_connections(http: &mut coffer_http::HttpConfig) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    let mut soft = lim.current.unwrap_or(u64::MAX);
+    if lim.current != lim.maximum {
+        let raised = Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => soft = lim.maximum.unwrap_or(u64::MAX),
+            Err(e) => tracing::warn!(error = %e, soft, "could not raise the open-files limit"),
+        }
+    }
+    let fit = soft.saturating_sub(FD_RESERVE).clamp(16, 1 << 20) as usize;
+    match http.max_connections {
+        None => http.max_connections = Some(fit),
+        Some(n) if n > fit => tracing::warn!(
+            max_connections = n,
+            open_files_limit = soft,
+            "http.max_connections leaves fewer than {FD_RESERVE} descriptors for storage and \
+             metadata: at the limit, writes may fail with 'Too many open files'; raise the \
+             open-files limit (LimitNOFILE= in systemd) or lower http.max_connections"
+        ),
+        Some(_) => {}
+    }
+    tracing::info!(
+        open_files_limit = soft,
+        max_connections = http.max_connections,
+        "descriptors"
+    );
+}
+
+async fn serve(mut cfg: Config) -> anyhow::Result<()> {
+    size_connections(&mut cfg.http);
     let data_dir = &cfg.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("create data directory {}", data_dir.display()))?;

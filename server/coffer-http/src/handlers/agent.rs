@@ -18,7 +18,7 @@ use futures::{StreamExt, TryStreamExt};
 use http::{header, HeaderMap, StatusCode};
 
 use crate::app::App;
-use crate::budget::{ConnBudget, Held};
+use crate::budget::{stall_guard, ConnBudget, Held};
 use crate::extract::{read_limited, Gated, Json, OptionalJson, Seg};
 use crate::gate::{BodyLimit, OwnArchive};
 use crate::handlers::ERROR;
@@ -171,10 +171,8 @@ pub(crate) async fn put_block(
         .and_then(|v| v.parse::<u64>().ok());
     let session = session_header(&headers)?;
     let metrics = app.metrics.clone();
-    let body = body
-        .into_data_stream()
-        .inspect_ok(move |b| metrics.bytes_in(b.len() as u64))
-        .map_err(std::io::Error::other);
+    let body = stall_guard(body.into_data_stream(), app.budget.stall)
+        .inspect_ok(move |b| metrics.bytes_in(b.len() as u64));
     let r = app
         .core
         .put_block(
