@@ -92,7 +92,12 @@ impl Coffer {
             .map(|s| self.open_session_named(archive, s))
             .transpose()?;
 
-        if let Some(rec) = self.meta.block(archive, &id)? {
+        let stored = self.meta.block(archive, &id)?;
+        let heal = match &stored {
+            Some(_) => self.meta.corrupt_since(archive, &id)?.is_some(),
+            None => false,
+        };
+        if let Some(rec) = stored.filter(|_| !heal) {
             // Already stored: read and discard the body, then record the pin.
             let mut seen = 0u64;
             while let Some(chunk) = body.next().await {
@@ -113,6 +118,10 @@ impl Coffer {
         }
 
         let mut writer = self.storage.begin(archive.as_str(), &id, content_length)?;
+        if heal {
+            // The stored copy was found corrupt: this upload replaces it.
+            writer = writer.replacing();
+        }
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| CoreError::BodyAborted(e.to_string()))?;
             if writer.len() + chunk.len() as u64 > limit {
@@ -134,6 +143,16 @@ impl Coffer {
             stored_at: self.now(),
             location: published.location.encode(),
         };
+        if heal {
+            self.meta.heal_block(archive, &id, &rec, pin.as_ref())?;
+            self.meta.durable().await?;
+            tracing::info!(archive = %archive, block = %id, "a block found corrupt was healed by a new upload");
+            return Ok(PutBlockResponse {
+                id,
+                size,
+                created: true,
+            });
+        }
         let created = self.meta.insert_block(archive, &id, &rec, pin.as_ref())?;
         self.meta.durable().await?;
         Ok(PutBlockResponse { id, size, created })
@@ -221,6 +240,91 @@ impl Coffer {
         Ok(MissingResponse { missing })
     }
 
+    /// Whether `bytes` are block `id`; if not, record it as corrupt.
+    fn verified(&self, archive: &Name, id: &BlockId, bytes: &[u8]) -> bool {
+        if BlockId::of(bytes) == *id {
+            return true;
+        }
+        self.found_corrupt(archive, id);
+        false
+    }
+
+    fn found_corrupt(&self, archive: &Name, id: &BlockId) {
+        match self.meta.mark_corrupt(archive, id, self.now()) {
+            Ok(true) => tracing::error!(
+                archive = %archive,
+                block = %id,
+                "a stored block does not match its id: recorded as corrupt; the device's next \
+                 backup uploads it again"
+            ),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(archive = %archive, block = %id, error = %e, "could not record a corrupt block")
+            }
+        }
+    }
+
+    /// `stream` (a whole block), checked against `id` as it goes: each
+    /// piece is sent only once the next has been read, and the last only
+    /// after the blake3 matched. On a mismatch the stream ends with an error
+    /// (the server resets the HTTP/2 stream, so the client never takes the
+    /// bytes for a whole block) and the block is recorded as corrupt.
+    fn verifying(&self, archive: &Name, id: BlockId, stream: BlockStream) -> BlockStream {
+        struct State {
+            inner: BlockStream,
+            hasher: blake3::Hasher,
+            held: Option<Bytes>,
+            done: bool,
+        }
+        let this = self.clone();
+        let archive = archive.clone();
+        let state = State {
+            inner: stream,
+            hasher: blake3::Hasher::new(),
+            held: None,
+            done: false,
+        };
+        futures::stream::unfold(state, move |mut st| {
+            let (this, archive) = (this.clone(), archive.clone());
+            async move {
+                if st.done {
+                    return None;
+                }
+                loop {
+                    match st.inner.next().await {
+                        Some(Ok(b)) => {
+                            st.hasher.update(&b);
+                            if let Some(prev) = st.held.replace(b) {
+                                return Some((Ok(prev), st));
+                            }
+                        }
+                        Some(Err(e)) => {
+                            st.done = true;
+                            return Some((Err(e), st));
+                        }
+                        None => {
+                            st.done = true;
+                            let actual = BlockId::from_bytes(*st.hasher.finalize().as_bytes());
+                            if actual == id {
+                                return st.held.take().map(|b| (Ok(b), st));
+                            }
+                            this.found_corrupt(&archive, &id);
+                            let e = coffer_storage::StorageError::Io {
+                                op: "verify block",
+                                source: std::io::Error::new(
+                                    std::io::ErrorKind::InvalidData,
+                                    format!("the stored copy of block {id} does not match its id"),
+                                ),
+                            };
+                            return Some((Err(e), st));
+                        }
+                    }
+                }
+            }
+        })
+        .boxed()
+    }
+
     /// Size of a stored block.
     pub fn block_size(&self, archive: &Name, id: &str) -> Result<u64> {
         let id = parse_block_id(id)?;
@@ -291,11 +395,19 @@ impl Coffer {
             .read_many(archive.as_str(), wanted)
             .await?
             .into_iter();
-        let blocks = found.iter().map(|f| match f {
-            None => None,
-            Some((0, _)) => Some(Bytes::new()),
-            Some(_) => read.next().flatten(),
-        });
+        let mut blocks = Vec::with_capacity(ids.len());
+        for (id, f) in ids.iter().zip(&found) {
+            blocks.push(match f {
+                None => None,
+                Some((0, _)) => Some(Bytes::new()),
+                // A copy that does not match its id is answered as absent
+                // (the file it belongs to fails, not the others).
+                Some(_) => read
+                    .next()
+                    .flatten()
+                    .filter(|b| self.verified(archive, id, b)),
+            });
+        }
         let mut out = Vec::with_capacity(ids.len() * H + total as usize);
         for (id, b) in ids.iter().zip(blocks) {
             push_record(&mut out, id, b.as_deref());
@@ -330,9 +442,14 @@ impl Coffer {
         let stream = if size == 0 {
             futures::stream::empty().boxed()
         } else {
-            self.storage
+            let stream = self
+                .storage
                 .get(archive.as_str(), &id, location, range.clone())
-                .await?
+                .await?;
+            match range {
+                Some(_) => stream,
+                None => self.verifying(archive, id, stream),
+            }
         };
         Ok(BlockRead {
             size,

@@ -141,16 +141,12 @@ impl MetaStore {
         outcome
     }
 
-    /// Of `ids`, those the archive does not hold (plain reads).
+    /// Of `ids`, those the archive does not hold, or holds only as a copy
+    /// found corrupt (plain reads).
     fn missing_of(&self, archive: &[u8], ids: &[BlockId]) -> Result<Vec<BlockId>> {
         let mut missing = Vec::new();
         for id in ids {
-            let present = self
-                .t
-                .blocks
-                .contains_key(key(&[archive, id.as_bytes()]))
-                .map_err(engine("read block record"))?;
-            if !present {
+            if !self.holds_good(archive, id)? {
                 missing.push(*id);
             }
         }

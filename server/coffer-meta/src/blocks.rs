@@ -99,7 +99,8 @@ impl MetaStore {
             .map_err(tx_err("insert block record"))
     }
 
-    /// The ids among `ids` the archive does not hold, in the order given.
+    /// The ids among `ids` the archive does not hold (or holds only as a
+    /// copy found corrupt: the device uploads it again), in the order given.
     /// With `pin`, the ids it does hold are pinned to that session. Plain
     /// reads and writes, one key at a time: a batch or a transaction would
     /// hold the lock every other metadata operation waits for. Blocking:
@@ -113,12 +114,7 @@ impl MetaStore {
         let a = archive.as_str().as_bytes();
         let mut missing = Vec::new();
         for id in ids {
-            let present = self
-                .t
-                .blocks
-                .contains_key(key(&[a, id.as_bytes()]))
-                .map_err(engine("read block record"))?;
-            if !present {
+            if !self.holds_good(a, id)? {
                 missing.push(*id);
             } else if let Some(s) = pin {
                 self.t
@@ -128,6 +124,95 @@ impl MetaStore {
             }
         }
         Ok(missing)
+    }
+
+    /// Whether the archive holds `id` with bytes not known to be corrupt.
+    pub(crate) fn holds_good(&self, archive: &[u8], id: &BlockId) -> Result<bool> {
+        let k = key(&[archive, id.as_bytes()]);
+        let present = self
+            .t
+            .blocks
+            .contains_key(&k)
+            .map_err(engine("read block record"))?;
+        Ok(present
+            && !self
+                .t
+                .corrupt
+                .contains_key(&k)
+                .map_err(engine("read corrupt blocks"))?)
+    }
+
+    /// Record that the stored bytes of `id` do not match it (found `at`).
+    /// Returns false when it was recorded before.
+    pub fn mark_corrupt(&self, archive: &Name, id: &BlockId, at: UnixMillis) -> Result<bool> {
+        let k = key(&[archive.as_str().as_bytes(), id.as_bytes()]);
+        let old = self
+            .t
+            .corrupt
+            .compare_and_swap(&k, None as Option<&[u8]>, Some(&at.to_be_bytes()[..]))
+            .map_err(engine("record a corrupt block"))?;
+        Ok(old.is_ok())
+    }
+
+    /// When `id`'s stored copy was found corrupt, if it was and is not
+    /// healed.
+    pub fn corrupt_since(&self, archive: &Name, id: &BlockId) -> Result<Option<UnixMillis>> {
+        let k = key(&[archive.as_str().as_bytes(), id.as_bytes()]);
+        Ok(self
+            .t
+            .corrupt
+            .get(k)
+            .map_err(engine("read corrupt blocks"))?
+            .and_then(|v| Some(u64::from_be_bytes(v.as_ref().try_into().ok()?))))
+    }
+
+    /// The archive's blocks found corrupt and not healed, with when.
+    pub fn corrupt_blocks(&self, archive: &Name) -> Result<Vec<(BlockId, UnixMillis)>> {
+        let p = prefix(&[archive.as_str().as_bytes()]);
+        let mut out = Vec::new();
+        for kv in self.t.corrupt.scan_prefix(&p) {
+            let (k, v) = kv.map_err(engine("scan corrupt blocks"))?;
+            let (Some(id), Ok(at)) = (
+                k.get(p.len()..).and_then(|b| <[u8; 32]>::try_from(b).ok()),
+                <[u8; 8]>::try_from(v.as_ref()),
+            ) else {
+                continue;
+            };
+            out.push((BlockId::from_bytes(id), u64::from_be_bytes(at)));
+        }
+        Ok(out)
+    }
+
+    /// A good copy of a block found corrupt was stored at `rec`: point the
+    /// record at it and clear the mark (counters are unchanged: the block
+    /// was counted when first stored), and pin it to `pin`.
+    pub fn heal_block(
+        &self,
+        archive: &Name,
+        id: &BlockId,
+        rec: &BlockRecord,
+        pin: Option<&Name>,
+    ) -> Result<()> {
+        let k = key(&[archive.as_str().as_bytes(), id.as_bytes()]);
+        let encoded = rec.encode();
+        let pin_key = pin.map(|s| {
+            key(&[
+                archive.as_str().as_bytes(),
+                s.as_str().as_bytes(),
+                id.as_bytes(),
+            ])
+        });
+        let t = &self.t;
+        (&t.blocks, &t.corrupt, &t.pins)
+            .transaction(|(blocks, corrupt, pins)| {
+                blocks.insert(k.as_slice(), encoded.as_slice())?;
+                corrupt.remove(k.as_slice())?;
+                if let Some(pk) = &pin_key {
+                    pins.insert(pk.as_slice(), &[][..])?;
+                }
+                Ok(())
+            })
+            .map_err(tx_err("heal block"))
     }
 
     /// Blocks pinned to a session.

@@ -46,6 +46,9 @@ pub(crate) struct Trees {
     pub(crate) refs: sled::Tree,
     /// `archive \0 session \0 block id` → nothing.
     pub(crate) pins: sled::Tree,
+    /// `archive \0 block id` → when its stored bytes were found not to match
+    /// its id (big-endian ms); gone once a good copy replaced them.
+    pub(crate) corrupt: sled::Tree,
     /// `archive \0 name` → named reference.
     pub(crate) named: sled::Tree,
     /// `plugin \0 key` → the plugin's bytes.
@@ -75,6 +78,7 @@ impl Trees {
             backups: db.open_tree("backups")?,
             refs: db.open_tree("refs")?,
             pins: db.open_tree("pins")?,
+            corrupt: db.open_tree("corrupt_blocks")?,
             named: db.open_tree("named_refs")?,
             plugin_kv: db.open_tree("plugin_kv")?,
             plugin_state: db.open_tree("plugin_state")?,

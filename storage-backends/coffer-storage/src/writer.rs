@@ -58,6 +58,8 @@ pub struct BlockWriter {
     len: u64,
     /// Whether a spool file may exist at `path` (created, not yet renamed).
     spooled: bool,
+    /// Publish over a stored copy of the same id (one found corrupt).
+    replace: bool,
 }
 
 impl std::fmt::Debug for BlockWriter {
@@ -70,6 +72,13 @@ impl std::fmt::Debug for BlockWriter {
 }
 
 impl BlockWriter {
+    /// Publish over the stored copy of this id instead of answering
+    /// "present": the stored copy was found not to match its id.
+    pub fn replacing(mut self) -> Self {
+        self.replace = true;
+        self
+    }
+
     pub(crate) fn create(store: BlockStore, archive: String, claimed: &BlockId) -> Result<Self> {
         let mut rnd = [0u8; 12];
         getrandom::fill(&mut rnd).map_err(|e| StorageError::Io {
@@ -97,6 +106,7 @@ impl BlockWriter {
             pending_len: 0,
             len: 0,
             spooled: false,
+            replace: false,
         })
     }
 
@@ -194,8 +204,9 @@ impl BlockWriter {
                 let file = self.file.take();
                 let chunks = std::mem::take(&mut self.pending);
                 self.spooled = true;
+                let replace = self.replace;
                 let outcome = blocking(move || {
-                    if std::fs::metadata(&target).is_ok() {
+                    if !replace && std::fs::metadata(&target).is_ok() {
                         return Ok(PutOutcome::Present);
                     }
                     let mut file = match file {
@@ -234,8 +245,13 @@ impl BlockWriter {
     async fn put_object(&self, body: Bytes, id: BlockId) -> Result<PutOutcome> {
         let key = self.store.key(&self.archive, &id);
         let os = &self.store.inner.os;
+        let mode = if self.replace {
+            PutMode::Overwrite
+        } else {
+            PutMode::Create
+        };
         match os
-            .put_opts(&key, PutPayload::from(body.clone()), PutMode::Create.into())
+            .put_opts(&key, PutPayload::from(body.clone()), mode.into())
             .await
         {
             Ok(_) => Ok(PutOutcome::Created),
