@@ -73,13 +73,22 @@ fn spawn_fetch_many(
 
 /// Fetch a block and check it: `Err` names what is wrong.
 pub async fn fetch(api: &Api, keys: &Keys, id: &BlockId) -> anyhow::Result<Vec<u8>> {
-    check(keys, id, api.get_block(id).await?)
+    // The server resets the read of a block it finds corrupt.
+    let blob = api.get_block(id).await.with_context(|| {
+        format!("block {id} could not be read whole: the server may have found it corrupt")
+    })?;
+    check(keys, id, blob)
 }
 
 /// A block as the server sent it (`None`: it has none), checked against its
 /// id and opened.
 fn check(keys: &Keys, id: &BlockId, blob: Option<bytes::Bytes>) -> anyhow::Result<Vec<u8>> {
-    let blob = blob.ok_or_else(|| anyhow::anyhow!("block {id} is missing on the server"))?;
+    let blob = blob.ok_or_else(|| {
+        anyhow::anyhow!(
+            "block {id} is missing on the server, or was found corrupt there (the next backup \
+             uploads it again)"
+        )
+    })?;
     if BlockId::of(&blob) != *id {
         bail!("block {id} is corrupt: its content does not hash to its id");
     }

@@ -358,6 +358,20 @@ async fn corruption_on_the_server_is_found_by_verify_and_restore() {
         metrics.contains("coffer_http_requests_total{route=\"fetch_blocks\",status=\"200\"} 2\n"),
         "{metrics}"
     );
+    // The server recorded both as corrupt and reports them missing: the
+    // next backup uploads them again, and the new backup verifies.
+    dev.backup(vec![src.clone()], vec![], false, 16, Progress::quiet())
+        .await
+        .unwrap();
+    let (_, v) = dev.verify(None, 8).await.unwrap();
+    assert!(v.bad.is_empty(), "{v:?}");
+    let target = work.path().join("r2");
+    let (_, r) = restore_all(&dev, &target).await;
+    assert!(r.failed.is_empty(), "{r:?}");
+    assert_eq!(
+        std::fs::read(restored(&target, &src).join("victim.bin")).unwrap(),
+        block_bytes(1, 3 << 20)
+    );
 }
 
 /// The archive's keys, unwrapped as the agent does.

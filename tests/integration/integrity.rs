@@ -71,3 +71,124 @@ async fn a_corrupt_block_is_refused_reported_missing_and_healed_by_a_re_upload()
     let v = serde_json::to_value(&dev).unwrap();
     assert_eq!(v["bytes_stored"], serde_json::json!(1 << 20), "{v}");
 }
+
+/// Flip the byte at `at` of `file`.
+fn flip(file: &std::path::Path, at: u64) {
+    use std::io::Read;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.read_exact(&mut b).unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.write_all(&[b[0] ^ 0x55]).unwrap();
+}
+
+#[tokio::test]
+async fn the_scrub_finds_corrupt_and_missing_blocks_packed_or_not_and_uploads_heal_them() {
+    let server = TestServer::start(Opts::default().env("COFFER__SCRUB__INTERVAL", "1h")).await;
+    let a = server.enroll("acme", "ann", "ann-laptop").await;
+    let (big, gone, small) = (
+        block_bytes(41, 1 << 20),
+        block_bytes(42, 1 << 20),
+        block_bytes(43, 16 << 10),
+    );
+    for b in [&big, &gone, &small] {
+        assert_eq!(a.put(b).await.status, 201);
+    }
+    let file_of = |b: &[u8]| {
+        let hex = BlockId::of(b).to_hex();
+        server
+            .data_dir
+            .join("blocks/archives")
+            .join(&a.archive)
+            .join(&hex[..2])
+            .join(&hex)
+    };
+    flip(&file_of(&big), 12_345);
+    std::fs::remove_file(file_of(&gone)).unwrap();
+    // The small block is the only record of its pack: flip a byte of its
+    // bytes, past the pack's and the record's headers.
+    let packs = server.data_dir.join("blocks/packs").join(&a.archive);
+    let pack = std::fs::read_dir(&packs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::metadata(p).unwrap().len() > 16 << 10)
+        .expect("a pack file holds the small block");
+    let len = std::fs::metadata(&pack).unwrap().len();
+    flip(&pack, len - 100);
+
+    let kicked = coffer_types::UnixMillis::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+    );
+    let out = cli_ok(&server.cli(&["scrub", "run", "--json"]));
+    assert!(out.contains("bytes_per_sec"), "{out}");
+    let status = loop {
+        let s: serde_json::Value =
+            serde_json::from_str(&cli_ok(&server.cli(&["scrub", "status", "--json"]))).unwrap();
+        if s["running"] == false && s["last_finished"].as_u64().is_some_and(|t| t >= kicked) {
+            break s;
+        }
+        assert!(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64
+                - kicked
+                < 30_000,
+            "no scrub pass finished: {s}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let hex = |b: &[u8]| serde_json::json!(BlockId::of(b).to_hex());
+    let archive = &status["archives"][0];
+    assert_eq!(archive["archive"], serde_json::json!(a.archive), "{status}");
+    let mut corrupt = archive["corrupt"].as_array().unwrap().clone();
+    corrupt.sort_by_key(|v| v.to_string());
+    let mut want = vec![hex(&big), hex(&small)];
+    want.sort_by_key(|v| v.to_string());
+    assert_eq!(corrupt, want, "{status}");
+    assert_eq!(
+        archive["missing"],
+        serde_json::json!([hex(&gone)]),
+        "{status}"
+    );
+    let text = cli_ok(&server.cli(&["scrub", "status"]));
+    assert!(
+        text.contains("missing") && text.contains("corrupt"),
+        "{text}"
+    );
+    let m = server.api().await.metrics().await.unwrap();
+    assert!(m.contains("coffer_scrub_damaged_blocks 3"), "{m}");
+
+    // The device is told, and its uploads heal all three.
+    let r = a
+        .client
+        .post_json(
+            &coffer_client::paths::blocks_missing(&a.archive),
+            &serde_json::json!({"ids": [BlockId::of(&big), BlockId::of(&gone), BlockId::of(&small)]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<serde_json::Value>().unwrap()["missing"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    for b in [&big, &gone, &small] {
+        assert_eq!(a.put(b).await.status, 201);
+        let r = a.get(&BlockId::of(b)).await;
+        assert!(r.status == 200 && r.body == *b);
+    }
+    let s: serde_json::Value =
+        serde_json::from_str(&cli_ok(&server.cli(&["scrub", "status", "--json"]))).unwrap();
+    assert_eq!(s["archives"], serde_json::json!([]), "{s}");
+}

@@ -252,6 +252,14 @@ impl Client {
         self.get(&paths::workers()).await
     }
 
+    pub async fn scrub_status(&self) -> Result<ScrubStatus> {
+        self.get(&paths::scrub()).await
+    }
+
+    pub async fn scrub_run(&self) -> Result<ScrubStatus> {
+        self.post_empty(&paths::scrub_run()).await
+    }
+
     pub async fn list_plugins(&self) -> Result<PluginList> {
         self.get(&paths::plugins()).await
     }

@@ -184,6 +184,12 @@ pub fn audit_verify() -> String {
 pub fn workers() -> String {
     format!("{ADMIN}/workers")
 }
+pub fn scrub() -> String {
+    format!("{ADMIN}/scrub")
+}
+pub fn scrub_run() -> String {
+    format!("{ADMIN}/scrub/run")
+}
 pub fn plugins() -> String {
     format!("{ADMIN}/plugins")
 }

@@ -250,7 +250,10 @@ impl Coffer {
     }
 
     fn found_corrupt(&self, archive: &Name, id: &BlockId) {
-        match self.meta.mark_corrupt(archive, id, self.now()) {
+        match self
+            .meta
+            .mark_damaged(archive, id, coffer_meta::Damage::Corrupt, self.now())
+        {
             Ok(true) => tracing::error!(
                 archive = %archive,
                 block = %id,

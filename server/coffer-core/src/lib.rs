@@ -18,6 +18,7 @@ pub mod events;
 mod ingest;
 pub mod orgtree;
 pub mod plugins;
+mod scrub;
 mod sessions;
 mod spool;
 #[cfg(any(test, feature = "testing"))]
@@ -33,6 +34,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::CoreError;
 pub use ingest::{BlockRead, PutBlock};
 pub use orgtree::OrgTree;
+pub use scrub::ScrubSettings;
 
 use coffer_meta::MetaStore;
 use coffer_storage::BlockStore;
@@ -122,6 +124,8 @@ pub struct Coffer {
     orgs: Arc<RwLock<Arc<OrgTree>>>,
     /// One org creation at a time (so the tree in memory follows the store).
     pub(crate) org_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The scrub's progress.
+    pub(crate) scrub: Arc<std::sync::Mutex<scrub::ScrubProgress>>,
 }
 
 impl std::fmt::Debug for Coffer {
@@ -151,6 +155,7 @@ impl Coffer {
             workers: Arc::default(),
             orgs: Arc::default(),
             org_lock: Arc::default(),
+            scrub: Arc::default(),
         };
         c.refresh_org_tree()?;
         Ok(c)

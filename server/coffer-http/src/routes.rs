@@ -182,6 +182,8 @@ pub(crate) fn table() -> Vec<Route> {
         admin::audit::export => Admin(ReadAudit), Json;
         admin::audit::verify => Admin(ReadAudit), Json;
         admin::workers::list => Admin(ReadServer), Json;
+        admin::workers::scrub_status => Admin(ReadServer), Json;
+        admin::workers::scrub_run => Admin(ManageServer), Json;
         admin::plugins::list => Admin(ReadServer), Json;
         admin::plugins::enable => Admin(ManageServer), Json;
         admin::plugins::disable => Admin(ManageServer), Json;

@@ -38,6 +38,35 @@ impl BlockRecord {
     }
 }
 
+/// What is wrong with a stored block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Damage {
+    /// Its bytes do not match its id.
+    Corrupt = 0,
+    /// Its bytes are gone from the storage.
+    Missing = 1,
+}
+
+/// A block found damaged and not healed yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedBlock {
+    pub archive: Name,
+    pub id: BlockId,
+    pub kind: Damage,
+    pub found_at: UnixMillis,
+}
+
+/// A block record with where it is.
+#[derive(Debug, Clone)]
+pub struct StoredBlock {
+    /// The record's key, the cursor of [`MetaStore::blocks_page`].
+    pub key: Vec<u8>,
+    pub archive: Name,
+    pub id: BlockId,
+    pub record: BlockRecord,
+}
+
 impl MetaStore {
     pub fn block(&self, archive: &Name, id: &BlockId) -> Result<Option<BlockRecord>> {
         let k = key(&[archive.as_str().as_bytes(), id.as_bytes()]);
@@ -142,19 +171,27 @@ impl MetaStore {
                 .map_err(engine("read corrupt blocks"))?)
     }
 
-    /// Record that the stored bytes of `id` do not match it (found `at`).
-    /// Returns false when it was recorded before.
-    pub fn mark_corrupt(&self, archive: &Name, id: &BlockId, at: UnixMillis) -> Result<bool> {
+    /// Record that the stored bytes of `id` do not match it, or are gone
+    /// (`kind`), found `at`. Returns false when it was recorded before.
+    pub fn mark_damaged(
+        &self,
+        archive: &Name,
+        id: &BlockId,
+        kind: Damage,
+        at: UnixMillis,
+    ) -> Result<bool> {
         let k = key(&[archive.as_str().as_bytes(), id.as_bytes()]);
+        let mut v = at.to_be_bytes().to_vec();
+        v.push(kind as u8);
         let old = self
             .t
             .corrupt
-            .compare_and_swap(&k, None as Option<&[u8]>, Some(&at.to_be_bytes()[..]))
-            .map_err(engine("record a corrupt block"))?;
+            .compare_and_swap(&k, None as Option<&[u8]>, Some(v))
+            .map_err(engine("record a damaged block"))?;
         Ok(old.is_ok())
     }
 
-    /// When `id`'s stored copy was found corrupt, if it was and is not
+    /// When `id`'s stored copy was found damaged, if it was and is not
     /// healed.
     pub fn corrupt_since(&self, archive: &Name, id: &BlockId) -> Result<Option<UnixMillis>> {
         let k = key(&[archive.as_str().as_bytes(), id.as_bytes()]);
@@ -163,22 +200,67 @@ impl MetaStore {
             .corrupt
             .get(k)
             .map_err(engine("read corrupt blocks"))?
-            .and_then(|v| Some(u64::from_be_bytes(v.as_ref().try_into().ok()?))))
+            .and_then(|v| Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?))))
     }
 
-    /// The archive's blocks found corrupt and not healed, with when.
-    pub fn corrupt_blocks(&self, archive: &Name) -> Result<Vec<(BlockId, UnixMillis)>> {
-        let p = prefix(&[archive.as_str().as_bytes()]);
+    /// Every block found damaged and not healed, by archive.
+    pub fn damaged_blocks(&self) -> Result<Vec<DamagedBlock>> {
         let mut out = Vec::new();
-        for kv in self.t.corrupt.scan_prefix(&p) {
-            let (k, v) = kv.map_err(engine("scan corrupt blocks"))?;
-            let (Some(id), Ok(at)) = (
-                k.get(p.len()..).and_then(|b| <[u8; 32]>::try_from(b).ok()),
-                <[u8; 8]>::try_from(v.as_ref()),
+        for kv in self.t.corrupt.iter() {
+            let (k, v) = kv.map_err(engine("scan damaged blocks"))?;
+            let Some(sep) = k.iter().position(|b| *b == 0) else {
+                continue;
+            };
+            let (Ok(archive), Some(id), Some(at)) = (
+                Name::new(String::from_utf8_lossy(&k[..sep]).into_owned()),
+                k.get(sep + 1..).and_then(|b| <[u8; 32]>::try_from(b).ok()),
+                v.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()),
             ) else {
                 continue;
             };
-            out.push((BlockId::from_bytes(id), u64::from_be_bytes(at)));
+            out.push(DamagedBlock {
+                archive,
+                id: BlockId::from_bytes(id),
+                kind: if v.get(8) == Some(&(Damage::Missing as u8)) {
+                    Damage::Missing
+                } else {
+                    Damage::Corrupt
+                },
+                found_at: u64::from_be_bytes(at),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Up to `n` block records after the key `after` (from the first when
+    /// `None`), for walking every stored block without holding an iterator.
+    pub fn blocks_page(&self, after: Option<&[u8]>, n: usize) -> Result<Vec<StoredBlock>> {
+        let iter = match after {
+            Some(a) => self
+                .t
+                .blocks
+                .range::<&[u8], _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+            None => self.t.blocks.iter(),
+        };
+        let mut out = Vec::with_capacity(n);
+        for kv in iter.take(n) {
+            let (k, v) = kv.map_err(engine("scan block records"))?;
+            let Some(sep) = k.iter().position(|b| *b == 0) else {
+                continue;
+            };
+            let (Ok(archive), Some(id), Some(rec)) = (
+                Name::new(String::from_utf8_lossy(&k[..sep]).into_owned()),
+                k.get(sep + 1..).and_then(|b| <[u8; 32]>::try_from(b).ok()),
+                BlockRecord::decode(&v),
+            ) else {
+                continue;
+            };
+            out.push(StoredBlock {
+                key: k.to_vec(),
+                archive,
+                id: BlockId::from_bytes(id),
+                record: rec,
+            });
         }
         Ok(out)
     }
@@ -235,3 +317,25 @@ impl MetaStore {
         Ok(n)
     }
 }
+
+impl MetaStore {
+    /// When the last full scrub finished.
+    pub fn scrub_finished(&self) -> Result<Option<UnixMillis>> {
+        Ok(self
+            .t
+            .meta
+            .get(SCRUB_FINISHED)
+            .map_err(engine("read scrub state"))?
+            .and_then(|v| Some(u64::from_be_bytes(v.as_ref().try_into().ok()?))))
+    }
+
+    pub fn set_scrub_finished(&self, at: UnixMillis) -> Result<()> {
+        self.t
+            .meta
+            .insert(SCRUB_FINISHED, &at.to_be_bytes())
+            .map_err(engine("write scrub state"))?;
+        Ok(())
+    }
+}
+
+const SCRUB_FINISHED: &[u8] = b"scrub.last_finished";

@@ -41,7 +41,7 @@ pub use accounts::{AccountRecord, AccountRole, AdminTokenRecord, BOOTSTRAP_ACCOU
 pub use archives::ArchiveRecord;
 pub use audit::{AuditBreak, AuditDraft, AuditFilter, AuditRecord, AuditVerdict};
 pub use backups::{BackupRecord, BackupStatsRecord, CommitOutcome};
-pub use blocks::BlockRecord;
+pub use blocks::{BlockRecord, Damage, DamagedBlock, StoredBlock};
 pub use devices::DeviceRecord;
 pub use migrate::SCHEMA_VERSION;
 pub use orgs::{OrgRecord, UserRecord};

@@ -597,6 +597,41 @@ pub struct WorkerList {
     pub workers: Vec<WorkerInfo>,
 }
 
+/// `GET /admin/v1/scrub`: where the scrub stands, and every block found
+/// damaged and not healed yet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ScrubStatus {
+    /// A pass is running now.
+    pub running: bool,
+    /// The configured pace, bytes read per second.
+    pub bytes_per_sec: u64,
+    /// Seconds from the end of one pass to the start of the next.
+    pub interval_secs: u64,
+    /// The current pass (or the last one): when it started, and how far.
+    pub started_at: Option<UnixMillis>,
+    pub checked_blocks: u64,
+    pub checked_bytes: u64,
+    /// When the last complete pass finished.
+    pub last_finished: Option<UnixMillis>,
+    /// Damaged blocks found in the last complete pass (0 before one).
+    pub last_found: u64,
+    /// Archives with damaged blocks, and which.
+    pub archives: Vec<ScrubArchive>,
+}
+
+/// One archive's damaged blocks. Each is reported missing to the archive's
+/// device, whose next backup uploads it again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ScrubArchive {
+    pub archive: Name,
+    /// Stored, but the bytes do not match the id.
+    pub corrupt: Vec<BlockId>,
+    /// Recorded, but the bytes are gone from the storage.
+    pub missing: Vec<BlockId>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

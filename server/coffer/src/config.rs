@@ -35,6 +35,50 @@ pub struct Config {
     pub plugins: PluginsConfig,
     #[serde(default)]
     pub workers: WorkersConfig,
+    #[serde(default)]
+    pub scrub: ScrubConfig,
+}
+
+/// `[scrub]`: the background check of every stored block against its id
+/// (`coffer admin scrub status`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScrubConfig {
+    /// Whether the scrub runs at all. Default true.
+    pub enabled: bool,
+    /// Bytes read per second, at most. Default 52428800 (50 MiB/s).
+    pub bytes_per_sec: u64,
+    /// From the end of one pass to the start of the next, a duration
+    /// (`"30d"`, `"12h"`, `"90s"`). Default `"30d"`; after a restart the next pass
+    /// starts one interval after the last complete one (at once when none
+    /// finished yet).
+    pub interval: String,
+}
+
+impl Default for ScrubConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bytes_per_sec: 50 << 20,
+            interval: "30d".into(),
+        }
+    }
+}
+
+impl ScrubConfig {
+    pub fn interval(&self) -> Result<std::time::Duration, String> {
+        coffer_core::duration::parse(&self.interval).map_err(|e| format!("scrub.interval: {e}"))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.bytes_per_sec == 0 {
+            return Err("scrub.bytes_per_sec must be at least 1".into());
+        }
+        if self.interval()?.is_zero() {
+            return Err("scrub.interval must be longer than zero".into());
+        }
+        Ok(())
+    }
 }
 
 /// `[workers]`: how often the background workers run (`coffer admin
@@ -71,6 +115,7 @@ impl Default for Config {
             log: LogConfig::default(),
             plugins: PluginsConfig::default(),
             workers: WorkersConfig::default(),
+            scrub: ScrubConfig::default(),
         }
     }
 }
@@ -139,6 +184,7 @@ impl Config {
             self.limits.validate(),
             self.plugins.validate(),
             self.workers.validate(),
+            self.scrub.validate(),
         ];
         for c in checks {
             if let Err(msg) = c {

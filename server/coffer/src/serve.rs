@@ -203,6 +203,13 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     // Background work, all under the one supervisor.
     let mut workers: Vec<Arc<dyn Worker>> =
         vec![core.spool_sweep_worker(std::time::Duration::from_secs(cfg.workers.spool_sweep_secs))];
+    if cfg.scrub.enabled {
+        workers.push(core.scrub_worker(coffer_core::ScrubSettings {
+            bytes_per_sec: cfg.scrub.bytes_per_sec,
+            interval: cfg.scrub.interval().map_err(anyhow::Error::msg)?,
+        }));
+        registry.register_collector(Box::new(ScrubMetrics(core.clone())));
+    }
     // Plugins: loaded before serving; a broken plugin is reported, not fatal.
     let _plugins = if cfg.plugins.enabled {
         let m = crate::plugins::Manager::start(core.clone(), cfg.plugins.clone(), data_dir).await?;
@@ -231,6 +238,29 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     core.sync().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `coffer_scrub_damaged_blocks`: blocks found corrupt or missing and not
+/// healed yet.
+#[derive(Debug)]
+struct ScrubMetrics(Coffer);
+
+impl prometheus_client::collector::Collector for ScrubMetrics {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        let n = self.0.damaged_block_count().unwrap_or(0);
+        let g = prometheus_client::metrics::gauge::ConstGauge::new(n as i64);
+        let e = encoder.encode_descriptor(
+            "scrub_damaged_blocks",
+            "Stored blocks found corrupt or missing and not healed yet",
+            None,
+            g.metric_type(),
+        )?;
+        g.encode(e)
+    }
 }
 
 pub fn reset_admin_token(data_dir: &Path) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@ mod audit;
 mod inventory;
 mod output;
 mod plugins;
+mod scrub;
 
 use std::path::PathBuf;
 
@@ -89,6 +90,11 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The scrub: every stored block checked against its id.
+    Scrub {
+        #[command(subcommand)]
+        command: scrub::ScrubCommand,
+    },
     /// WebAssembly plugins.
     Plugin {
         #[command(subcommand)]
@@ -157,6 +163,7 @@ async fn run_async(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Whoami { json } => accounts::whoami(&client, json).await,
         AdminCommand::Audit { command } => audit::audit(&client, command).await,
         AdminCommand::Workers { json } => audit::workers(&client, json).await,
+        AdminCommand::Scrub { command } => scrub::run(&client, command).await,
         AdminCommand::Plugin { command } => plugins::plugin(&client, command).await,
         AdminCommand::Report { command } => plugins::report(&client, command).await,
         AdminCommand::Retention { command } => plugins::retention(&client, command).await,

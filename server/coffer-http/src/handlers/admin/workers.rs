@@ -1,10 +1,10 @@
-//! The background workers.
+//! The background workers, and the scrub.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use coffer_core::Principal;
-use coffer_types::wire::{ErrorBody, WorkerList};
+use coffer_types::wire::{ErrorBody, ScrubStatus, WorkerList};
 use http::StatusCode;
 
 use crate::app::App;
@@ -24,4 +24,26 @@ pub(crate) async fn list(State(app): State<Arc<App>>, Gated(p): Gated<Principal>
             workers: app.core.workers(&p).await?,
         },
     ))
+}
+
+/// Where the scrub stands, and every block found damaged (corrupt or
+/// missing) and not healed yet, by archive.
+#[utoipa::path(get, path = "/admin/v1/scrub", tag = "workers", operation_id = "admin_scrub_status",
+    security(("admin_token" = [])),
+    responses((status = 200, body = ScrubStatus),
+              (status = "default", body = ErrorBody, description = ERROR)))]
+pub(crate) async fn scrub_status(
+    State(app): State<Arc<App>>,
+    Gated(p): Gated<Principal>,
+) -> Handled {
+    Ok(json(StatusCode::OK, &app.core.scrub_status(&p).await?))
+}
+
+/// Start a scrub pass now (after the running one, if one is running).
+#[utoipa::path(post, path = "/admin/v1/scrub/run", tag = "workers", operation_id = "admin_scrub_run",
+    security(("admin_token" = [])),
+    responses((status = 200, body = ScrubStatus),
+              (status = "default", body = ErrorBody, description = ERROR)))]
+pub(crate) async fn scrub_run(State(app): State<Arc<App>>, Gated(p): Gated<Principal>) -> Handled {
+    Ok(json(StatusCode::OK, &app.core.scrub_run(&p).await?))
 }
