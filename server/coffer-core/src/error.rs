@@ -99,7 +99,10 @@ impl CoreError {
 
 impl From<MetaError> for CoreError {
     fn from(e: MetaError) -> Self {
-        CoreError::Internal(format!("metadata: {e}"))
+        match e {
+            MetaError::FailStopped(_) => CoreError::StorageUnavailable(e.to_string()),
+            e => CoreError::Internal(format!("metadata: {e}")),
+        }
     }
 }
 

@@ -221,8 +221,15 @@ impl Coffer {
         self.meta.upgraded_from()
     }
 
-    /// Readiness: the storage backend answers.
+    /// Readiness: the metadata store takes writes and the storage backend
+    /// answers.
     pub async fn ready(&self) -> Result<()> {
+        if let Some(e) = self.meta.failure() {
+            return Err(CoreError::StorageUnavailable(format!(
+                "the metadata store stopped taking writes after a failed flush ({e}); restart \
+                 the server once the disk is healthy"
+            )));
+        }
         self.storage.check().await.map_err(CoreError::from)
     }
 

@@ -37,6 +37,8 @@ pub(crate) struct App {
     pub(crate) device_requests: DeviceRequests,
     /// The OpenAPI description, serialized once.
     pub(crate) openapi: Bytes,
+    /// `http.metrics_token_file`: `/metrics` only for its token.
+    pub(crate) metrics_token_file: Option<std::path::PathBuf>,
     request_prefix: String,
     request_counter: AtomicU64,
 }
@@ -60,6 +62,7 @@ impl App {
                 .with_stall(std::time::Duration::from_secs(config.body_timeout_secs)),
             device_requests: DeviceRequests::new(config.max_requests_per_device),
             openapi,
+            metrics_token_file: config.metrics_token_file.clone(),
             request_prefix: hex::encode(r),
             request_counter: AtomicU64::new(0),
         }
@@ -111,7 +114,24 @@ impl App {
             .extensions()
             .get::<RouteId>()
             .map_or("unknown", |r| r.0);
-        if let Some(note) = resp.extensions().get::<ErrorNote>() {
+        if let Some(note) = resp.extensions().get::<ErrorNote>().cloned() {
+            if note.code == ErrorCode::Internal {
+                // The details (paths, engine errors) go to the log only; the
+                // client gets the request id that finds them there.
+                let mut r = crate::response::error(
+                    ErrorCode::Internal,
+                    format!(
+                        "internal error; the server's log has the details under request id \
+                         {request_id}"
+                    ),
+                    None,
+                );
+                r.extensions_mut().insert(note.clone());
+                if let Some(route) = resp.extensions().get::<RouteId>().cloned() {
+                    r.extensions_mut().insert(route);
+                }
+                resp = r;
+            }
             self.metrics.error(note.code.as_str());
             let _g = span.enter();
             match note.code {

@@ -64,6 +64,10 @@ pub struct HttpConfig {
     /// Default 512.
     #[serde(default = "default_device_requests")]
     pub max_requests_per_device: usize,
+    /// A file holding a token: `/metrics` then answers only requests with
+    /// `Authorization: Bearer <token>` (read at each scrape). Unset: open.
+    #[serde(default)]
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -119,6 +123,7 @@ impl Default for HttpConfig {
             idle_timeout_secs: default_idle(),
             body_timeout_secs: default_body_timeout(),
             max_requests_per_device: default_device_requests(),
+            metrics_token_file: None,
         }
     }
 }
@@ -162,6 +167,18 @@ impl HttpConfig {
             return Err(
                 "http.max_connections and http.max_requests_per_device must be at least 1".into(),
             );
+        }
+        if let Some(f) = &self.metrics_token_file {
+            match std::fs::read_to_string(f) {
+                Ok(t) if !t.trim().is_empty() => {}
+                Ok(_) => {
+                    return Err(format!(
+                        "http.metrics_token_file {} is empty; put a token in it",
+                        f.display()
+                    ))
+                }
+                Err(e) => return Err(format!("http.metrics_token_file {}: {e}", f.display())),
+            }
         }
         if self.max_concurrent_streams == 0 {
             return Err("http.max_concurrent_streams must be at least 1".into());

@@ -83,6 +83,12 @@ pub enum MetaError {
     Sync(#[source] std::io::Error),
     #[error("metadata store is closed")]
     Closed,
+    /// A flush failed earlier: nothing written since can be known durable
+    /// (after a failed fsync the kernel may have dropped the unwritten
+    /// pages and a later fsync succeed), so no write is acknowledged until
+    /// the server restarts and recovers from what is on disk.
+    #[error("the metadata store stopped taking writes after a failed flush ({0}); restart the server once the disk is healthy")]
+    FailStopped(String),
 }
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;

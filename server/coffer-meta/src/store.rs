@@ -71,6 +71,17 @@ impl MetaStore {
 
     /// Wait until every write applied before this call is on stable storage.
     /// Concurrent callers share one flush.
+    /// Why the store stopped taking writes, if a flush failed (then
+    /// [`MetaStore::durable`] refuses until the process restarts).
+    pub fn failure(&self) -> Option<&str> {
+        self.commit.failure()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn fail_next_flush(&self) {
+        self.commit.fail_next_flush();
+    }
+
     pub async fn durable(&self) -> Result<()> {
         self.commit.durable().await
     }

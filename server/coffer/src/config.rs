@@ -261,6 +261,7 @@ mod tests {
         assert_eq!(cfg.http, defaults.http);
         assert_eq!(cfg.limits, defaults.limits);
         assert_eq!(cfg.workers, defaults.workers);
+        assert_eq!(cfg.scrub, defaults.scrub);
     }
 
     #[test]
@@ -377,6 +378,39 @@ pub struct PluginGrant {
     pub allowed_hosts: Vec<String>,
     /// The plugin's settings (checked against its manifest's schema).
     pub config: std::collections::BTreeMap<String, String>,
+}
+
+/// What `coffer config show` prints in place of a secret.
+pub const REDACTED: &str = "<redacted>";
+
+/// Whether a plugin setting's name says it holds a secret.
+fn secret_name(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["secret", "password", "token", "key", "credential"]
+        .iter()
+        .any(|w| k.contains(w))
+}
+
+impl Config {
+    /// This configuration with its secrets replaced by [`REDACTED`]: the S3
+    /// secret key, and plugin settings whose names say secret, password,
+    /// token, key or credential.
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        if let Some(s3) = c.storage.s3.as_mut() {
+            if s3.secret_access_key.is_some() {
+                s3.secret_access_key = Some(REDACTED.into());
+            }
+        }
+        for grant in c.plugins.grants.values_mut() {
+            for (k, v) in grant.config.iter_mut() {
+                if secret_name(k) {
+                    *v = REDACTED.into();
+                }
+            }
+        }
+        c
+    }
 }
 
 impl WorkersConfig {

@@ -50,7 +50,8 @@ enum Command {
 enum ConfigCommand {
     /// Check a config file (and environment overrides) without starting.
     Check { file: PathBuf },
-    /// Print the effective configuration, defaults filled in, as TOML.
+    /// Print the effective configuration, defaults filled in, as TOML
+    /// (secrets shown as `<redacted>`).
     Show { file: Option<PathBuf> },
 }
 
@@ -67,7 +68,7 @@ fn main() -> ExitCode {
             command: ConfigCommand::Show { file },
         } => config::Config::load(file.as_deref()).and_then(|c| {
             c.validate()?;
-            print!("{}", toml::to_string_pretty(&c)?);
+            print!("{}", toml::to_string_pretty(&c.redacted())?);
             Ok(())
         }),
         Command::Admin(args) => admin::run(args),

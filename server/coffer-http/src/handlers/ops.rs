@@ -5,10 +5,13 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
+use coffer_core::CoreError;
 use coffer_types::wire::ErrorBody;
-use http::{header, StatusCode};
+use http::{header, HeaderMap, StatusCode};
+use subtle::ConstantTimeEq;
 
 use crate::app::App;
+use crate::gate::bearer;
 use crate::response::{json, Handled};
 
 /// The process is up.
@@ -30,17 +33,29 @@ pub(crate) async fn readyz(State(app): State<Arc<App>>) -> Handled {
     ))
 }
 
-/// Prometheus metrics (OpenMetrics text).
+/// Prometheus metrics (OpenMetrics text). With `http.metrics_token_file`
+/// set, only for `Authorization: Bearer <that file's token>`.
 #[utoipa::path(get, path = "/metrics", tag = "ops", operation_id = "metrics",
-    responses((status = 200, content_type = "application/openmetrics-text", body = String)))]
-pub(crate) async fn metrics(State(app): State<Arc<App>>) -> Response {
-    Response::builder()
+    responses((status = 200, content_type = "application/openmetrics-text", body = String),
+              (status = 401, body = ErrorBody, description = "`http.metrics_token_file` is set and the token is not its")))]
+pub(crate) async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Handled {
+    if let Some(file) = &app.metrics_token_file {
+        // Read at each scrape, so the token can be rotated without a restart.
+        let want = std::fs::read_to_string(file)
+            .map_err(|e| CoreError::Internal(format!("read http.metrics_token_file: {e}")))?;
+        let got = bearer(&headers).unwrap_or("");
+        let want = want.trim();
+        if want.is_empty() || !bool::from(want.as_bytes().ct_eq(got.as_bytes())) {
+            return Err(CoreError::Unauthorized.into());
+        }
+    }
+    Ok(Response::builder()
         .header(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )
         .body(Body::from(app.metrics_text()))
-        .expect("valid response")
+        .expect("valid response"))
 }
 
 /// This description of the admin and agent APIs (OpenAPI 3.1).

@@ -319,3 +319,26 @@ fn racing_commits_of_one_session_record_one_backup_and_leave_no_stray_references
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test]
+async fn after_a_failed_flush_no_write_is_acknowledged_until_a_restart() {
+    let (d, s) = open();
+    enroll(&s, "dv_1", "ar_1");
+    s.durable().await.unwrap();
+    s.fail_next_flush();
+    session(&s, "ar_1", "se_1");
+    let e = s.durable().await.unwrap_err();
+    assert!(matches!(e, MetaError::FailStopped(_)), "{e}");
+    // The disk "recovers": still nothing is acknowledged.
+    session(&s, "ar_1", "se_2");
+    let e = s.durable().await.unwrap_err();
+    assert!(e.to_string().contains("restart the server"), "{e}");
+    assert!(s.durable_blocking().is_err());
+    assert!(s.failure().is_some());
+    // A restart reads what is on disk and takes writes again.
+    drop(s);
+    let s = MetaStore::open(&d.path().join("meta"), 1).unwrap();
+    assert!(s.failure().is_none());
+    session(&s, "ar_1", "se_3");
+    s.durable().await.unwrap();
+}
