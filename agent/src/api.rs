@@ -69,7 +69,8 @@ impl Api {
             .http2_max_frame_size(256 << 10)
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("coffer-agent/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = ca_cert {
+        // --insecure wins: a profile's CA file (which may be gone) is not read.
+        if let Some(ca) = ca_cert.filter(|_| !insecure) {
             let pem = std::fs::read(ca)
                 .with_context(|| format!("read CA certificate {}", ca.display()))?;
             let cert = reqwest::Certificate::from_pem(&pem)
@@ -393,7 +394,9 @@ impl Api {
         }
     }
 
-    pub async fn set_ref(&self, name: &str, block: BlockId) -> anyhow::Result<()> {
+    /// Point reference `name` at `block`; false when the server keeps the
+    /// reference it has (`409`: the write-once `key` names another block).
+    pub async fn set_ref(&self, name: &str, block: BlockId) -> anyhow::Result<bool> {
         let (status, bytes) = self
             .send(
                 Method::PUT,
@@ -403,10 +406,13 @@ impl Api {
                 &[],
             )
             .await?;
+        if status.as_u16() == 409 && name == "key" {
+            return Ok(false);
+        }
         if !status.is_success() {
             return Err(server_error(status, &bytes).into());
         }
-        Ok(())
+        Ok(true)
     }
 }
 

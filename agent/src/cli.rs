@@ -98,8 +98,31 @@ enum Command {
     },
 }
 
+/// A secret on the command line is visible to every user of the machine
+/// (`ps`, `/proc/PID/cmdline`) and lands in shell history: say so, and
+/// name the safer forms.
+fn warn_secret_flags(args: &[std::ffi::OsString]) {
+    for a in args.iter().skip(1).filter_map(|a| a.to_str()) {
+        if a == "--" {
+            break;
+        }
+        let flag = a.split('=').next().unwrap_or(a);
+        let better = match flag {
+            "--token" => "COFFER_TOKEN or the profile (`coffer-agent init` saves it, mode 0600)",
+            "--passphrase" => "--passphrase-file FILE or COFFER_PASSPHRASE",
+            _ => continue,
+        };
+        eprintln!(
+            "warning: {flag} on the command line is visible to other users (ps) and kept in \
+             shell history; use {better}"
+        );
+    }
+}
+
 /// Run the command line `args` (the first is the program name).
 pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    warn_secret_flags(&args);
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {

@@ -111,28 +111,34 @@ async fn load_keys(
     passphrase: &str,
     create: bool,
 ) -> anyhow::Result<(Keys, BlockId, bool)> {
-    match api.get_ref("key").await? {
-        Some(r) => {
-            let blob = api
-                .get_block(&r.block)
-                .await?
-                .context("the archive's key block is missing on the server")?;
-            if BlockId::of(&blob) != r.block {
-                anyhow::bail!("the archive's key block is corrupt on the server");
+    // Twice at most: when another machine's `init` stored the key between
+    // our look and our write, the server keeps theirs, and we open it.
+    for _ in 0..2 {
+        match api.get_ref("key").await? {
+            Some(r) => {
+                let blob = api
+                    .get_block(&r.block)
+                    .await?
+                    .context("the archive's key block is missing on the server")?;
+                if BlockId::of(&blob) != r.block {
+                    anyhow::bail!("the archive's key block is corrupt on the server");
+                }
+                return Ok((Keys::unwrap(&blob, passphrase)?, r.block, false));
             }
-            Ok((Keys::unwrap(&blob, passphrase)?, r.block, false))
+            None if create => {
+                let keys = Keys::generate()?;
+                let blob = keys.wrap(passphrase)?;
+                let id = BlockId::of(&blob);
+                api.put_block(&id, blob.into(), None).await?;
+                if api.set_ref("key", id).await? {
+                    return Ok((keys, id, true));
+                }
+            }
+            None => anyhow::bail!(
+                "archive {} has no key yet: run `coffer-agent init` first",
+                api.archive
+            ),
         }
-        None if create => {
-            let keys = Keys::generate()?;
-            let blob = keys.wrap(passphrase)?;
-            let id = BlockId::of(&blob);
-            api.put_block(&id, blob.into(), None).await?;
-            api.set_ref("key", id).await?;
-            Ok((keys, id, true))
-        }
-        None => anyhow::bail!(
-            "archive {} has no key yet: run `coffer-agent init` first",
-            api.archive
-        ),
     }
+    anyhow::bail!("the archive's key reference changed twice while reading it; run again")
 }

@@ -257,12 +257,32 @@ fn worth_compressing(plain: &[u8]) -> bool {
     zstd::bulk::compress(&sample, 1).is_ok_and(|c| c.len() < sample.len() * 31 / 32)
 }
 
+/// The most a key file may ask the KDF for. The key file comes from the
+/// server, which must not be able to make the agent allocate gigabytes or
+/// spin for minutes: 1 GiB, 64 passes, 16 lanes.
+const KDF_MAX_MEMORY_KIB: u32 = 1 << 20;
+const KDF_MAX_ITERATIONS: u32 = 64;
+const KDF_MAX_PARALLELISM: u32 = 16;
+
 impl Kdf {
     fn derive(&self, passphrase: &str, salt: &[u8]) -> anyhow::Result<[u8; 32]> {
         if self.algorithm != "argon2id" {
             bail!(
                 "key file uses {:?}; this agent knows argon2id",
                 self.algorithm
+            );
+        }
+        if self.memory_kib > KDF_MAX_MEMORY_KIB
+            || self.iterations > KDF_MAX_ITERATIONS
+            || self.parallelism > KDF_MAX_PARALLELISM
+        {
+            bail!(
+                "the key file asks the KDF for {} KiB, {} passes and {} lanes; this agent \
+                 accepts at most {KDF_MAX_MEMORY_KIB} KiB, {KDF_MAX_ITERATIONS} passes and \
+                 {KDF_MAX_PARALLELISM} lanes (a key file from a hostile server?)",
+                self.memory_kib,
+                self.iterations,
+                self.parallelism
             );
         }
         let params =
@@ -359,6 +379,26 @@ mod tests {
         assert_eq!(back.master, k.master);
         let err = Keys::unwrap(&file, "wrong").err().unwrap().to_string();
         assert!(err.contains("wrong passphrase"), "{err}");
+    }
+
+    #[test]
+    fn a_key_file_asking_for_a_huge_kdf_is_refused_before_any_allocation() {
+        let k = Keys::generate().unwrap();
+        let mut kf: KeyFile = serde_json::from_slice(&k.wrap("pw").unwrap()).unwrap();
+        for (m, t, p) in [
+            (4 << 20, 2, 1),
+            (19 * 1024, 1_000_000, 1),
+            (19 * 1024, 2, 255),
+        ] {
+            kf.kdf.memory_kib = m;
+            kf.kdf.iterations = t;
+            kf.kdf.parallelism = p;
+            let err = Keys::unwrap(&serde_json::to_vec(&kf).unwrap(), "pw")
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.contains("accepts at most"), "{err}");
+        }
     }
 
     #[test]

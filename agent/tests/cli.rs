@@ -55,7 +55,9 @@ fn an_unreachable_server_is_an_error_not_a_panic() {
     let o = agent(dir.path(), &["--server", &url, "--token", "t", "backups"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let e = stderr(&o);
-    assert!(e.starts_with("error: "), "{e}");
+    // The --token warning, then the error.
+    assert!(e.starts_with("warning: --token on the command line"), "{e}");
+    assert!(e.lines().nth(1).is_some_and(|l| l.starts_with("error: ")), "{e}");
     assert!(!e.contains("panicked"), "{e}");
 }
 

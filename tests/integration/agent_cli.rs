@@ -177,3 +177,101 @@ async fn the_agent_binary_killed_with_sigkill_is_finished_by_its_rerun() {
         "note 7\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_wins_over_a_missing_ca_file_and_secret_flags_warn() {
+    let server = TestServer::start(Opts {
+        tls: true,
+        ..Opts::default()
+    })
+    .await;
+    let enrolled = server.enroll("acme", "ann", "laptop").await;
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let pass = work.join("passphrase");
+    std::fs::write(&pass, "correct horse\n").unwrap();
+    let ca = work.join("ca.pem");
+    std::fs::copy(server.ca_cert(), &ca).unwrap();
+    let o = ok(agent(work)
+        .args(["init", "--server", &server.url, "--token", &enrolled.token])
+        .arg("--passphrase-file")
+        .arg(&pass)
+        .arg("--ca-cert")
+        .arg(&ca)
+        .output()
+        .unwrap());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--token on the command line") && err.contains("COFFER_TOKEN"),
+        "{err}"
+    );
+    // The profile's CA file is gone: commands fail, unless --insecure.
+    std::fs::remove_file(&ca).unwrap();
+    let o = agent(work).arg("backups").output().unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("ca.pem"),
+        "{o:?}"
+    );
+    ok(agent(work)
+        .args(["backups", "--insecure"])
+        .output()
+        .unwrap());
+    // --passphrase warns too; the env form does not.
+    let o = agent(work)
+        .args(["backups", "--insecure", "--passphrase", "correct horse"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--passphrase on the command line"), "{err}");
+    let o = ok(agent(work)
+        .args(["backups", "--insecure"])
+        .env("COFFER_PASSPHRASE", "correct horse")
+        .output()
+        .unwrap());
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("warning"),
+        "{o:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_on_two_machines_at_once_ends_with_one_key() {
+    let server = TestServer::h2c().await;
+    let enrolled = server.enroll("acme", "ann", "laptop").await;
+    let (m1, m2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let start = |work: &Path| {
+        let pass = work.join("passphrase");
+        std::fs::write(&pass, "correct horse\n").unwrap();
+        agent(work)
+            .args(["init", "--server", &server.url])
+            .env("COFFER_TOKEN", &enrolled.token)
+            .arg("--passphrase-file")
+            .arg(&pass)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start(m1.path()), start(m2.path()));
+    let (a, b) = (
+        ok(a.wait_with_output().unwrap()),
+        ok(b.wait_with_output().unwrap()),
+    );
+    let created = [&a, &b]
+        .iter()
+        .filter(|o| String::from_utf8_lossy(&o.stdout).contains("created the key"))
+        .count();
+    assert_eq!(created, 1, "{a:?}\n{b:?}");
+    // Both machines back up with the one key, and each reads the other's.
+    let src = m1.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"from machine one").unwrap();
+    ok(agent(m1.path()).arg("backup").arg(&src).output().unwrap());
+    let out = ok(agent(m2.path())
+        .args(["restore", "--target"])
+        .arg(m2.path().join("r"))
+        .output()
+        .unwrap());
+    assert!(out.status.success());
+}

@@ -361,6 +361,19 @@ async fn named_refs_point_at_stored_blocks_only() {
         .unwrap();
     let info: coffer_types::wire::RefInfo = r.json().unwrap();
     assert_eq!(info.block, id);
+    // The key reference is written once: the same block again is fine,
+    // another block is refused and the reference stays.
+    assert_eq!(set(id).await.status, 200);
+    let other_blob = block_bytes(43, 300);
+    assert_eq!(agent.put(&other_blob).await.status, 201);
+    let r = set(BlockId::of(&other_blob)).await;
+    assert_refused(&r, 409, "conflict", "never replaced");
+    let r = agent
+        .client
+        .get(&paths::named_ref(&agent.archive, "key"))
+        .await
+        .unwrap();
+    assert_eq!(r.json::<coffer_types::wire::RefInfo>().unwrap().block, id);
     // Another device cannot read it.
     let other = server.enroll("acme", "bob", "desktop").await;
     assert_eq!(

@@ -312,8 +312,21 @@ impl Coffer {
             block,
             updated_at: self.now(),
         };
-        if !self.meta.set_named_ref(archive, &name, &rec)? {
-            return Err(CoreError::MissingBlocks(vec![block]));
+        // The archive key is written once: replacing it would leave every
+        // backup made with the old one unreadable.
+        let once = name.as_str() == KEY_REF;
+        match self.meta.set_named_ref(archive, &name, &rec, once)? {
+            coffer_meta::SetRefOutcome::Set => {}
+            coffer_meta::SetRefOutcome::MissingBlock => {
+                return Err(CoreError::MissingBlocks(vec![block]))
+            }
+            coffer_meta::SetRefOutcome::Exists(old) => {
+                return Err(CoreError::Conflict(format!(
+                    "the archive's {KEY_REF} reference names block {} already and is never \
+                     replaced; read it (GET refs/{KEY_REF}) and open it with the passphrase",
+                    old.block
+                )))
+            }
         }
         self.meta.durable().await?;
         Ok(RefInfo {
@@ -382,6 +395,9 @@ impl Coffer {
         Ok((backup_info(b, None), chunks))
     }
 }
+
+/// The reference to the archive's wrapped key: write-once.
+const KEY_REF: &str = "key";
 
 pub(crate) fn closed(s: &SessionRecord) -> CoreError {
     let state = match s.state {

@@ -46,7 +46,7 @@ pub use devices::DeviceRecord;
 pub use migrate::SCHEMA_VERSION;
 pub use orgs::{OrgRecord, UserRecord};
 pub use plugins::PluginStateRecord;
-pub use refs::NamedRef;
+pub use refs::{NamedRef, SetRefOutcome};
 pub use sessions::{SessionRecord, SessionStatus};
 pub use store::MetaStore;
 

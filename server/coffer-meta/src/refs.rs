@@ -5,7 +5,7 @@ use coffer_types::{BlockId, Name, UnixMillis};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-use crate::engine::{enc, get, key, tx_err};
+use crate::engine::{enc, get, key, tx_dec, tx_err};
 use crate::{MetaStore, Result};
 
 /// A named reference; the block it names must stay stored.
@@ -15,21 +15,47 @@ pub struct NamedRef {
     pub updated_at: UnixMillis,
 }
 
+/// What setting a named reference did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SetRefOutcome {
+    Set,
+    /// The block is not stored in the archive; nothing changed.
+    MissingBlock,
+    /// A write-once reference names another block already; nothing changed.
+    Exists(NamedRef),
+}
+
 impl MetaStore {
     /// Point the archive's reference `name` at `block`, which must be stored
-    /// in the archive (checked in the same transaction). Returns false, and
-    /// changes nothing, if the block is not stored.
-    pub fn set_named_ref(&self, archive: &Name, name: &Name, rec: &NamedRef) -> Result<bool> {
+    /// in the archive (checked in the same transaction). With `once`, a
+    /// reference that names another block already is left as it is
+    /// (compare-and-set against "none"); naming the same block again is
+    /// fine.
+    pub fn set_named_ref(
+        &self,
+        archive: &Name,
+        name: &Name,
+        rec: &NamedRef,
+        once: bool,
+    ) -> Result<SetRefOutcome> {
         let a = archive.as_str().as_bytes();
         let bk = key(&[a, rec.block.as_bytes()]);
         let nk = key(&[a, name.as_str().as_bytes()]);
         (&self.t.blocks, &self.t.named)
             .transaction(|(blocks, named)| {
                 if blocks.get(&bk)?.is_none() {
-                    return Ok(false);
+                    return Ok(SetRefOutcome::MissingBlock);
+                }
+                if once {
+                    if let Some(raw) = named.get(&nk)? {
+                        let old: NamedRef = tx_dec("named reference", &raw)?;
+                        if old.block != rec.block {
+                            return Ok(SetRefOutcome::Exists(old));
+                        }
+                    }
                 }
                 named.insert(nk.as_slice(), enc(rec))?;
-                Ok(true)
+                Ok(SetRefOutcome::Set)
             })
             .map_err(tx_err("set named reference"))
     }

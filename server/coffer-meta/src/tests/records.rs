@@ -214,7 +214,11 @@ fn named_refs_point_only_at_stored_blocks() {
         block: id,
         updated_at: 3,
     };
-    assert!(!s.set_named_ref(&name("ar_1"), &name("key"), &r).unwrap());
+    assert_eq!(
+        s.set_named_ref(&name("ar_1"), &name("key"), &r, true)
+            .unwrap(),
+        SetRefOutcome::MissingBlock
+    );
     assert_eq!(s.named_ref(&name("ar_1"), &name("key")).unwrap(), None);
     let rec = BlockRecord {
         size: 3,
@@ -222,8 +226,39 @@ fn named_refs_point_only_at_stored_blocks() {
         location: Vec::new(),
     };
     s.insert_block(&name("ar_1"), &id, &rec, None).unwrap();
-    assert!(s.set_named_ref(&name("ar_1"), &name("key"), &r).unwrap());
+    assert_eq!(
+        s.set_named_ref(&name("ar_1"), &name("key"), &r, true)
+            .unwrap(),
+        SetRefOutcome::Set
+    );
+    assert_eq!(
+        s.named_ref(&name("ar_1"), &name("key")).unwrap(),
+        Some(r.clone())
+    );
+    // Write-once: the same block again is fine, another is refused.
+    assert_eq!(
+        s.set_named_ref(&name("ar_1"), &name("key"), &r, true)
+            .unwrap(),
+        SetRefOutcome::Set
+    );
+    let other = BlockId::of(b"other");
+    s.insert_block(&name("ar_1"), &other, &rec, None).unwrap();
+    let r2 = NamedRef {
+        block: other,
+        updated_at: 4,
+    };
+    assert_eq!(
+        s.set_named_ref(&name("ar_1"), &name("key"), &r2, true)
+            .unwrap(),
+        SetRefOutcome::Exists(r.clone())
+    );
     assert_eq!(s.named_ref(&name("ar_1"), &name("key")).unwrap(), Some(r));
+    // Other references may move.
+    assert_eq!(
+        s.set_named_ref(&name("ar_1"), &name("latest"), &r2, false)
+            .unwrap(),
+        SetRefOutcome::Set
+    );
 }
 
 #[test]
