@@ -109,6 +109,7 @@ impl Coffer {
                 }
             }
             self.meta.insert_block(archive, &id, &rec, pin.as_ref())?;
+            self.settle_pins(archive, pin.as_ref()).await?;
             self.meta.durable().await?;
             return Ok(PutBlockResponse {
                 id,
@@ -145,6 +146,7 @@ impl Coffer {
         };
         if heal {
             self.meta.heal_block(archive, &id, &rec, pin.as_ref())?;
+            self.settle_pins(archive, pin.as_ref()).await?;
             self.meta.durable().await?;
             tracing::info!(archive = %archive, block = %id, "a block found corrupt was healed by a new upload");
             return Ok(PutBlockResponse {
@@ -154,6 +156,7 @@ impl Coffer {
             });
         }
         let created = self.meta.insert_block(archive, &id, &rec, pin.as_ref())?;
+        self.settle_pins(archive, pin.as_ref()).await?;
         self.meta.durable().await?;
         Ok(PutBlockResponse { id, size, created })
     }
@@ -227,14 +230,15 @@ impl Coffer {
         let pin = session
             .map(|s| self.open_session_named(archive, s.as_str()))
             .transpose()?;
-        let archive = archive.clone();
+        let archive_name = archive.clone();
         let pinned = pin.clone();
         let missing = self
             .meta_blocking("check blocks", move |m| {
-                Ok(m.missing(&archive, &ids, pinned.as_ref())?)
+                Ok(m.missing(&archive_name, &ids, pinned.as_ref())?)
             })
             .await?;
         if pin.is_some() {
+            self.settle_pins(archive, pin.as_ref()).await?;
             self.meta.durable().await?;
         }
         Ok(MissingResponse { missing })
@@ -326,6 +330,26 @@ impl Coffer {
             }
         })
         .boxed()
+    }
+
+    /// After pins were written for `session`: if the session closed
+    /// meanwhile (a commit or abort released its pins between the check that
+    /// it was open and these writes), release them again, so no pin outlives
+    /// its session.
+    pub(crate) async fn settle_pins(&self, archive: &Name, session: Option<&Name>) -> Result<()> {
+        let Some(s) = session else { return Ok(()) };
+        let open = self
+            .meta
+            .session(archive, s)?
+            .is_some_and(|r| r.state == SessionStatus::Open);
+        if !open {
+            let (archive, s) = (archive.clone(), s.clone());
+            let n = self
+                .meta_blocking("release pins", move |m| Ok(m.release_pins(&archive, &s)?))
+                .await?;
+            tracing::debug!(released = n, "pins written as their session closed were released");
+        }
+        Ok(())
     }
 
     /// Size of a stored block.

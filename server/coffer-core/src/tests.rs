@@ -296,3 +296,47 @@ async fn every_change_and_refusal_is_in_the_audit_log_which_verifies() {
     assert!(c.audit_verify(&lha).await.is_ok());
     assert_eq!(code(c.audit_verify(&ro).await), ErrorCode::Forbidden);
 }
+
+#[tokio::test]
+async fn pins_written_as_their_session_closes_are_released() {
+    let f = Fixture::new();
+    f.org("acme", None).await;
+    let t = f.device("acme", "ann", "laptop").await;
+    let dev = f.core.authenticate_device(&t.token).unwrap();
+    let archive = dev.archive.clone();
+    let s = f.core.open_session(&dev, &archive, None).await.unwrap();
+    let body = bytes::Bytes::from_static(b"a block");
+    let id = coffer_types::BlockId::of(&body);
+    f.core
+        .put_block(
+            &archive,
+            &id.to_hex(),
+            Some(body.len() as u64),
+            Some(s.session.as_str()),
+            futures::stream::iter([Ok::<_, std::io::Error>(body.clone())]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(f.core.meta.pinned_count(&archive, &s.session).unwrap(), 1);
+    f.core.abort(&archive, s.session.as_str(), None).await.unwrap();
+    assert_eq!(f.core.meta.pinned_count(&archive, &s.session).unwrap(), 0);
+    // A `missing` that found the session open, and writes its pins only
+    // after the abort released them: the writes land, then are settled.
+    f.core
+        .meta
+        .missing(&archive, &[id], Some(&s.session))
+        .unwrap();
+    assert_eq!(f.core.meta.pinned_count(&archive, &s.session).unwrap(), 1);
+    f.core
+        .settle_pins(&archive, Some(&s.session))
+        .await
+        .unwrap();
+    assert_eq!(f.core.meta.pinned_count(&archive, &s.session).unwrap(), 0);
+    // An open session's pins stay.
+    let s2 = f.core.open_session(&dev, &archive, None).await.unwrap();
+    f.core
+        .missing_blocks(&archive, vec![id], Some(&s2.session))
+        .await
+        .unwrap();
+    assert_eq!(f.core.meta.pinned_count(&archive, &s2.session).unwrap(), 1);
+}
