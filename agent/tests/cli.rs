@@ -57,7 +57,10 @@ fn an_unreachable_server_is_an_error_not_a_panic() {
     let e = stderr(&o);
     // The --token warning, then the error.
     assert!(e.starts_with("warning: --token on the command line"), "{e}");
-    assert!(e.lines().nth(1).is_some_and(|l| l.starts_with("error: ")), "{e}");
+    assert!(
+        e.lines().nth(1).is_some_and(|l| l.starts_with("error: ")),
+        "{e}"
+    );
     assert!(!e.contains("panicked"), "{e}");
 }
 

@@ -44,6 +44,38 @@ pub(crate) fn parse_block_id(s: &str) -> Result<BlockId> {
     s.parse().map_err(|e| CoreError::InvalidId(format!("{e}")))
 }
 
+/// The records of a bundle body (`id | length (u32 LE) | bytes`, at most
+/// [`coffer_types::wire::BUNDLE_MAX_BLOCKS`] of them), sharing the body's
+/// memory. A body that ends inside a record, or holds too many, is refused.
+pub(crate) fn parse_bundle(body: Bytes) -> Result<Vec<(BlockId, Bytes)>> {
+    use coffer_types::wire::{record_header, BUNDLE_MAX_BLOCKS, BUNDLE_RECORD_HEADER as H};
+    let mut records = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let Some((id, len)) = record_header(&rest) else {
+            return Err(CoreError::InvalidRequest(format!(
+                "the bundle ends inside a record header ({} bytes left, a header is {H})",
+                rest.len()
+            )));
+        };
+        let len = len as usize;
+        if rest.len() - H < len {
+            return Err(CoreError::InvalidRequest(format!(
+                "the bundle ends inside block {id}: {len} bytes announced, {} sent",
+                rest.len() - H
+            )));
+        }
+        records.push((id, rest.slice(H..H + len)));
+        rest = rest.slice(H + len..);
+        if records.len() > BUNDLE_MAX_BLOCKS {
+            return Err(CoreError::InvalidRequest(format!(
+                "a bundle holds at most {BUNDLE_MAX_BLOCKS} blocks"
+            )));
+        }
+    }
+    Ok(records)
+}
+
 impl Coffer {
     /// The archive `archive` if `device` owns it. Any other archive, existing
     /// or not, is "not found" with the same message: no existence oracle.
@@ -175,31 +207,7 @@ impl Coffer {
         session: Option<&str>,
         body: Bytes,
     ) -> Result<Vec<PutBlockResponse>> {
-        use coffer_types::wire::{record_header, BUNDLE_MAX_BLOCKS, BUNDLE_RECORD_HEADER as H};
-        let mut records = Vec::new();
-        let mut rest = body;
-        while !rest.is_empty() {
-            let Some((id, len)) = record_header(&rest) else {
-                return Err(CoreError::InvalidRequest(format!(
-                    "the bundle ends inside a record header ({} bytes left, a header is {H})",
-                    rest.len()
-                )));
-            };
-            let len = len as usize;
-            if rest.len() - H < len {
-                return Err(CoreError::InvalidRequest(format!(
-                    "the bundle ends inside block {id}: {len} bytes announced, {} sent",
-                    rest.len() - H
-                )));
-            }
-            records.push((id, rest.slice(H..H + len)));
-            rest = rest.slice(H + len..);
-            if records.len() > BUNDLE_MAX_BLOCKS {
-                return Err(CoreError::InvalidRequest(format!(
-                    "a bundle holds at most {BUNDLE_MAX_BLOCKS} blocks"
-                )));
-            }
-        }
+        let records = parse_bundle(body)?;
         let puts = records.into_iter().map(|(id, data)| async move {
             let len = data.len() as u64;
             self.put_block(
@@ -347,7 +355,10 @@ impl Coffer {
             let n = self
                 .meta_blocking("release pins", move |m| Ok(m.release_pins(&archive, &s)?))
                 .await?;
-            tracing::debug!(released = n, "pins written as their session closed were released");
+            tracing::debug!(
+                released = n,
+                "pins written as their session closed were released"
+            );
         }
         Ok(())
     }
@@ -483,5 +494,60 @@ impl Coffer {
             range,
             stream,
         })
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use coffer_types::wire::push_record;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any bytes: an answer, never a panic; what parses re-encodes to
+        /// the same body.
+        #[test]
+        fn fuzz_bundle_parser_takes_any_bytes(body in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            if let Ok(records) = parse_bundle(Bytes::from(body.clone())) {
+                let mut again = Vec::new();
+                for (id, b) in &records {
+                    push_record(&mut again, id, Some(b));
+                }
+                prop_assert_eq!(again, body);
+            }
+        }
+
+        /// Bundles as agents build them parse back record for record.
+        #[test]
+        fn fuzz_bundle_parser_reads_what_agents_send(
+            blocks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..40),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut body = Vec::new();
+            for b in &blocks {
+                push_record(&mut body, &BlockId::of(b), Some(b));
+            }
+            let records = parse_bundle(Bytes::from(body.clone())).unwrap();
+            prop_assert_eq!(records.len(), blocks.len());
+            for ((id, got), want) in records.iter().zip(&blocks) {
+                prop_assert_eq!(*id, BlockId::of(want));
+                prop_assert_eq!(&got[..], &want[..]);
+            }
+            // Cut anywhere inside: refused, never a partial success.
+            if !body.is_empty() {
+                let at = cut.index(body.len());
+                let short = parse_bundle(Bytes::from(body[..at].to_vec()));
+                let whole_records = {
+                    let mut n = 0;
+                    let mut ends = vec![0usize];
+                    for b in &blocks {
+                        n += 36 + b.len();
+                        ends.push(n);
+                    }
+                    ends.contains(&at)
+                };
+                prop_assert_eq!(short.is_ok(), whole_records);
+            }
+        }
     }
 }

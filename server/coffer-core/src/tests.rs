@@ -318,7 +318,10 @@ async fn pins_written_as_their_session_closes_are_released() {
         .await
         .unwrap();
     assert_eq!(f.core.meta.pinned_count(&archive, &s.session).unwrap(), 1);
-    f.core.abort(&archive, s.session.as_str(), None).await.unwrap();
+    f.core
+        .abort(&archive, s.session.as_str(), None)
+        .await
+        .unwrap();
     assert_eq!(f.core.meta.pinned_count(&archive, &s.session).unwrap(), 0);
     // A `missing` that found the session open, and writes its pins only
     // after the abort released them: the writes land, then are settled.

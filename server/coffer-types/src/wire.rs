@@ -635,6 +635,60 @@ pub struct ScrubArchive {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Every JSON body the agent protocol takes, parsed from `bytes`.
+    fn parse_all(bytes: &[u8]) {
+        let _ = serde_json::from_slice::<MissingRequest>(bytes);
+        let _ = serde_json::from_slice::<FetchRequest>(bytes);
+        let _ = serde_json::from_slice::<CommitRequest>(bytes);
+        let _ = serde_json::from_slice::<ProgressRequest>(bytes);
+        let _ = serde_json::from_slice::<AbortRequest>(bytes);
+        let _ = serde_json::from_slice::<SetRef>(bytes);
+    }
+
+    fn id_strategy() -> impl Strategy<Value = BlockId> {
+        any::<[u8; 32]>().prop_map(BlockId::from_bytes)
+    }
+
+    proptest! {
+        /// Any bytes: parsed or refused, never a panic.
+        #[test]
+        fn fuzz_json_requests_take_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            parse_all(&bytes);
+        }
+
+        /// JSON-shaped noise around the real field names.
+        #[test]
+        fn fuzz_json_requests_take_any_json_shape(
+            s in r#"\{("(ids|manifest|blocks|stats|session|percent|files|bytes|block|failed)"|[0-9a-f"\[\],:\{\}. -]){0,60}\}"#
+        ) {
+            parse_all(s.as_bytes());
+        }
+
+        /// Requests as agents send them read back as sent; a fetch of more
+        /// than its most ids is refused by the parser.
+        #[test]
+        fn fuzz_json_requests_round_trip(
+            ids in proptest::collection::vec(id_strategy(), 0..50),
+            extra in 1usize..5,
+            percent in 0.0f64..=100.0,
+        ) {
+            let m = MissingRequest { ids: ids.clone(), session: None };
+            let back: MissingRequest = serde_json::from_slice(&serde_json::to_vec(&m).unwrap()).unwrap();
+            prop_assert_eq!(back.ids, ids.clone());
+            let c = CommitRequest {
+                manifest: ids.first().copied().unwrap_or(BlockId::of(b"m")),
+                blocks: ids.clone(),
+                stats: BackupStats { files: 1, bytes: 2, percent },
+            };
+            let back: CommitRequest = serde_json::from_slice(&serde_json::to_vec(&c).unwrap()).unwrap();
+            prop_assert_eq!(back.blocks, ids);
+            let many: Vec<String> = (0..BUNDLE_MAX_BLOCKS + extra).map(|i| BlockId::of(&i.to_le_bytes()).to_hex()).collect();
+            let e = serde_json::from_value::<FetchRequest>(serde_json::json!({"ids": many})).unwrap_err();
+            prop_assert!(e.to_string().contains("at most 1024"), "{}", e);
+        }
+    }
 
     #[test]
     fn records_read_back_as_written() {

@@ -254,6 +254,55 @@ pub(crate) fn records(bytes: &[u8]) -> Vec<(BlockId, u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn record(body: &[u8]) -> Vec<u8> {
+        let mut r = MAGIC.to_vec();
+        r.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        r.extend_from_slice(BlockId::of(body).as_bytes());
+        r.extend_from_slice(body);
+        r
+    }
+
+    proptest! {
+        /// Any bytes (a pack torn or overwritten anywhere): the records
+        /// found lie inside the bytes, in order, never a panic.
+        #[test]
+        fn fuzz_pack_reader_takes_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let mut end = 0;
+            for (_, at, len) in records(&bytes) {
+                prop_assert!(at >= end);
+                end = at + HEADER + len;
+                prop_assert!(end as usize <= bytes.len());
+            }
+        }
+
+        /// Packs as the packer writes them read back whole, and a torn
+        /// tail ends the list at the last whole record.
+        #[test]
+        fn fuzz_pack_reader_reads_what_the_packer_writes(
+            bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 0..20),
+            tear in 0usize..64,
+        ) {
+            let mut bytes = Vec::new();
+            for b in &bodies {
+                bytes.extend(record(b));
+            }
+            let found = records(&bytes);
+            prop_assert_eq!(found.len(), bodies.len());
+            for ((id, at, len), b) in found.iter().zip(&bodies) {
+                prop_assert_eq!(*id, BlockId::of(b));
+                let s = (*at + HEADER) as usize;
+                prop_assert_eq!(&bytes[s..s + *len as usize], &b[..]);
+            }
+            if !bodies.is_empty() && tear > 0 {
+                let cut = bytes.len().saturating_sub(tear.min(bytes.len()));
+                let torn = records(&bytes[..cut]);
+                let whole = found.iter().filter(|(_, at, len)| (at + HEADER + len) as usize <= cut).count();
+                prop_assert_eq!(torn.len(), whole);
+            }
+        }
+    }
 
     #[test]
     fn locations_round_trip() {

@@ -523,4 +523,28 @@ mod tests {
         assert!(matches!(parse_range("items=0-1"), RangeSpec::None));
         assert!(matches!(parse_range("bytes=x-1"), RangeSpec::None));
     }
+
+    proptest::proptest! {
+        /// Any header text: a range or none, never a panic.
+        #[test]
+        fn fuzz_range_parser_takes_any_text(h in "\\PC{0,40}") {
+            let _ = parse_range(&h);
+        }
+
+        /// Ranges as clients write them parse to what they say.
+        #[test]
+        fn fuzz_range_parser_reads_what_clients_send(a in 0u64..u64::MAX / 2, n in 0u64..1 << 40, sp in "[ ]{0,2}") {
+            let b = a + n;
+            let (full, open, suffix, many) = (
+                parse_range(&format!("{sp}bytes={a}-{b}")),
+                parse_range(&format!("bytes={a}-")),
+                parse_range(&format!("bytes=-{n}")),
+                parse_range(&format!("bytes={a}-{b},{b}-")),
+            );
+            proptest::prop_assert!(matches!(full, RangeSpec::From(x, Some(y)) if x == a && y == b));
+            proptest::prop_assert!(matches!(open, RangeSpec::From(x, None) if x == a));
+            proptest::prop_assert!(matches!(suffix, RangeSpec::Suffix(x) if x == n));
+            proptest::prop_assert!(matches!(many, RangeSpec::None));
+        }
+    }
 }
