@@ -108,3 +108,111 @@ config = { url = "https://hooks.example.com", webhook_secret = "hush", api_token
     );
     assert!(text.contains("https://hooks.example.com"), "{text}");
 }
+
+/// Send a 17 MiB block with its `Content-Length` over raw HTTP/2, every
+/// byte; the answer's status, and whether the server reset the stream
+/// while the body was still being sent.
+async fn oversized_upload(server: &TestServer, a: &Agent, expect_continue: bool) -> (u16, bool) {
+    use bytes::Bytes;
+    let tcp = tokio::net::TcpStream::connect(server.url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let (h2, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut h2 = h2.ready().await.unwrap();
+    let body = block_bytes(66, 17 << 20);
+    let mut req = http::Request::put(format!(
+        "http://coffer{}",
+        coffer_client::paths::block(&a.archive, &BlockId::of(&body).to_hex())
+    ))
+    .header("authorization", format!("Bearer {}", a.token))
+    .header("content-length", body.len());
+    if expect_continue {
+        req = req.header("expect", "100-continue");
+    }
+    let (resp, mut send) = h2.send_request(req.body(()).unwrap(), false).unwrap();
+    let status = resp.await.unwrap().status().as_u16();
+    // The answer came first; the rest of the body still goes through.
+    let mut reset = false;
+    for piece in body.chunks(1 << 20) {
+        send.reserve_capacity(piece.len());
+        loop {
+            match futures::future::poll_fn(|cx| send.poll_capacity(cx)).await {
+                Some(Ok(n)) if n > 0 => break,
+                Some(Ok(_)) => continue,
+                _ => {
+                    reset = true;
+                    break;
+                }
+            }
+        }
+        if reset
+            || send
+                .send_data(Bytes::copy_from_slice(piece), false)
+                .is_err()
+        {
+            reset = true;
+            break;
+        }
+    }
+    (status, reset)
+}
+
+#[tokio::test]
+async fn an_oversized_block_is_answered_413_and_the_client_may_finish_sending() {
+    let server = TestServer::h2c().await;
+    let a = server.enroll("acme", "ann", "ann-laptop").await;
+    for expect in [false, true] {
+        let (status, reset) = oversized_upload(&server, &a, expect).await;
+        assert_eq!(status, 413, "expect-continue {expect}");
+        assert!(
+            !reset,
+            "the stream was reset under the client (expect-continue {expect})"
+        );
+    }
+    // The same with curl, as the issue saw it, when the machine has curl.
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("curl is not installed: its part of this test did not run");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big");
+    let body = block_bytes(67, 17 << 20);
+    std::fs::write(&big, &body).unwrap();
+    for extra in [None, Some("Expect: 100-continue")] {
+        let mut c = std::process::Command::new("curl");
+        c.args([
+            "-sS",
+            "--http2-prior-knowledge",
+            "-X",
+            "PUT",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .arg("-H")
+        .arg(format!("authorization: Bearer {}", a.token))
+        .arg("--data-binary")
+        .arg(format!("@{}", big.display()));
+        if let Some(h) = extra {
+            c.arg("-H").arg(h);
+        }
+        let out = c
+            .arg(format!(
+                "{}{}",
+                server.url,
+                coffer_client::paths::block(&a.archive, &BlockId::of(&body).to_hex())
+            ))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.ends_with("413") && text.contains("block_too_large"),
+            "{extra:?}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -71,7 +71,12 @@ pub(crate) async fn gate(
                 Err(e) => core_error(&e),
             }
         }
-        Err(e) => core_error(&e),
+        Err(e) => {
+            if matches!(e, CoreError::BodyTooLarge { .. }) {
+                drain_later(std::mem::take(req.body_mut()));
+            }
+            core_error(&e)
+        }
     };
     resp.extensions_mut().insert(RouteId(meta.id));
     resp
@@ -114,6 +119,34 @@ async fn check(
     req.extensions_mut().insert(BodyLimit(limit));
     req.extensions_mut().insert(app.budget.clone());
     Ok(())
+}
+
+/// The most of a refused body read and thrown away, and for how long.
+const DRAIN_MAX_BYTES: usize = 64 << 20;
+const DRAIN_MAX_SECS: u64 = 10;
+
+/// After refusing a body from its `Content-Length` (`413`), read and drop
+/// the rest of it in the background (at most 64 MiB, 10 s) instead of
+/// resetting the stream at once: some clients (curl 7.88 among them) drop a
+/// complete answer when the stream is reset while they are still sending,
+/// and report a framing error instead of the 413.
+pub(crate) fn drain_later(body: axum::body::Body) {
+    use http_body_util::BodyExt;
+    tokio::spawn(async move {
+        let mut body = body;
+        let mut seen = 0usize;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(DRAIN_MAX_SECS), async {
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Some(d) = frame.data_ref() {
+                    seen += d.len();
+                    if seen > DRAIN_MAX_BYTES {
+                        break;
+                    }
+                }
+            }
+        })
+        .await;
+    });
 }
 
 /// A path no route serves.

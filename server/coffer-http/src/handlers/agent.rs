@@ -20,7 +20,7 @@ use http::{header, HeaderMap, StatusCode};
 use crate::app::App;
 use crate::budget::{stall_guard, ConnBudget, Held};
 use crate::extract::{read_limited, Gated, Json, OptionalJson, Seg};
-use crate::gate::{BodyLimit, OwnArchive};
+use crate::gate::{drain_later, BodyLimit, OwnArchive};
 use crate::handlers::ERROR;
 use crate::response::{created_or_ok, json, Handled};
 
@@ -170,6 +170,13 @@ pub(crate) async fn put_block(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let session = session_header(&headers)?;
+    let limit = app.core.limits().max_block_bytes;
+    if content_length.is_some_and(|n| n > limit) {
+        // Refused before reading; the rest is read and dropped so that
+        // clients read the answer (see `drain_later`).
+        drain_later(body);
+        return Err(CoreError::BlockTooLarge { limit }.into());
+    }
     let metrics = app.metrics.clone();
     let body = stall_guard(body.into_data_stream(), app.budget.stall)
         .inspect_ok(move |b| metrics.bytes_in(b.len() as u64));
