@@ -33,6 +33,20 @@ pub async fn enroll_device(
     Ok((client, t))
 }
 
+/// `coffer serve` over h2c on a free loopback port, on `data_dir`.
+pub fn serve_h2c(coffer: &std::path::Path, data_dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(coffer);
+    cmd.args([
+        "serve",
+        "--insecure-h2c",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+    ])
+    .arg(data_dir);
+    cmd
+}
+
 /// Start a configured `coffer serve` (stdout is piped here, stderr
 /// inherited) and wait for its `listening on URL` line: the server, killed
 /// on drop, and its URL.

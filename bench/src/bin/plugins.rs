@@ -8,13 +8,12 @@
 //!    none, alternating runs in the same process.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use clap::Parser;
-use coffer_bench::{enroll_device, quantile, spawn_server, Proc};
+use coffer_bench::{enroll_device, quantile, serve_h2c, spawn_server, Proc};
 use coffer_http::client::{Client, ClientTls};
 use coffer_plugin_host::bindings::types;
 use coffer_plugin_host::testing::guest;
@@ -185,18 +184,10 @@ async fn delivery() -> anyhow::Result<()> {
 async fn server(coffer: &Path, dir: &Path, config: &str) -> anyhow::Result<(Proc, Client, String)> {
     let cfg = dir.join("coffer.toml");
     std::fs::write(&cfg, config)?;
-    let mut cmd = Command::new(coffer);
-    cmd.args([
-        "serve",
-        "--insecure-h2c",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-    ])
-    .arg(dir.join("data"))
-    .arg("--config")
-    .arg(&cfg)
-    .env("COFFER__LOG__LEVEL", "error");
+    let mut cmd = serve_h2c(coffer, &dir.join("data"));
+    cmd.arg("--config")
+        .arg(&cfg)
+        .env("COFFER__LOG__LEVEL", "error");
     let (server, url) = spawn_server(cmd)?;
     let url = url.as_str();
     let admin_token = std::fs::read_to_string(dir.join("data/admin.token"))?;

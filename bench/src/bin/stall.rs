@@ -9,7 +9,6 @@
 //! Run it with `bench/stall.sh` (builds in release mode first).
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use bytes::Bytes;
 use clap::Parser;
-use coffer_bench::{quantile, spawn_server};
+use coffer_bench::{quantile, serve_h2c, spawn_server};
 use coffer_http::client::ClientTls;
 use coffer_types::wire::{push_record, BackupStats, CommitRequest, BUNDLE_MAX_BLOCKS};
 use coffer_types::BlockId;
@@ -105,21 +104,13 @@ async fn main() -> anyhow::Result<()> {
         .prefix("coffer-stall-")
         .tempdir_in(args.dir.clone().unwrap_or_else(|| PathBuf::from(".")))?;
     let data = scratch.path().join("data");
-    let mut cmd = Command::new(&args.coffer);
-    cmd.args([
-        "serve",
-        "--insecure-h2c",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-    ])
-    .arg(&data)
-    .env("COFFER__LOG__LEVEL", "warn")
-    // A million ids of JSON is about 67 MB.
-    .env(
-        "COFFER__HTTP__MAX_JSON_BODY_BYTES",
-        (args.ids * 70 + (1 << 20)).to_string(),
-    );
+    let mut cmd = serve_h2c(&args.coffer, &data);
+    cmd.env("COFFER__LOG__LEVEL", "warn")
+        // A million ids of JSON is about 67 MB.
+        .env(
+            "COFFER__HTTP__MAX_JSON_BODY_BYTES",
+            (args.ids * 70 + (1 << 20)).to_string(),
+        );
     let (_server, url) = spawn_server(cmd)?;
     let tls = ClientTls::default();
     let admin_token = std::fs::read_to_string(data.join("admin.token"))?;

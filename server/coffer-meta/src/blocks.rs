@@ -67,6 +67,15 @@ pub struct StoredBlock {
     pub record: BlockRecord,
 }
 
+/// The key of block `id`'s pin to session `s` of `archive`.
+fn pin_key(archive: &Name, s: &Name, id: &BlockId) -> Vec<u8> {
+    key(&[
+        archive.as_str().as_bytes(),
+        s.as_str().as_bytes(),
+        id.as_bytes(),
+    ])
+}
+
 impl MetaStore {
     pub fn block(&self, archive: &Name, id: &BlockId) -> Result<Option<BlockRecord>> {
         let k = key(&[archive.as_str().as_bytes(), id.as_bytes()]);
@@ -90,13 +99,7 @@ impl MetaStore {
     ) -> Result<bool> {
         let bk = key(&[archive.as_str().as_bytes(), id.as_bytes()]);
         let encoded = rec.encode();
-        let pin_key = pin.map(|s| {
-            key(&[
-                archive.as_str().as_bytes(),
-                s.as_str().as_bytes(),
-                id.as_bytes(),
-            ])
-        });
+        let pin_key = pin.map(|s| pin_key(archive, s, id));
         let t = &self.t;
         (&t.blocks, &t.archives, &t.pins)
             .transaction(|(blocks, archives, pins)| {
@@ -148,7 +151,7 @@ impl MetaStore {
             } else if let Some(s) = pin {
                 self.t
                     .pins
-                    .insert(key(&[a, s.as_str().as_bytes(), id.as_bytes()]), &[][..])
+                    .insert(pin_key(archive, s, id), &[][..])
                     .map_err(engine("pin blocks"))?;
             }
         }
@@ -277,13 +280,7 @@ impl MetaStore {
     ) -> Result<()> {
         let k = key(&[archive.as_str().as_bytes(), id.as_bytes()]);
         let encoded = rec.encode();
-        let pin_key = pin.map(|s| {
-            key(&[
-                archive.as_str().as_bytes(),
-                s.as_str().as_bytes(),
-                id.as_bytes(),
-            ])
-        });
+        let pin_key = pin.map(|s| pin_key(archive, s, id));
         let t = &self.t;
         (&t.blocks, &t.corrupt, &t.pins)
             .transaction(|(blocks, corrupt, pins)| {
