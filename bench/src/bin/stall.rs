@@ -122,9 +122,6 @@ async fn main() -> anyhow::Result<()> {
     let dev_a = coffer_client::Client::connect(&url, &tls)
         .await?
         .with_token(&a.token);
-    let dev_b = coffer_client::Client::connect(&url, &tls)
-        .await?
-        .with_token(&b.token);
     let (arch_a, arch_b) = (a.archive.to_string(), b.archive.to_string());
 
     println!("storing {} small blocks for device A ...", args.ids);
@@ -158,6 +155,11 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("  stored in {:.1} s", t.elapsed().as_secs_f64());
 
+    // Device B connects now: a connection left idle while A's blocks were
+    // stored would have been closed by the server's idle timeout.
+    let dev_b = coffer_client::Client::connect(&url, &tls)
+        .await?
+        .with_token(&b.token);
     // Warm device B's path, then its baseline.
     let stop = Arc::new(AtomicBool::new(false));
     tenant_load(
