@@ -135,7 +135,11 @@ async fn every_admin_change_and_refusal_is_audited_and_tampering_is_found() {
     server.sigterm();
     assert!(server.wait_exit(Duration::from_secs(30)).success());
     {
-        let db = sled::open(server.data_dir.join("meta")).unwrap();
+        let db = sled::Config::new()
+            .path(server.data_dir.join("meta"))
+            .flush_every_ms(None)
+            .open()
+            .unwrap();
         let audit = db.open_tree("audit").unwrap();
         let key = 8u64.to_be_bytes();
         let mut e: Value = serde_json::from_slice(&audit.get(key).unwrap().unwrap()).unwrap();

@@ -136,7 +136,11 @@ async fn a_schema_1_data_directory_upgrades_and_keeps_everything() {
     server.sigterm();
     assert!(server.wait_exit(Duration::from_secs(30)).success());
     {
-        let db = sled::open(data.join("meta")).unwrap();
+        let db = sled::Config::new()
+            .path(data.join("meta"))
+            .flush_every_ms(None)
+            .open()
+            .unwrap();
         db.open_tree("meta")
             .unwrap()
             .insert("schema_version", &9u32.to_be_bytes())

@@ -7,8 +7,36 @@ use super::*;
 
 /// A schema-1 database: one org, one device with a block, a session and a
 /// backup, and the admin token hash.
+/// The database opened behind the store's back, without sled's background
+/// flusher: a flusher thread outlives the `Db` for up to its interval and
+/// keeps the lock, so the store's open right after would fail (seen: "could
+/// not acquire lock" in a CI run).
+fn raw_db(path: &std::path::Path) -> sled::Db {
+    sled::Config::new()
+        .path(path)
+        .flush_every_ms(None)
+        .open()
+        .unwrap()
+}
+
+/// The store, once sled's threads of the raw handle above have let go of
+/// the lock (bounded: 2 s).
+fn open_after_raw(path: &std::path::Path, now: u64) -> MetaStore {
+    let mut tries = 0;
+    loop {
+        match MetaStore::open(path, now) {
+            Ok(s) => return s,
+            Err(e) if e.to_string().contains("could not acquire lock") && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 fn write_v1(path: &std::path::Path, admin_hash: [u8; 32]) {
-    let db = sled::open(path).unwrap();
+    let db = raw_db(path);
     let tree = |n: &str| db.open_tree(n).unwrap();
     let meta = tree("meta");
     meta.insert(b"schema_version", &1u32.to_be_bytes()).unwrap();
@@ -75,7 +103,7 @@ fn a_schema_1_database_is_upgraded_and_keeps_everything() {
     let admin_hash = *blake3::hash(b"cfa_old").as_bytes();
     write_v1(&path, admin_hash);
 
-    let s = MetaStore::open(&path, 1000).unwrap();
+    let s = open_after_raw(&path, 1000);
     assert_eq!(s.upgraded_from(), Some(1));
     // The old admin token is the admin account's token.
     let (tok, acct) = s.admin_token_by_hash(&admin_hash).unwrap().unwrap();
@@ -128,7 +156,7 @@ fn a_schema_1_database_is_upgraded_and_keeps_everything() {
     drop(s);
 
     // Opened again: already version 2, nothing more to do.
-    let s = MetaStore::open(&path, 2000).unwrap();
+    let s = open_after_raw(&path, 2000);
     assert_eq!(s.upgraded_from(), None);
     assert_eq!(s.audit_head().unwrap(), 1);
 }
@@ -142,7 +170,7 @@ fn an_interrupted_upgrade_runs_again() {
     // As if a first attempt had made the account and stopped before the
     // version was written: the tree exists, the version is still 1.
     {
-        let db = sled::open(&path).unwrap();
+        let db = raw_db(&path);
         let acct = AccountRecord {
             name: name(BOOTSTRAP_ACCOUNT),
             role: AccountRole::Admin,
@@ -158,7 +186,7 @@ fn an_interrupted_upgrade_runs_again() {
             .unwrap();
         db.flush().unwrap();
     }
-    let s = MetaStore::open(&path, 1000).unwrap();
+    let s = open_after_raw(&path, 1000);
     assert_eq!(s.upgraded_from(), Some(1));
     assert_eq!(s.accounts().unwrap().len(), 1);
     assert!(s.admin_token_by_hash(&admin_hash).unwrap().is_some());
@@ -169,7 +197,7 @@ fn an_unknown_version_is_refused_with_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("meta");
     {
-        let db = sled::open(&path).unwrap();
+        let db = raw_db(&path);
         db.open_tree("meta")
             .unwrap()
             .insert(b"schema_version", &0u32.to_be_bytes())
