@@ -216,3 +216,79 @@ async fn an_oversized_block_is_answered_413_and_the_client_may_finish_sending() 
         );
     }
 }
+
+/// The upload spool files (`.*.part`) under `dir`.
+fn spool_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with(".part"))
+            {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_cancelled_upload_leaves_no_spool_file() {
+    use bytes::Bytes;
+    let server = TestServer::h2c().await;
+    let a = server.enroll("acme", "ann", "ann-laptop").await;
+    let body = block_bytes(71, 4 << 20);
+    for how in ["reset", "connection dropped"] {
+        let tcp = tokio::net::TcpStream::connect(server.url.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let (h2, conn) = h2::client::handshake(tcp).await.unwrap();
+        let conn = tokio::spawn(conn);
+        let mut h2 = h2.ready().await.unwrap();
+        let req = http::Request::put(format!(
+            "http://coffer{}",
+            coffer_client::paths::block(&a.archive, &BlockId::of(&body).to_hex())
+        ))
+        .header("authorization", format!("Bearer {}", a.token))
+        .header("content-length", body.len())
+        .body(())
+        .unwrap();
+        let (_resp, mut send) = h2.send_request(req, false).unwrap();
+        send.send_data(Bytes::copy_from_slice(&body[..1 << 20]), false)
+            .unwrap();
+        // The server has started a spool file for it.
+        let blocks = server.data_dir.join("blocks");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while spool_files(&blocks).is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no spool file appeared"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        match how {
+            "reset" => send.send_reset(h2::Reason::CANCEL),
+            _ => {
+                drop(send);
+                drop(h2);
+                conn.abort();
+            }
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !spool_files(&blocks).is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{how}: the spool file stayed: {:?}",
+                spool_files(&blocks)
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    // Nothing was stored.
+    assert_eq!(a.get(&BlockId::of(&body)).await.status, 404);
+}
