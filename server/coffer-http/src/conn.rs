@@ -3,7 +3,9 @@
 //!
 //! At the limit a new connection takes the place of the connection idle the
 //! longest (no request in flight): that one is told to go away (GOAWAY) and
-//! closed. When none is idle, the newcomer is served in "busy" mode: every
+//! closed. Each newcomer displaces a connection of its own, and at most
+//! [`MAX_OVER`] are admitted while those close, so a flood of newcomers
+//! cannot push the count far past the limit. When none is idle, the newcomer is served in "busy" mode: every
 //! request it sends is answered `503 server_busy` with `Retry-After`, and it
 //! is closed after a second. Busy connections are few at a time; past that,
 //! a newcomer is closed at once. The descriptors this needs come from the
@@ -19,6 +21,11 @@ use tokio::sync::Notify;
 /// How many connections may be in busy mode at once.
 pub(crate) const MAX_BUSY: usize = 64;
 
+/// How many newcomers may be admitted past the limit while the connections
+/// they displace are closing: with `MAX_BUSY`, well inside the descriptors
+/// kept out of the limit.
+pub(crate) const MAX_OVER: usize = 64;
+
 /// One connection's state, shared by its task and the tracker.
 #[derive(Debug)]
 pub(crate) struct ConnState {
@@ -29,6 +36,8 @@ pub(crate) struct ConnState {
     last_active: AtomicU64,
     /// Told when this connection is to make room for another.
     pub(crate) evict: Notify,
+    /// Chosen to make room already (so no second newcomer counts on it).
+    evicting: std::sync::atomic::AtomicBool,
     epoch: Instant,
 }
 
@@ -109,12 +118,21 @@ impl Conns {
     pub(crate) fn admit(self: &Arc<Self>) -> Admission {
         let mut open = self.open.lock().expect("connection table");
         if open.len() >= self.max {
-            let idlest = open
-                .values()
-                .filter_map(|c| c.idle_for_ms().map(|ms| (ms, c)))
-                .max_by_key(|(ms, _)| *ms);
+            // Each newcomer past the limit displaces a connection of its own,
+            // and only so many may wait for theirs to close.
+            let idlest = (open.len() < self.max + MAX_OVER)
+                .then(|| {
+                    open.values()
+                        .filter(|c| !c.evicting.load(Ordering::Acquire))
+                        .filter_map(|c| c.idle_for_ms().map(|ms| (ms, c)))
+                        .max_by_key(|(ms, _)| *ms)
+                })
+                .flatten();
             match idlest {
-                Some((_, c)) => c.evict.notify_one(),
+                Some((_, c)) => {
+                    c.evicting.store(true, Ordering::Release);
+                    c.evict.notify_one();
+                }
                 None => {
                     drop(open);
                     if self.busy.fetch_add(1, Ordering::AcqRel) >= MAX_BUSY {
@@ -130,6 +148,7 @@ impl Conns {
             in_flight: AtomicUsize::new(0),
             last_active: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
             evict: Notify::new(),
+            evicting: std::sync::atomic::AtomicBool::new(false),
             epoch: self.epoch,
         });
         open.insert(id, state.clone());
@@ -239,10 +258,12 @@ mod tests {
             panic!()
         };
         assert!(futures::FutureExt::now_or_never(a.state.evict.notified()).is_some());
+        // a is closing: the next newcomer cannot count on it too.
+        let _busy_new = n.state.begin();
+        assert!(matches!(c.admit(), Admission::Busy(_)));
         drop(a);
         assert_eq!(c.len(), 2);
         // Every connection busy: busy mode, then refusal past MAX_BUSY.
-        let _busy_n = n.state.begin();
         let mut held = Vec::new();
         for _ in 0..MAX_BUSY {
             match c.admit() {
@@ -252,6 +273,28 @@ mod tests {
         }
         assert!(matches!(c.admit(), Admission::Refused));
         drop(held);
+        assert!(matches!(c.admit(), Admission::Busy(_)));
+    }
+
+    #[test]
+    fn past_the_limit_at_most_max_over_newcomers_wait_for_room() {
+        let c = Conns::new(MAX_OVER * 2);
+        let mut slots = Vec::new();
+        for _ in 0..MAX_OVER * 2 {
+            match c.admit() {
+                Admission::Admitted(s) => slots.push(s),
+                other => panic!("{other:?}"),
+            }
+        }
+        // All idle: each newcomer displaces one, up to MAX_OVER of them
+        // while none has closed yet; then busy mode.
+        for _ in 0..MAX_OVER {
+            match c.admit() {
+                Admission::Admitted(s) => slots.push(s),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(c.len(), MAX_OVER * 3);
         assert!(matches!(c.admit(), Admission::Busy(_)));
     }
 
