@@ -28,6 +28,24 @@ pub(crate) fn agent(work: &Path) -> Command {
     c
 }
 
+/// A TLS server with one enrolled device.
+async fn tls_server_with_device() -> (TestServer, Agent) {
+    let server = TestServer::start(Opts {
+        tls: true,
+        ..Opts::default()
+    })
+    .await;
+    let enrolled = server.enroll("acme", "ann", "laptop").await;
+    (server, enrolled)
+}
+
+/// `work/passphrase`, holding the tests' passphrase.
+fn passphrase_file(work: &Path) -> std::path::PathBuf {
+    let pass = work.join("passphrase");
+    std::fs::write(&pass, "correct horse\n").unwrap();
+    pass
+}
+
 pub(crate) fn ok(o: Output) -> Output {
     assert!(
         o.status.success(),
@@ -55,12 +73,7 @@ async fn stored_blocks(admin: &coffer_http::client::Client) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_binary_killed_with_sigkill_is_finished_by_its_rerun() {
-    let server = TestServer::start(Opts {
-        tls: true,
-        ..Opts::default()
-    })
-    .await;
-    let enrolled = server.enroll("acme", "ann", "laptop").await;
+    let (server, enrolled) = tls_server_with_device().await;
     let work = tempfile::tempdir().unwrap();
     let work = work.path();
     let src = work.join("src");
@@ -71,8 +84,7 @@ async fn the_agent_binary_killed_with_sigkill_is_finished_by_its_rerun() {
     for i in 0..50 {
         std::fs::write(src.join(format!("docs/n{i}.txt")), format!("note {i}\n")).unwrap();
     }
-    let pass = work.join("passphrase");
-    std::fs::write(&pass, "correct horse\n").unwrap();
+    let pass = passphrase_file(work);
 
     // init: every setting once, kept in a 0600 profile.
     let o = ok(agent(work)
@@ -180,16 +192,10 @@ async fn the_agent_binary_killed_with_sigkill_is_finished_by_its_rerun() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insecure_wins_over_a_missing_ca_file_and_secret_flags_warn() {
-    let server = TestServer::start(Opts {
-        tls: true,
-        ..Opts::default()
-    })
-    .await;
-    let enrolled = server.enroll("acme", "ann", "laptop").await;
+    let (server, enrolled) = tls_server_with_device().await;
     let work = tempfile::tempdir().unwrap();
     let work = work.path();
-    let pass = work.join("passphrase");
-    std::fs::write(&pass, "correct horse\n").unwrap();
+    let pass = passphrase_file(work);
     let ca = work.join("ca.pem");
     std::fs::copy(server.ca_cert(), &ca).unwrap();
     let o = ok(agent(work)
@@ -241,8 +247,7 @@ async fn init_on_two_machines_at_once_ends_with_one_key() {
     let enrolled = server.enroll("acme", "ann", "laptop").await;
     let (m1, m2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let start = |work: &Path| {
-        let pass = work.join("passphrase");
-        std::fs::write(&pass, "correct horse\n").unwrap();
+        let pass = passphrase_file(work);
         agent(work)
             .args(["init", "--server", &server.url])
             .env("COFFER_TOKEN", &enrolled.token)

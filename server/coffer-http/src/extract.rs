@@ -6,12 +6,12 @@
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use coffer_core::CoreError;
+use futures::StreamExt;
 use http::header;
 use http::request::Parts;
-use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
-use crate::budget::{BodyBudget, Held};
+use crate::budget::{stall_guard, BodyBudget, Held};
 use crate::gate::BodyLimit;
 use crate::response::ApiError;
 use crate::routes::JSON_LIMIT;
@@ -21,28 +21,17 @@ use crate::routes::JSON_LIMIT;
 /// is taken from `budget` as it arrives (`503 server_busy` when spent) and
 /// held until the returned [`Held`] is dropped.
 pub(crate) async fn read_limited(
-    mut body: Body,
+    body: Body,
     limit: usize,
     budget: &BodyBudget,
 ) -> Result<(Bytes, Held), CoreError> {
     let mut held = Held::default();
     let mut parts: Vec<Bytes> = Vec::new();
     let mut len = 0;
-    loop {
-        let frame = match tokio::time::timeout(budget.stall, body.frame()).await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(_) => {
-                return Err(CoreError::BodyAborted(format!(
-                    "the body sent nothing for {} s",
-                    budget.stall.as_secs()
-                )))
-            }
-        };
-        let frame = frame.map_err(|e| CoreError::BodyAborted(e.to_string()))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
+    let body = stall_guard(body.into_data_stream(), budget.stall);
+    futures::pin_mut!(body);
+    while let Some(data) = body.next().await {
+        let data = data.map_err(|e| CoreError::BodyAborted(e.to_string()))?;
         len += data.len();
         if len > limit {
             return Err(CoreError::BodyTooLarge {

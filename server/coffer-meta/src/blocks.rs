@@ -67,6 +67,19 @@ pub struct StoredBlock {
     pub record: BlockRecord,
 }
 
+/// The key of block `id`'s record in `archive` (and of its damage mark).
+fn block_key(archive: &Name, id: &BlockId) -> Vec<u8> {
+    key(&[archive.as_str().as_bytes(), id.as_bytes()])
+}
+
+/// The archive and block of a `block_key`; `None` for a foreign key.
+fn split_block_key(k: &[u8]) -> Option<(Name, BlockId)> {
+    let sep = k.iter().position(|b| *b == 0)?;
+    let archive = Name::new(String::from_utf8_lossy(&k[..sep]).into_owned()).ok()?;
+    let id = <[u8; 32]>::try_from(k.get(sep + 1..)?).ok()?;
+    Some((archive, BlockId::from_bytes(id)))
+}
+
 /// The key of block `id`'s pin to session `s` of `archive`.
 fn pin_key(archive: &Name, s: &Name, id: &BlockId) -> Vec<u8> {
     key(&[
@@ -78,7 +91,7 @@ fn pin_key(archive: &Name, s: &Name, id: &BlockId) -> Vec<u8> {
 
 impl MetaStore {
     pub fn block(&self, archive: &Name, id: &BlockId) -> Result<Option<BlockRecord>> {
-        let k = key(&[archive.as_str().as_bytes(), id.as_bytes()]);
+        let k = block_key(archive, id);
         Ok(self
             .t
             .blocks
@@ -97,7 +110,7 @@ impl MetaStore {
         rec: &BlockRecord,
         pin: Option<&Name>,
     ) -> Result<bool> {
-        let bk = key(&[archive.as_str().as_bytes(), id.as_bytes()]);
+        let bk = block_key(archive, id);
         let encoded = rec.encode();
         let pin_key = pin.map(|s| pin_key(archive, s, id));
         let t = &self.t;
@@ -183,7 +196,7 @@ impl MetaStore {
         kind: Damage,
         at: UnixMillis,
     ) -> Result<bool> {
-        let k = key(&[archive.as_str().as_bytes(), id.as_bytes()]);
+        let k = block_key(archive, id);
         let mut v = at.to_be_bytes().to_vec();
         v.push(kind as u8);
         let old = self
@@ -197,7 +210,7 @@ impl MetaStore {
     /// When `id`'s stored copy was found damaged, if it was and is not
     /// healed.
     pub fn corrupt_since(&self, archive: &Name, id: &BlockId) -> Result<Option<UnixMillis>> {
-        let k = key(&[archive.as_str().as_bytes(), id.as_bytes()]);
+        let k = block_key(archive, id);
         Ok(self
             .t
             .corrupt
@@ -211,19 +224,15 @@ impl MetaStore {
         let mut out = Vec::new();
         for kv in self.t.corrupt.iter() {
             let (k, v) = kv.map_err(engine("scan damaged blocks"))?;
-            let Some(sep) = k.iter().position(|b| *b == 0) else {
-                continue;
-            };
-            let (Ok(archive), Some(id), Some(at)) = (
-                Name::new(String::from_utf8_lossy(&k[..sep]).into_owned()),
-                k.get(sep + 1..).and_then(|b| <[u8; 32]>::try_from(b).ok()),
+            let (Some((archive, id)), Some(at)) = (
+                split_block_key(&k),
                 v.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()),
             ) else {
                 continue;
             };
             out.push(DamagedBlock {
                 archive,
-                id: BlockId::from_bytes(id),
+                id,
                 kind: if v.get(8) == Some(&(Damage::Missing as u8)) {
                     Damage::Missing
                 } else {
@@ -248,20 +257,14 @@ impl MetaStore {
         let mut out = Vec::with_capacity(n);
         for kv in iter.take(n) {
             let (k, v) = kv.map_err(engine("scan block records"))?;
-            let Some(sep) = k.iter().position(|b| *b == 0) else {
-                continue;
-            };
-            let (Ok(archive), Some(id), Some(rec)) = (
-                Name::new(String::from_utf8_lossy(&k[..sep]).into_owned()),
-                k.get(sep + 1..).and_then(|b| <[u8; 32]>::try_from(b).ok()),
-                BlockRecord::decode(&v),
-            ) else {
+            let (Some((archive, id)), Some(rec)) = (split_block_key(&k), BlockRecord::decode(&v))
+            else {
                 continue;
             };
             out.push(StoredBlock {
                 key: k.to_vec(),
                 archive,
-                id: BlockId::from_bytes(id),
+                id,
                 record: rec,
             });
         }
@@ -278,7 +281,7 @@ impl MetaStore {
         rec: &BlockRecord,
         pin: Option<&Name>,
     ) -> Result<()> {
-        let k = key(&[archive.as_str().as_bytes(), id.as_bytes()]);
+        let k = block_key(archive, id);
         let encoded = rec.encode();
         let pin_key = pin.map(|s| pin_key(archive, s, id));
         let t = &self.t;
