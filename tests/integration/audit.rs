@@ -134,20 +134,14 @@ async fn every_admin_change_and_refusal_is_audited_and_tampering_is_found() {
     // Stop the server and edit entry 8 (the revocation) in the database.
     server.sigterm();
     assert!(server.wait_exit(Duration::from_secs(30)).success());
-    {
-        let db = sled::Config::new()
-            .path(server.data_dir.join("meta"))
-            .flush_every_ms(None)
-            .open()
-            .unwrap();
+    edit_sled(&server.data_dir.join("meta"), |db| {
         let audit = db.open_tree("audit").unwrap();
         let key = 8u64.to_be_bytes();
         let mut e: Value = serde_json::from_slice(&audit.get(key).unwrap().unwrap()).unwrap();
         assert_eq!(e["action"], "device.revoke");
         e["actor"] = "somebody-else".into();
         audit.insert(key, serde_json::to_vec(&e).unwrap()).unwrap();
-        db.flush().unwrap();
-    }
+    });
     server.restart();
     let out = server.cli(&["audit", "verify"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");

@@ -399,6 +399,32 @@ impl Agent {
 
 /// A command's stdout, after checking it succeeded.
 #[track_caller]
+/// Edits a stopped server's metadata behind its back with a raw sled handle,
+/// then waits (bounded: 5 s) until sled's background threads have let go of
+/// the database lock, so the next open (this process or a server) gets it.
+pub fn edit_sled(meta: &Path, edit: impl FnOnce(&sled::Db)) {
+    {
+        let db = sled::Config::new()
+            .path(meta)
+            .flush_every_ms(None)
+            .open()
+            .unwrap();
+        edit(&db);
+        db.flush().unwrap();
+    }
+    let lock = std::fs::File::open(meta.join("db")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        use rustix::fs::{flock, FlockOperation};
+        if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_ok() {
+            flock(&lock, FlockOperation::Unlock).unwrap();
+            return;
+        }
+        assert!(Instant::now() < deadline, "sled kept its lock for 5 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub fn cli_ok(out: &Output) -> String {
     assert!(
         out.status.success(),

@@ -135,18 +135,12 @@ async fn a_schema_1_data_directory_upgrades_and_keeps_everything() {
     // A schema newer than this server knows is refused at start.
     server.sigterm();
     assert!(server.wait_exit(Duration::from_secs(30)).success());
-    {
-        let db = sled::Config::new()
-            .path(data.join("meta"))
-            .flush_every_ms(None)
-            .open()
-            .unwrap();
+    edit_sled(&data.join("meta"), |db| {
         db.open_tree("meta")
             .unwrap()
             .insert("schema_version", &9u32.to_be_bytes())
             .unwrap();
-        db.flush().unwrap();
-    }
+    });
     let o = Command::new(COFFER)
         .args([
             "serve",
