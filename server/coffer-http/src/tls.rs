@@ -109,7 +109,20 @@ fn generate(dir: &Path, cert: &Path, key: &Path) -> Result<(), HttpError> {
     let ck = rcgen::generate_simple_self_signed(names)
         .map_err(|e| HttpError::Tls(format!("generate certificate: {e}")))?;
     write_private(key, ck.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(cert, ck.cert.pem()).map_err(file_err("write", cert))?;
+    std::fs::File::create(cert)
+        .and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(ck.cert.pem().as_bytes())?;
+            f.sync_all()
+        })
+        .map_err(file_err("write", cert))?;
+    // Both names, and the directory's own if it is new, survive power loss:
+    // a certificate regenerated after a crash would fail every pinned agent.
+    for d in [Some(dir), dir.parent()].into_iter().flatten() {
+        std::fs::File::open(d)
+            .and_then(|f| f.sync_all())
+            .map_err(file_err("sync", d))?;
+    }
     Ok(())
 }
 

@@ -14,6 +14,8 @@
 //! success on the next fsync, so a later success proves nothing about what
 //! came before; acknowledging on top of it could lose acknowledged writes.
 
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,10 +62,16 @@ impl Drop for GroupCommit {
 
 impl GroupCommit {
     pub(crate) fn start(db: sled::Db, dir: PathBuf) -> Result<Self, MetaError> {
-        // sled 0.34 keeps its log in `db`; `conf` and `snap.*` are written
-        // rarely. We fdatasync the log after each flush; the directory is
-        // fsynced once here so the files themselves are durable.
+        // sled 0.34 keeps its log in `db`, its settings in `conf` (written at
+        // creation, never synced by sled), snapshots in `snap.*` and node
+        // images too large for the log in `blobs/`. The files and the
+        // directories that name them are made durable once here; what sled
+        // writes later is synced by every flush (see `flush`).
         let log = File::open(dir.join("db")).map_err(MetaError::Sync)?;
+        if let Ok(conf) = File::open(dir.join("conf")) {
+            conf.sync_all().map_err(MetaError::Sync)?;
+        }
+        sync_dir(&dir.join(BLOBS)).map_err(MetaError::Sync)?;
         sync_dir(&dir).map_err(MetaError::Sync)?;
         let (queue, rx) = mpsc::channel::<Waiter>();
         let failed = Arc::new(OnceLock::new());
@@ -71,7 +79,10 @@ impl GroupCommit {
         let (f, n) = (failed.clone(), fail_next.clone());
         let thread = std::thread::Builder::new()
             .name("coffer-meta-commit".into())
-            .spawn(move || run(db, log, dir, rx, &f, &n))
+            .spawn(move || {
+                let mut files = Synced::default();
+                run(db, log, dir, &mut files, rx, &f, &n)
+            })
             .map_err(MetaError::Sync)?;
         Ok(Self {
             queue: Some(queue),
@@ -129,6 +140,7 @@ fn run(
     db: sled::Db,
     log: File,
     dir: PathBuf,
+    files: &mut Synced,
     rx: mpsc::Receiver<Waiter>,
     failed: &OnceLock<String>,
     fail_next: &AtomicBool,
@@ -138,7 +150,7 @@ fn run(
         batch.extend(rx.try_iter());
         let result = match failed.get() {
             Some(e) => Err(e.clone()),
-            None => flush(&db, &log, &dir, fail_next).map_err(|e| e.to_string()),
+            None => flush(&db, &log, &dir, files, fail_next).map_err(|e| e.to_string()),
         };
         if let Err(e) = &result {
             if failed.set(e.clone()).is_ok() {
@@ -151,31 +163,123 @@ fn run(
     }
     // Last flush on the way out, so a clean shutdown leaves nothing pending.
     if failed.get().is_none() {
-        let _ = flush(&db, &log, &dir, fail_next);
+        let _ = flush(&db, &log, &dir, files, fail_next);
     }
 }
 
-fn flush(db: &sled::Db, log: &File, dir: &Path, fail: &AtomicBool) -> std::io::Result<()> {
+/// sled's directory for node images too large for its log.
+const BLOBS: &str = "blobs";
+
+/// The names of sled's side files already on stable storage.
+#[derive(Default)]
+struct Synced {
+    blobs: HashSet<OsString>,
+    snaps: HashSet<OsString>,
+}
+
+/// Make everything written so far durable.
+///
+/// sled's flush syncs its log only. A node image too large for the log goes
+/// to a file of its own in `blobs/`, named by the log position of the record
+/// that points at it; sled writes that file completely before the record can
+/// reach the log, but never syncs it or its directory. After a power cut a
+/// record whose blob file came back empty reads as a torn log, and recovery
+/// drops the record *and everything after it*. So after the log is synced,
+/// every blob file not yet synced is synced, then the directory, and only
+/// then is anyone told the flush is done. A crash between the two loses
+/// nothing acknowledged: the records whose blobs were not yet synced all come
+/// after the last acknowledged flush, and a missing blob file is skipped by
+/// sled's recovery.
+///
+/// Snapshots (`snap.*`) are renamed into place by sled without a directory
+/// sync: when their names change, the directory is synced too.
+fn flush(
+    db: &sled::Db,
+    log: &File,
+    dir: &Path,
+    files: &mut Synced,
+    fail: &AtomicBool,
+) -> std::io::Result<()> {
     // Tests make a flush fail as a disk answering EIO would.
     if fail.swap(false, Ordering::SeqCst) {
         return Err(std::io::Error::from_raw_os_error(5));
     }
     db.flush().map_err(std::io::Error::other)?;
     log.sync_data()?;
-    // Snapshot files are rewritten by sled in the background; sync any that
-    // exist so a restart does not read a torn snapshot. They are few and
-    // small, and an fsync of a clean file is cheap.
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_name().to_string_lossy().starts_with("snap.") {
-            if let Ok(f) = File::open(entry.path()) {
-                let _ = f.sync_all();
-            }
-        }
+    let blobs = dir.join(BLOBS);
+    if sync_new(&blobs, &mut files.blobs, |_| true)? {
+        sync_dir(&blobs)?;
+    }
+    if sync_new(dir, &mut files.snaps, |n| {
+        n.to_string_lossy().starts_with("snap.")
+    })? {
+        sync_dir(dir)?;
     }
     Ok(())
 }
 
+/// Sync every file of `dir` whose name passes `wanted` and is not in
+/// `synced`; `synced` becomes the names present now. True if any name came
+/// or went (the directory then needs a sync of its own).
+fn sync_new(
+    dir: &Path,
+    synced: &mut HashSet<OsString>,
+    wanted: impl Fn(&OsString) -> bool,
+) -> std::io::Result<bool> {
+    let mut now = HashSet::with_capacity(synced.len());
+    let mut changed = false;
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if !wanted(&name) {
+            continue;
+        }
+        if !synced.contains(&name) {
+            match File::open(dir.join(&name)) {
+                Ok(f) => f.sync_all()?,
+                // sled removed it meanwhile (a blob that is no longer
+                // needed, a snapshot replaced by a newer one).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+            changed = true;
+        }
+        now.insert(name);
+    }
+    changed |= now.len() != synced.len() || !now.iter().all(|n| synced.contains(n));
+    *synced = now;
+    Ok(changed)
+}
+
 pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn side_files_are_synced_once_and_name_changes_are_reported() {
+        let d = tempfile::tempdir().unwrap();
+        let mut synced = HashSet::new();
+        let all = |_: &OsString| true;
+        // Nothing there, nothing to do.
+        assert!(!sync_new(d.path(), &mut synced, all).unwrap());
+        std::fs::write(d.path().join("1024"), b"blob").unwrap();
+        std::fs::write(d.path().join("2048"), b"blob").unwrap();
+        assert!(sync_new(d.path(), &mut synced, all).unwrap());
+        assert_eq!(synced.len(), 2);
+        // Synced already: no new work, no directory sync.
+        assert!(!sync_new(d.path(), &mut synced, all).unwrap());
+        // A name gone is a change too (the directory is synced again).
+        std::fs::remove_file(d.path().join("1024")).unwrap();
+        assert!(sync_new(d.path(), &mut synced, all).unwrap());
+        assert_eq!(synced.len(), 1);
+        // Names the filter refuses are neither synced nor remembered.
+        std::fs::write(d.path().join("db"), b"log").unwrap();
+        let snaps = |n: &OsString| n.to_string_lossy().starts_with("snap.");
+        let mut s2 = HashSet::new();
+        assert!(!sync_new(d.path(), &mut s2, snaps).unwrap());
+        assert!(s2.is_empty());
+    }
 }

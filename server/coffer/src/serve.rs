@@ -142,7 +142,9 @@ fn size_connections(http: &mut coffer_http::HttpConfig) {
 async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     size_connections(&mut cfg.http);
     let data_dir = &cfg.data_dir;
-    std::fs::create_dir_all(data_dir)
+    // Durably: a data directory whose own name is lost to a power cut takes
+    // everything in it along.
+    coffer_storage::create_dir_durably(data_dir)
         .with_context(|| format!("create data directory {}", data_dir.display()))?;
     let meta = Arc::new(open_meta(data_dir)?);
     let storage = BlockStore::open(&cfg.storage, data_dir).context("open block storage")?;
@@ -300,5 +302,9 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))?;
+    // The new name is durable once its directory is.
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
     Ok(())
 }

@@ -14,11 +14,13 @@
 
 mod config;
 pub mod conformance;
+mod durable;
 mod pack;
 mod store;
 mod writer;
 
 pub use config::{Backend, S3Config, StorageConfig};
+pub use durable::create_dir_durably;
 pub use pack::Location;
 pub use store::{BlockRange, BlockStore, BlockStream};
 pub use writer::{BlockWriter, Published, PutOutcome};

@@ -17,14 +17,14 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 use bytes::Bytes;
 use coffer_types::BlockId;
 use tokio::sync::oneshot;
 
+use crate::durable::DurableDirs;
 use crate::{Result, StorageError};
 
 /// Record header: magic, length, id.
@@ -89,11 +89,11 @@ pub(crate) struct Packer {
 }
 
 impl Packer {
-    pub(crate) fn start(root: PathBuf) -> Result<Self> {
+    pub(crate) fn start(dirs: Arc<DurableDirs>) -> Result<Self> {
         let (queue, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("coffer-packer".into())
-            .spawn(move || run(root, rx))
+            .spawn(move || run(&dirs, rx))
             .map_err(StorageError::io("start the packer"))?;
         Ok(Self { queue })
     }
@@ -146,7 +146,7 @@ fn next_pack_id() -> u64 {
     NEXT_PACK.fetch_add(1, Ordering::SeqCst)
 }
 
-fn run(root: PathBuf, rx: mpsc::Receiver<Job>) {
+fn run(dirs: &DurableDirs, rx: mpsc::Receiver<Job>) {
     let mut open: HashMap<String, OpenPack> = HashMap::new();
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -157,7 +157,7 @@ fn run(root: PathBuf, rx: mpsc::Receiver<Job>) {
             by_archive.entry(job.archive.clone()).or_default().push(job);
         }
         for (archive, jobs) in by_archive {
-            let result = write_jobs(&root, &archive, &mut open, &jobs);
+            let result = write_jobs(dirs, &archive, &mut open, &jobs);
             match result {
                 Ok(locations) => {
                     for (job, loc) in jobs.into_iter().zip(locations) {
@@ -184,7 +184,7 @@ fn run(root: PathBuf, rx: mpsc::Receiver<Job>) {
 
 /// Append `jobs` to the archive's pack with one write and one fdatasync.
 fn write_jobs(
-    root: &Path,
+    dirs: &DurableDirs,
     archive: &str,
     open: &mut HashMap<String, OpenPack>,
     jobs: &[Job],
@@ -194,12 +194,11 @@ fn write_jobs(
     }
     if !open.contains_key(archive) {
         let id = next_pack_id();
-        let path = root.join(pack_key(archive, id));
-        let dir = path.parent().expect("packs have a directory");
-        crate::writer::create_dirs_durably(dir, root)?;
+        let path = dirs.root().join(pack_key(archive, id));
+        dirs.create(path.parent().expect("packs have a directory"))?;
         let file = File::create_new(&path).map_err(StorageError::io("create pack"))?;
         // The pack's name must be durable before any record in it is acknowledged.
-        crate::writer::sync_dir(dir)?;
+        dirs.ensure_name(&path)?;
         open.insert(archive.to_owned(), OpenPack { id, file, len: 0 });
     }
     let pack = open.get_mut(archive).expect("just opened");

@@ -20,6 +20,7 @@ use object_store::{
 use tokio::sync::Semaphore;
 
 use crate::config::{Backend, StorageConfig};
+use crate::durable::DurableDirs;
 use crate::pack::{pack_key, records, Location, Packer, HEADER};
 use crate::writer::{blocking, BlockWriter};
 use crate::{Result, StorageError};
@@ -93,6 +94,8 @@ pub(crate) struct Inner {
     pub(crate) prefix: String,
     /// With `disk`: the directory blocks are published into.
     pub(crate) local_root: Option<PathBuf>,
+    /// With `disk`: which directories under `local_root` are durable.
+    pub(crate) dirs: Option<Arc<DurableDirs>>,
     /// Where upload bodies are spooled while they are hashed. On disk, a
     /// directory beside the blocks so that publishing is a rename.
     pub(crate) spool_dir: PathBuf,
@@ -120,7 +123,7 @@ impl BlockStore {
         let mkdir = |p: &FsPath| {
             std::fs::create_dir_all(p).map_err(StorageError::io("create storage directory"))
         };
-        let (os, local_root, spool_dir, prefix, part_size, slots, description): (
+        let (os, dirs, spool_dir, prefix, part_size, slots, description): (
             Arc<dyn ObjectStore>,
             _,
             _,
@@ -130,11 +133,10 @@ impl BlockStore {
             _,
         ) = match cfg.backend {
             Backend::Disk => {
-                let root = cfg.path.clone().unwrap_or_else(|| data_dir.join("blocks"));
-                mkdir(&root)?;
-                let root = root
-                    .canonicalize()
-                    .map_err(StorageError::io("resolve block directory"))?;
+                let dirs = DurableDirs::open(
+                    &cfg.path.clone().unwrap_or_else(|| data_dir.join("blocks")),
+                )?;
+                let root = dirs.root().to_path_buf();
                 // Disk uploads are spooled beside their target (see
                 // `BlockWriter`); leftovers of a crash are removed by
                 // `sweep_spool` (the core's spool-sweep worker).
@@ -148,7 +150,7 @@ impl BlockStore {
                 let d = format!("disk {}", root.display());
                 (
                     Arc::new(fs),
-                    Some(root),
+                    Some(Arc::new(dirs)),
                     spool,
                     String::new(),
                     usize::MAX,
@@ -221,8 +223,9 @@ impl BlockStore {
                 )
             }
         };
-        let packer = match (&local_root, cfg.pack_max_block_bytes) {
-            (Some(root), n) if n > 0 => Some(Packer::start(root.clone())?),
+        let local_root = dirs.as_ref().map(|d| d.root().to_path_buf());
+        let packer = match (&dirs, cfg.pack_max_block_bytes) {
+            (Some(dirs), n) if n > 0 => Some(Packer::start(dirs.clone())?),
             _ => None,
         };
         Ok(Self {
@@ -233,6 +236,7 @@ impl BlockStore {
                 os,
                 prefix,
                 local_root,
+                dirs,
                 spool_dir,
                 reserve_bytes: cfg.reserve_bytes,
                 part_size,

@@ -13,6 +13,7 @@ use coffer_types::BlockId;
 use object_store::{ObjectStoreExt, PutMode, PutPayload};
 
 use crate::config::Backend;
+use crate::durable::DurableDirs;
 use crate::pack::Location;
 use crate::store::BlockStore;
 use crate::{Result, StorageError};
@@ -141,12 +142,12 @@ impl BlockWriter {
         let mut hasher = self.hasher.take().ok_or_else(poisoned)?;
         let file = self.file.take();
         let path = self.path.clone();
-        let root = self.store.inner.local_root.clone();
+        let dirs = self.store.inner.dirs.clone();
         self.spooled = true;
         let (file, hasher) = blocking(move || {
             let mut file = match file {
                 Some(f) => f,
-                None => Spool::create(&path, root.as_deref())?,
+                None => Spool::create(&path, dirs.as_deref())?,
             };
             for c in &chunks {
                 hasher.update(c);
@@ -198,8 +199,10 @@ impl BlockWriter {
                 })
             }
             Backend::Disk => {
-                let root = inner.local_root.clone().expect("disk has a root");
-                let target = root.join(self.store.key(&self.archive, &id).as_ref());
+                let dirs = inner.dirs.clone().expect("disk has a root");
+                let target = dirs
+                    .root()
+                    .join(self.store.key(&self.archive, &id).as_ref());
                 let spool = self.path.clone();
                 let file = self.file.take();
                 let chunks = std::mem::take(&mut self.pending);
@@ -207,14 +210,18 @@ impl BlockWriter {
                 let replace = self.replace;
                 let outcome = blocking(move || {
                     if !replace && std::fs::metadata(&target).is_ok() {
+                        // Another upload may have renamed it into place and
+                        // not yet synced the directory: "present" must not
+                        // be answered before it is durable.
+                        dirs.ensure_name(&target)?;
                         return Ok(PutOutcome::Present);
                     }
                     let mut file = match file {
                         Some(f) => f,
-                        None => Spool::create(&spool, Some(&root))?,
+                        None => Spool::create(&spool, Some(&dirs))?,
                     };
                     file.append(&chunks)?;
-                    publish_file(file.finish()?, &spool, &target)
+                    publish_file(file.finish()?, &spool, &target, &dirs)
                 })
                 .await?;
                 // Renamed away (or never written when present).
@@ -369,13 +376,13 @@ struct Spool {
 
 impl Spool {
     /// Create a spool file, creating (durably) the fan-out directories of
-    /// the block tree (`root`) on first use.
-    fn create(path: &FsPath, root: Option<&FsPath>) -> Result<Self> {
+    /// the block tree on first use.
+    fn create(path: &FsPath, dirs: Option<&DurableDirs>) -> Result<Self> {
         let file = match File::create_new(path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && root.is_some() => {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dirs.is_some() => {
                 let dir = path.parent().expect("spool files have a directory");
-                create_dirs_durably(dir, root.expect("checked"))?;
+                dirs.expect("checked").create(dir)?;
                 File::create_new(path).map_err(StorageError::io("create spool file"))?
             }
             Err(e) => return Err(StorageError::io("create spool file")(e)),
@@ -398,41 +405,19 @@ impl Spool {
 }
 
 /// The durable publish of a spool file on local disk: `fdatasync` the file,
-/// rename it into place in the same directory, then `fsync` the directory so
-/// the new name survives power loss.
-fn publish_file(file: File, spool: &FsPath, target: &FsPath) -> Result<PutOutcome> {
+/// rename it into place in the same directory, then `fsync` the directory
+/// (and any of its ancestors not yet known durable) so the new name survives
+/// power loss.
+fn publish_file(
+    file: File,
+    spool: &FsPath,
+    target: &FsPath,
+    dirs: &DurableDirs,
+) -> Result<PutOutcome> {
     file.sync_data()
         .map_err(StorageError::io("sync block file"))?;
     drop(file);
     std::fs::rename(spool, target).map_err(StorageError::io("publish block"))?;
-    sync_dir(target.parent().expect("block keys have a directory"))?;
+    dirs.ensure_name(target)?;
     Ok(PutOutcome::Created)
-}
-
-pub(crate) fn create_dirs_durably(dir: &FsPath, root: &FsPath) -> Result<()> {
-    let mut missing = Vec::new();
-    let mut d = dir;
-    while !d.exists() && d != root {
-        missing.push(d.to_path_buf());
-        d = d.parent().unwrap_or(root);
-    }
-    match std::fs::create_dir_all(dir) {
-        Ok(()) => {}
-        // Another upload made it first.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(StorageError::io("create block directory")(e)),
-    }
-    // Each new directory's entry lives in its parent: sync the parents.
-    for m in missing.iter().rev() {
-        if let Some(p) = m.parent() {
-            sync_dir(p)?;
-        }
-    }
-    Ok(())
-}
-
-pub(crate) fn sync_dir(dir: &FsPath) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(StorageError::io("sync block directory"))
 }
