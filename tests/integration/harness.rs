@@ -638,6 +638,12 @@ impl S3Server {
         panic!("s3s-fs did not start");
     }
 
+    /// The S3 server's own directory (buckets, and multipart uploads in
+    /// progress as `.upload-*` files).
+    pub fn root(&self) -> &Path {
+        self._root.path()
+    }
+
     /// Stop the S3 server (to test an unreachable backend).
     pub fn stop(&mut self) {
         let _ = self.child.kill();

@@ -10,7 +10,7 @@ use std::path::{Path as FsPath, PathBuf};
 
 use bytes::Bytes;
 use coffer_types::BlockId;
-use object_store::{ObjectStoreExt, PutMode, PutPayload};
+use object_store::{MultipartUpload, ObjectStoreExt, PutMode, PutPayload};
 
 use crate::config::Backend;
 use crate::durable::DurableDirs;
@@ -294,10 +294,14 @@ impl BlockWriter {
         {
             return Ok(PutOutcome::Present);
         }
-        let mut upload = os
+        let upload = os
             .put_multipart(&key)
             .await
             .map_err(|e| self.store.classify("start multipart upload", e))?;
+        // From here every way out but a completed upload aborts it: an
+        // error returned below drops the guard, and so does a cancelled
+        // request (its future dropped mid-upload).
+        let mut upload = Multipart(Some(upload));
         let mut file = Some(file);
         loop {
             let f = file.take().ok_or_else(poisoned)?;
@@ -315,16 +319,71 @@ impl BlockWriter {
             if buf.is_empty() {
                 break;
             }
-            if let Err(e) = upload.put_part(PutPayload::from(buf)).await {
-                let _ = upload.abort().await;
-                return Err(self.store.classify("upload block part", e));
-            }
+            upload
+                .put_part(PutPayload::from(buf))
+                .await
+                .map_err(|e| self.store.classify("upload block part", e))?;
         }
         upload
             .complete()
             .await
             .map_err(|e| self.store.classify("complete multipart upload", e))?;
         Ok(PutOutcome::Created)
+    }
+}
+
+/// A multipart upload that is aborted unless it completes. S3 keeps the
+/// parts of an upload neither completed nor aborted (and bills for them)
+/// until a lifecycle rule removes them, so nothing is left to chance: a
+/// failed part or `complete` aborts it, and so does dropping the guard (an
+/// error elsewhere, or the request cancelled), from a task of its own since
+/// `Drop` cannot wait.
+struct Multipart(Option<Box<dyn MultipartUpload>>);
+
+impl Multipart {
+    async fn put_part(&mut self, data: PutPayload) -> object_store::Result<()> {
+        let upload = self.0.as_mut().expect("not yet completed");
+        let r = upload.put_part(data).await;
+        if r.is_err() {
+            self.abort().await;
+        }
+        r
+    }
+
+    async fn complete(mut self) -> object_store::Result<()> {
+        let upload = self.0.as_mut().expect("not yet completed");
+        match upload.complete().await {
+            Ok(_) => {
+                self.0 = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn abort(&mut self) {
+        if let Some(mut u) = self.0.take() {
+            if let Err(e) = u.abort().await {
+                tracing::warn!(error = %e, "could not abort a multipart upload; a lifecycle rule on the bucket removes its parts");
+            }
+        }
+    }
+}
+
+impl Drop for Multipart {
+    fn drop(&mut self) {
+        if let Some(mut u) = self.0.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    if let Err(e) = u.abort().await {
+                        tracing::warn!(error = %e, "could not abort a cancelled multipart upload; a lifecycle rule on the bucket removes its parts");
+                    }
+                });
+            }
+        }
     }
 }
 
