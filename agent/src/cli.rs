@@ -87,6 +87,10 @@ enum Command {
         /// Downloads in flight on the one HTTP/2 connection
         #[arg(long, default_value_t = 16)]
         streams: usize,
+        /// Keep files' setuid and setgid bits (by default they are removed:
+        /// a restore must not plant privileged programs)
+        #[arg(long)]
+        keep_setuid: bool,
     },
     /// Download and check every block of a backup (default: the latest).
     Verify {
@@ -262,6 +266,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             target,
             include,
             streams,
+            keep_setuid,
         } => {
             let include = if include.is_empty() {
                 None
@@ -279,6 +284,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         target,
                         include,
                         streams,
+                        keep_setuid,
                     },
                     &progress,
                 )

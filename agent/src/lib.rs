@@ -8,6 +8,7 @@ pub mod api;
 pub mod backup;
 pub mod cli;
 pub mod commands;
+mod confined;
 pub mod crypto;
 pub mod manifest;
 pub mod profile;

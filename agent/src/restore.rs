@@ -5,12 +5,14 @@
 //! bad or missing block fails the file it belongs to, loudly and by name; the
 //! other files go on. Nothing is written outside the target: a manifest path
 //! that is absolute or climbs with `..` is refused, symlinks are created only
-//! after every file, and no file is written through a symlink.
+//! after every file, and no file or directory is reached through a symlink:
+//! everything below the target goes through descriptors (`confined`).
+//! Files' setuid/setgid bits are removed unless `--keep-setuid`.
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -21,6 +23,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::api::Api;
+use crate::confined::{set_file_meta, Root};
 use crate::crypto::Keys;
 use crate::manifest::{Entry, Kind, Manifest, ManifestRoot};
 use crate::progress::Progress;
@@ -115,6 +118,27 @@ pub struct RestoreOptions {
     pub target: PathBuf,
     pub include: Option<globset::GlobSet>,
     pub streams: usize,
+    /// Keep files' setuid and setgid bits (by default they are removed).
+    pub keep_setuid: bool,
+}
+
+/// Where a restore writes, and how.
+struct Out {
+    root: Root,
+    keep_setuid: bool,
+    /// Files whose setuid/setgid bits were removed.
+    masked: AtomicU64,
+}
+
+impl Out {
+    fn file_mode(&self, mode: u32) -> u32 {
+        if self.keep_setuid || mode & 0o6000 == 0 {
+            mode
+        } else {
+            self.masked.fetch_add(1, Ordering::Relaxed);
+            mode & !0o6000
+        }
+    }
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -122,6 +146,8 @@ pub struct RestoreSummary {
     pub files: u64,
     pub dirs: u64,
     pub symlinks: u64,
+    /// Files restored without the setuid/setgid bits they had.
+    pub setuid_removed: u64,
     pub bytes: u64,
     /// Files that could not be restored, with why.
     pub failed: Vec<(String, String)>,
@@ -139,7 +165,14 @@ pub async fn restore(
     std::fs::create_dir_all(&opts.target)
         .with_context(|| format!("create {}", opts.target.display()))?;
     let target = opts.target.canonicalize()?;
+    let out = Out {
+        root: Root::open(&target)?,
+        keep_setuid: opts.keep_setuid,
+        masked: AtomicU64::new(0),
+    };
     let mut sum = RestoreSummary::default();
+    // Paths relative to the target: everything below it is reached through
+    // descriptors (see `confined`), never by resolving a whole path.
     let mut chosen: Vec<(&Entry, PathBuf)> = Vec::new();
     for e in &m.entries {
         let Some(rel) = e.path.safe_relative() else {
@@ -155,7 +188,7 @@ pub async fn restore(
                 continue;
             }
         }
-        chosen.push((e, target.join(rel)));
+        chosen.push((e, rel));
     }
     progress.plan(
         chosen.iter().filter(|(e, _)| e.kind == Kind::File).count() as u64,
@@ -163,10 +196,11 @@ pub async fn restore(
     );
 
     // Directories first.
-    for (e, path) in chosen.iter().filter(|(e, _)| e.kind == Kind::Dir) {
-        real_dirs(&target, path)?;
-        sum.dirs += 1;
-        let _ = e;
+    for (e, rel) in chosen.iter().filter(|(e, _)| e.kind == Kind::Dir) {
+        match out.root.dir(rel, true) {
+            Ok(_) => sum.dirs += 1,
+            Err(err) => sum.failed.push((e.path.display(), format!("{err:#}"))),
+        }
     }
     // Files, a few at a time, chunks in order; small ones in bundles.
     let files: Vec<(&Entry, PathBuf)> = chosen
@@ -174,7 +208,7 @@ pub async fn restore(
         .filter(|(e, _)| e.kind == Kind::File)
         .cloned()
         .collect();
-    let target_ref = &target;
+    let out_ref = &out;
     // Many files at once (small files are bound by round trips), but at most
     // `streams` block fetches in flight overall, whatever the file sizes.
     let fetches = Arc::new(Semaphore::new(opts.streams.max(1)));
@@ -183,11 +217,11 @@ pub async fn restore(
     let results: Vec<Vec<(String, anyhow::Result<u64>)>> = futures::stream::iter(jobs)
         .map(|group| async move {
             match group {
-                [(e, path)] => vec![(
+                [(e, rel)] => vec![(
                     e.path.display(),
-                    restore_file(api, keys, target_ref, e, path, fetches).await,
+                    restore_file(api, keys, out_ref, e, rel, fetches).await,
                 )],
-                group => restore_bundle(api, keys, target_ref, group, fetches).await,
+                group => restore_bundle(api, keys, out_ref, group, fetches).await,
             }
         })
         .buffer_unordered(32)
@@ -209,54 +243,48 @@ pub async fn restore(
         }
     }
     // Symlinks last, so no file was written through one.
-    for (e, path) in chosen.iter().filter(|(e, _)| e.kind == Kind::Symlink) {
+    for (e, rel) in chosen.iter().filter(|(e, _)| e.kind == Kind::Symlink) {
         let Some(t) = &e.target else { continue };
-        real_dirs(&target, path.parent().unwrap_or(&target))?;
-        let _ = std::fs::remove_file(path);
-        use std::os::unix::ffi::OsStrExt;
-        match std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&t.bytes()), path) {
-            Ok(()) => {
-                let mt = filetime::FileTime::from_unix_time(e.mtime_sec, e.mtime_nsec);
-                let _ = filetime::set_symlink_file_times(path, mt, mt);
-                sum.symlinks += 1;
-            }
-            Err(err) => sum
-                .failed
-                .push((e.path.display(), format!("create symlink: {err}"))),
+        let made = split(rel).and_then(|(parent, name)| {
+            let dir = out.root.dir(parent, true)?;
+            dir.remove(name);
+            use std::os::unix::ffi::OsStrExt;
+            let to = t.bytes();
+            dir.symlink(
+                name,
+                std::ffi::OsStr::from_bytes(&to),
+                e.mtime_sec,
+                e.mtime_nsec,
+            )
+            .context("create symlink")
+        });
+        match made {
+            Ok(()) => sum.symlinks += 1,
+            Err(err) => sum.failed.push((e.path.display(), format!("{err:#}"))),
         }
     }
-    // Directory modes and times last, deepest first.
-    for (e, path) in chosen.iter().rev().filter(|(e, _)| e.kind == Kind::Dir) {
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(e.mode));
-        let mt = filetime::FileTime::from_unix_time(e.mtime_sec, e.mtime_nsec);
-        let _ = filetime::set_file_mtime(path, mt);
+    // Directory modes and times last, deepest first, each through the
+    // directory's own descriptor (a symlink swapped in meanwhile is refused).
+    for (e, rel) in chosen.iter().rev().filter(|(e, _)| e.kind == Kind::Dir) {
+        if let Ok(dir) = out.root.dir(rel, false) {
+            let _ = dir.set_meta(e.mode, e.mtime_sec, e.mtime_nsec);
+        }
+    }
+    sum.setuid_removed = out.masked.load(Ordering::Relaxed);
+    if sum.setuid_removed > 0 {
+        progress.warn(&format!(
+            "removed the setuid/setgid bits of {} files; restore with --keep-setuid to keep them",
+            sum.setuid_removed
+        ));
     }
     progress.finish();
     Ok(sum)
 }
 
-/// Make sure every directory from `target` down to `dir` exists and is a
-/// real directory, never a symlink.
-fn real_dirs(target: &Path, dir: &Path) -> anyhow::Result<()> {
-    let rel = dir
-        .strip_prefix(target)
-        .context("path outside the target")?;
-    let mut at = target.to_path_buf();
-    for c in rel.components() {
-        at.push(c);
-        match std::fs::symlink_metadata(&at) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => bail!(
-                "{} exists and is not a directory; not writing through it",
-                at.display()
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir(&at).with_context(|| format!("create {}", at.display()))?
-            }
-            Err(e) => return Err(e).with_context(|| format!("read {}", at.display())),
-        }
-    }
-    Ok(())
+/// A relative path's directory and last component.
+fn split(rel: &Path) -> anyhow::Result<(&Path, &std::ffi::OsStr)> {
+    let name = rel.file_name().context("a path without a name")?;
+    Ok((rel.parent().unwrap_or(Path::new("")), name))
 }
 
 /// A file of one block of at most this size is fetched in a bundle with
@@ -301,25 +329,25 @@ fn small_file(e: &Entry) -> Option<u64> {
 async fn restore_bundle(
     api: &Api,
     keys: &Arc<Keys>,
-    target: &Path,
+    out: &Out,
     group: &[(&Entry, PathBuf)],
     fetches: &Arc<Semaphore>,
 ) -> Vec<(String, anyhow::Result<u64>)> {
     let ids = group.iter().map(|(e, _)| e.chunks[0]).collect();
     match spawn_fetch_many(api, keys, ids, fetches).await {
         Ok(blocks) => {
-            let mut out = Vec::with_capacity(group.len());
-            for ((e, path), data) in group.iter().zip(blocks) {
+            let mut written = Vec::with_capacity(group.len());
+            for ((e, rel), data) in group.iter().zip(blocks) {
                 let data = futures::stream::iter([data]);
-                out.push((e.path.display(), write_file(target, e, path, data).await));
+                written.push((e.path.display(), write_file(out, e, rel, data).await));
             }
-            out
+            written
         }
         Err(_) => {
-            futures::future::join_all(group.iter().map(|(e, path)| async move {
+            futures::future::join_all(group.iter().map(|(e, rel)| async move {
                 (
                     e.path.display(),
-                    restore_file(api, keys, target, e, path, fetches).await,
+                    restore_file(api, keys, out, e, rel, fetches).await,
                 )
             }))
             .await
@@ -330,9 +358,9 @@ async fn restore_bundle(
 async fn restore_file(
     api: &Api,
     keys: &Arc<Keys>,
-    target: &Path,
+    out: &Out,
     e: &Entry,
-    path: &Path,
+    rel: &Path,
     fetches: &Arc<Semaphore>,
 ) -> anyhow::Result<u64> {
     // Up to 4 chunks of this file ahead, each holding a fetch slot while it
@@ -340,30 +368,32 @@ async fn restore_file(
     let chunks = futures::stream::iter(e.chunks.iter())
         .map(|id| spawn_fetch(api, keys, *id, fetches))
         .buffered(4);
-    write_file(target, e, path, chunks).await
+    write_file(out, e, rel, chunks).await
 }
 
-/// Write a file from its chunks' plaintexts, in order, into a temporary
-/// file beside it, then give it its mode and mtime and move it into place.
+/// Write a file from its chunks' plaintexts, in order, into a new
+/// temporary file beside it (`O_EXCL | O_NOFOLLOW`), give it its mode and
+/// mtime through its descriptor, and move it into place within its
+/// directory's descriptor (a symlink at the name is replaced, never
+/// followed).
 async fn write_file(
-    target: &Path,
+    out: &Out,
     e: &Entry,
-    path: &Path,
+    rel: &Path,
     chunks: impl futures::Stream<Item = anyhow::Result<Vec<u8>>>,
 ) -> anyhow::Result<u64> {
     // File work blocks; `block_in_place` lets the runtime move the HTTP/2
     // connection and the other restores off this worker meanwhile.
     use tokio::task::block_in_place;
-    let dir = path.parent().context("file without a directory")?;
-    block_in_place(|| real_dirs(target, dir))?;
-    let tmp = dir
-        .join(format!(".coffer-restore-{}.tmp", std::process::id()))
-        .with_extension(format!(
-            "{}.tmp",
-            hex::encode(&blake3::hash(path.as_os_str().as_encoded_bytes()).as_bytes()[..6])
-        ));
-    let mut f = block_in_place(|| std::fs::File::create(&tmp))
-        .with_context(|| format!("create {}", tmp.display()))?;
+    let (parent, name) = split(rel)?;
+    let dir = block_in_place(|| out.root.dir(parent, true))?;
+    let tmp = std::ffi::OsString::from(format!(
+        ".coffer-restore-{}.{}.tmp",
+        std::process::id(),
+        hex::encode(&blake3::hash(rel.as_os_str().as_encoded_bytes()).as_bytes()[..6])
+    ));
+    let mut f = block_in_place(|| dir.create_new(&tmp))
+        .with_context(|| format!("create a temporary file beside {}", rel.display()))?;
     let mut chunks = std::pin::pin!(chunks);
     let mut n = 0u64;
     let written: anyhow::Result<()> = async {
@@ -375,25 +405,21 @@ async fn write_file(
     }
     .await;
     if let Err(err) = written {
-        let _ = std::fs::remove_file(&tmp);
+        dir.remove(&tmp);
         return Err(err);
     }
     if n != e.size {
-        let _ = std::fs::remove_file(&tmp);
+        dir.remove(&tmp);
         bail!("restored {n} bytes, the manifest says {}", e.size);
     }
     block_in_place(|| {
-        f.set_permissions(std::fs::Permissions::from_mode(e.mode))?;
+        let placed = set_file_meta(&f, out.file_mode(e.mode), e.mtime_sec, e.mtime_nsec)
+            .and_then(|()| dir.rename(&tmp, name));
         drop(f);
-        filetime::set_file_mtime(
-            &tmp,
-            filetime::FileTime::from_unix_time(e.mtime_sec, e.mtime_nsec),
-        )?;
-        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-            let _ = std::fs::remove_file(&tmp);
-            bail!("{} is a symlink; not writing through it", path.display());
+        if let Err(err) = placed {
+            dir.remove(&tmp);
+            return Err(err).with_context(|| format!("place {}", rel.display()));
         }
-        std::fs::rename(&tmp, path).with_context(|| format!("place {}", path.display()))?;
         Ok(n)
     })
 }

@@ -98,10 +98,19 @@ async fn restore_all(
     dev: &Device,
     target: &Path,
 ) -> (String, coffer_agent::restore::RestoreSummary) {
+    restore_with(dev, target, false).await
+}
+
+async fn restore_with(
+    dev: &Device,
+    target: &Path,
+    keep_setuid: bool,
+) -> (String, coffer_agent::restore::RestoreSummary) {
     let opts = RestoreOptions {
         target: target.to_path_buf(),
         include: None,
         streams: 8,
+        keep_setuid,
     };
     dev.restore(None, &opts, &Progress::quiet()).await.unwrap()
 }
@@ -517,6 +526,75 @@ async fn a_manifest_that_climbs_out_of_the_target_is_refused() {
         .unwrap()
         .is_dir());
     assert!(r.failed.iter().any(|(p, _)| p == "x/escape"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symlinks_already_under_the_target_are_never_followed_and_setuid_is_removed() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_server, api, work) = setup().await;
+    let keys = archive_keys(&api).await;
+    let pid = put_sealed(&api, &keys, &[b"owned"]).await[0];
+    let entry = |path: &str, kind, mode| {
+        let mut e = forged_entry(path, kind, 5, vec![pid]);
+        e.mode = mode;
+        e
+    };
+    let entries = vec![
+        entry("planted", Kind::Dir, 0o777),
+        entry("planted/x.txt", Kind::File, 0o644),
+        entry("d", Kind::Dir, 0o750),
+        entry("d/suid", Kind::File, 0o4755),
+        entry("d/sgid", Kind::File, 0o2755),
+    ];
+    commit_forged(&api, &keys, entries, &[pid]).await;
+
+    // Somebody with write access to the target planted a symlink where the
+    // backup has a directory, pointing outside.
+    let outside = work.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let target = work.path().join("r");
+    std::fs::create_dir(&target).unwrap();
+    std::os::unix::fs::symlink(&outside, target.join("planted")).unwrap();
+
+    let dev = device(&api, work.path()).await;
+    let (_, r) = restore_all(&dev, &target).await;
+    // Nothing written through the link, and its target's mode untouched
+    // (a restore that chmods a path follows the link).
+    assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
+    let mode = std::fs::metadata(&outside).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o700);
+    assert!(
+        r.failed
+            .iter()
+            .any(|(p, e)| p == "planted/x.txt" && e.contains("not writing through it")),
+        "{r:?}"
+    );
+    // The rest is restored; setuid and setgid removed, and counted.
+    let mode = |p: &str| {
+        std::fs::metadata(target.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(
+        (mode("d/suid"), mode("d/sgid"), mode("d")),
+        (0o755, 0o755, 0o750)
+    );
+    assert_eq!(r.setuid_removed, 2, "{r:?}");
+    // Asked for, they are kept.
+    let again = work.path().join("r2");
+    let (_, r) = restore_with(&dev, &again, true).await;
+    assert_eq!(r.setuid_removed, 0);
+    let mode = |p: &str| {
+        std::fs::metadata(again.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!((mode("d/suid"), mode("d/sgid")), (0o4755, 0o2755));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
