@@ -243,14 +243,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 println!(
-                    "{:<36}  {:<20}  {:>8}  {:>10}  {:>7}",
+                    "{:<36}  {:<20}  {:>8}  {:>10}  {:>7}  STATE",
                     "BACKUP", "COMMITTED", "FILES", "MIB", "BLOCKS"
                 );
                 for b in &list {
                     let t =
                         std::time::UNIX_EPOCH + std::time::Duration::from_millis(b.committed_at);
+                    // Damaged: the server found some of its blocks corrupt or
+                    // gone; the next backup uploads them again.
+                    let state = match b.damaged_blocks {
+                        0 => "ok".to_string(),
+                        n => format!("damaged ({n} blocks; the next backup heals it)"),
+                    };
                     println!(
-                        "{:<36}  {:<20}  {:>8}  {:>10}  {:>7}",
+                        "{:<36}  {:<20}  {:>8}  {:>10}  {:>7}  {state}",
                         b.backup,
                         humantime::format_rfc3339_seconds(t),
                         b.stats.files,

@@ -192,3 +192,89 @@ async fn the_scrub_finds_corrupt_and_missing_blocks_packed_or_not_and_uploads_he
         serde_json::from_str(&cli_ok(&server.cli(&["scrub", "status", "--json"]))).unwrap();
     assert_eq!(s["archives"], serde_json::json!([]), "{s}");
 }
+
+#[tokio::test]
+async fn a_corrupt_pack_header_is_recorded_and_its_backups_are_marked_damaged_until_healed() {
+    let server = TestServer::h2c().await;
+    let a = server.enroll("acme", "ann", "ann-laptop").await;
+    let (small, big) = (block_bytes(51, 16 << 10), block_bytes(52, 1 << 20));
+    let (sid, bid) = (BlockId::of(&small), BlockId::of(&big));
+    let session = a.open_session().await;
+    for b in [&small, &big] {
+        assert_eq!(a.put_in(&session, b).await.status, 201);
+    }
+    let r = a.commit(&session, &bid, &[bid, sid], 100.0).await;
+    assert_eq!(r.status, 201);
+    let backup = r.json::<serde_json::Value>().unwrap()["backup"].clone();
+
+    // Rot in the record header: the id it names is no longer the block's.
+    let packs = server.data_dir.join("blocks/packs").join(&a.archive);
+    let pack = std::fs::read_dir(&packs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(&pack).unwrap();
+    let at = bytes
+        .windows(32)
+        .position(|w| w == sid.as_bytes())
+        .expect("the record header names the block");
+    flip(&pack, at as u64 + 7);
+
+    // Not a silent 404: 500 corrupt_block, with what happens next.
+    let r = a.get(&sid).await;
+    assert_refused(
+        &r,
+        500,
+        "corrupt_block",
+        "uploads it again at its next backup",
+    );
+    // Recorded: its device is asked for it, and the backup is damaged.
+    let r = a
+        .client
+        .post_json(
+            &coffer_client::paths::blocks_missing(&a.archive),
+            &serde_json::json!({"ids": [sid, bid]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<serde_json::Value>().unwrap()["missing"],
+        serde_json::json!([sid.to_hex()])
+    );
+    let damaged = |server: &TestServer| {
+        let out = cli_ok(&server.cli(&["device", "list", "--json"]));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let d = &v["devices"][0];
+        (d["damaged_blocks"].as_u64(), d["damaged_backups"].as_u64())
+    };
+    assert_eq!(damaged(&server), (Some(1), Some(1)));
+    assert!(cli_ok(&server.cli(&["device", "list"])).contains("damaged (1 backups, 1 blocks)"));
+    let list: serde_json::Value = a
+        .client
+        .get(&coffer_client::paths::backups(&a.archive))
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(list["backups"][0]["backup"], backup);
+    assert_eq!(list["backups"][0]["damaged_blocks"], 1, "{list}");
+
+    // The device's upload heals it, and the marks go.
+    assert_eq!(a.put(&small).await.status, 201);
+    let r = a.get(&sid).await;
+    assert!(r.status == 200 && r.body == small);
+    assert_eq!(damaged(&server), (Some(0), Some(0)));
+    let one: serde_json::Value = a
+        .client
+        .get(&coffer_client::paths::backup(
+            &a.archive,
+            backup.as_str().unwrap(),
+        ))
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(one["damaged_blocks"], 0, "{one}");
+}

@@ -279,7 +279,7 @@ impl Coffer {
         let mut out = Vec::with_capacity(records.len());
         for d in records {
             let a = self.meta.archive(&d.archive)?;
-            out.push(device_info(d, a));
+            out.push(self.with_damage(device_info(d, a))?);
         }
         out.sort_by(|a, b| (&a.org, &a.user, &a.name).cmp(&(&b.org, &b.user, &b.name)));
         Ok(out)
@@ -315,14 +315,24 @@ impl Coffer {
             .seen_device(p, id, Permission::ReadInventory, "reading a device")
             .await?;
         let a = self.meta.archive(&d.archive)?;
-        Ok(device_info(d, a))
+        self.with_damage(device_info(d, a))
     }
 
     /// The device info of `id` as the server itself sees it (for events).
     fn device_now(&self, id: &Name) -> Result<DeviceInfo> {
         let d = self.meta.device(id)?.ok_or_else(|| device_missing(id))?;
         let a = self.meta.archive(&d.archive)?;
-        Ok(device_info(d, a))
+        self.with_damage(device_info(d, a))
+    }
+
+    /// `info` with its archive's damaged blocks and backups counted.
+    fn with_damage(&self, info: DeviceInfo) -> Result<DeviceInfo> {
+        let (bad, per) = self.damage(&info.archive)?;
+        Ok(DeviceInfo {
+            damaged_blocks: bad.len() as u64,
+            damaged_backups: per.len() as u64,
+            ..info
+        })
     }
 
     /// Revoke a device's token: it can no longer reach its archive. Its data
@@ -402,5 +412,8 @@ pub(crate) fn device_info(d: DeviceRecord, a: Option<ArchiveRecord>) -> DeviceIn
         last_activity: a.last_activity,
         last_completed: a.last_completed,
         percent_complete: a.percent_complete,
+        // Counted by `with_damage` where the answer needs them.
+        damaged_blocks: 0,
+        damaged_backups: 0,
     }
 }

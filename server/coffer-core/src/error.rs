@@ -59,6 +59,10 @@ pub enum CoreError {
     TooManyRequests(String),
     #[error("{0}")]
     PluginFailed(String),
+    /// The stored copy of a block is damaged (found on read): recorded, and
+    /// asked again of its device at its next backup.
+    #[error("{0}")]
+    CorruptBlock(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -84,6 +88,7 @@ impl CoreError {
             Self::Busy(_) => ErrorCode::ServerBusy,
             Self::TooManyRequests(_) => ErrorCode::TooManyRequests,
             Self::PluginFailed(_) => ErrorCode::PluginFailed,
+            Self::CorruptBlock(_) => ErrorCode::CorruptBlock,
             Self::Internal(_) => ErrorCode::Internal,
         }
     }

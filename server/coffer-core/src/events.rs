@@ -147,6 +147,8 @@ mod tests {
                     last_activity: None,
                     last_completed: None,
                     percent_complete: None,
+                    damaged_blocks: 0,
+                    damaged_backups: 0,
                 },
             },
         }

@@ -480,10 +480,22 @@ impl Coffer {
         let stream = if size == 0 {
             futures::stream::empty().boxed()
         } else {
-            let stream = self
+            let stream = match self
                 .storage
                 .get(archive.as_str(), &id, location, range.clone())
-                .await?;
+                .await
+            {
+                Ok(s) => s,
+                // Not a silent 404: the block is recorded as damaged (the
+                // device is asked for it again) and the answer says so.
+                Err(e @ coffer_storage::StorageError::Corrupt { .. }) => {
+                    self.found_corrupt(archive, &id);
+                    return Err(CoreError::CorruptBlock(format!(
+                        "{e}; it is recorded, and its device uploads it again at its next backup"
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            };
             match range {
                 Some(_) => stream,
                 None => self.verifying(archive, id, stream),

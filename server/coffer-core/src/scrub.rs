@@ -168,6 +168,7 @@ impl Coffer {
         let mut stream = match self.storage.get(b.archive.as_str(), &b.id, at, None).await {
             Ok(s) => s,
             Err(StorageError::NotFound { .. }) => return Ok(Some(Damage::Missing)),
+            Err(StorageError::Corrupt { .. }) => return Ok(Some(Damage::Corrupt)),
             Err(e) => return Err(e.into()),
         };
         let mut hasher = blake3::Hasher::new();

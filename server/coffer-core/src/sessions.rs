@@ -352,12 +352,56 @@ impl Coffer {
 
     /// The archive's backups, oldest first.
     pub fn backups(&self, archive: &Name) -> Result<Vec<BackupInfo>> {
+        let (_, damaged) = self.damage(archive)?;
         Ok(self
             .meta
             .backups(archive)?
             .into_iter()
-            .map(|b| backup_info(b, None))
+            .map(|b| {
+                let n = damaged.get(&b.id).copied().unwrap_or(0);
+                BackupInfo {
+                    damaged_blocks: n,
+                    ..backup_info(b, None)
+                }
+            })
             .collect())
+    }
+
+    /// The archive's blocks found damaged and not healed, and for each
+    /// backup referencing any of them, how many it references. Nothing is
+    /// scanned beyond one small prefix when no block is damaged (the usual
+    /// case); otherwise each backup's references are read once.
+    pub(crate) fn damage(
+        &self,
+        archive: &Name,
+    ) -> Result<(
+        std::collections::HashSet<coffer_types::BlockId>,
+        std::collections::HashMap<Name, u64>,
+    )> {
+        let bad = self.meta.damaged_in(archive)?;
+        let mut per = std::collections::HashMap::new();
+        if !bad.is_empty() {
+            for b in self.meta.backups(archive)? {
+                let n = self.damaged_refs(archive, &b.id, &bad)?;
+                if n > 0 {
+                    per.insert(b.id, n);
+                }
+            }
+        }
+        Ok((bad, per))
+    }
+
+    fn damaged_refs(
+        &self,
+        archive: &Name,
+        backup: &Name,
+        bad: &std::collections::HashSet<coffer_types::BlockId>,
+    ) -> Result<u64> {
+        let mut n = 0;
+        for chunk in self.meta.backup_block_chunks(archive, backup) {
+            n += chunk?.iter().filter(|id| bad.contains(id)).count() as u64;
+        }
+        Ok(n)
     }
 
     /// One backup with the list of blocks it references.
@@ -388,11 +432,20 @@ impl Coffer {
             .meta
             .backup(archive, &bid)?
             .ok_or_else(|| CoreError::NotFound(format!("backup {bid} not found")))?;
+        let bad = self.meta.damaged_in(archive)?;
+        let damaged_blocks = match bad.is_empty() {
+            true => 0,
+            false => self.damaged_refs(archive, &bid, &bad)?,
+        };
         let chunks = self
             .meta
             .backup_block_chunks(archive, &bid)
             .map(|c| c.map_err(CoreError::from));
-        Ok((backup_info(b, None), chunks))
+        let info = BackupInfo {
+            damaged_blocks,
+            ..backup_info(b, None)
+        };
+        Ok((info, chunks))
     }
 }
 
@@ -424,6 +477,7 @@ fn backup_info(b: BackupRecord, blocks: Option<Vec<coffer_types::BlockId>>) -> B
             bytes: b.stats.bytes,
             percent: b.stats.percent,
         },
+        damaged_blocks: 0,
         blocks,
     }
 }

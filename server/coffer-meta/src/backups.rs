@@ -218,8 +218,8 @@ impl MetaStore {
     }
 
     /// The blocks a backup references, in the order committed, a stored
-    /// chunk (2 048 ids) at a time: a million-block backup is never in
-    /// memory at once.
+    /// chunk (128 ids; 2 048 in lists written by earlier versions) at a
+    /// time: a million-block backup is never in memory at once.
     pub fn backup_block_chunks(
         &self,
         archive: &Name,

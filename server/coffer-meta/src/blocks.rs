@@ -219,6 +219,23 @@ impl MetaStore {
             .and_then(|v| Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?))))
     }
 
+    /// The blocks of `archive` found damaged and not healed (usually none:
+    /// one prefix scan of a small tree).
+    pub fn damaged_in(&self, archive: &Name) -> Result<std::collections::HashSet<BlockId>> {
+        let mut out = std::collections::HashSet::new();
+        for kv in self
+            .t
+            .corrupt
+            .scan_prefix(prefix(&[archive.as_str().as_bytes()]))
+        {
+            let (k, _) = kv.map_err(engine("scan damaged blocks"))?;
+            if let Some((_, id)) = split_block_key(&k) {
+                out.insert(id);
+            }
+        }
+        Ok(out)
+    }
+
     /// Every block found damaged and not healed, by archive.
     pub fn damaged_blocks(&self) -> Result<Vec<DamagedBlock>> {
         let mut out = Vec::new();

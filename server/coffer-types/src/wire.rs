@@ -231,6 +231,11 @@ pub struct BackupInfo {
     /// Distinct blocks referenced, the manifest included.
     pub block_count: u64,
     pub stats: BackupStats,
+    /// Referenced blocks whose stored copy was found damaged (by a read or
+    /// the scrub) and not yet healed by a new upload: while above 0 the
+    /// backup cannot be fully restored.
+    #[serde(default)]
+    pub damaged_blocks: u64,
     /// With `GET …/backups/{id}`: the referenced blocks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocks: Option<Vec<BlockId>>,
@@ -354,6 +359,12 @@ pub struct DeviceInfo {
     pub last_completed: Option<UnixMillis>,
     /// Percent complete of the newest session or backup.
     pub percent_complete: Option<f64>,
+    /// Blocks of its archive found damaged and not yet healed, and the
+    /// backups that reference any of them (damaged backups).
+    #[serde(default)]
+    pub damaged_blocks: u64,
+    #[serde(default)]
+    pub damaged_backups: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

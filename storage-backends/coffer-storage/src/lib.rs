@@ -33,6 +33,10 @@ use coffer_types::BlockId;
 pub enum StorageError {
     #[error("block {id} not found")]
     NotFound { id: BlockId },
+    /// The stored bytes are there but are not the block: a pack record
+    /// whose header names another block, or no block at all.
+    #[error("the stored copy of block {id} is damaged: {detail}")]
+    Corrupt { id: BlockId, detail: String },
     #[error("storage is full: {detail}")]
     Full { detail: String },
     #[error("storage is unreachable ({op}): {source}")]

@@ -69,7 +69,7 @@ fn locate_local(file: &std::fs::File, id: &BlockId, at: Location) -> Result<(u64
                     std::io::ErrorKind::UnexpectedEof => StorageError::NotFound { id: *id },
                     _ => StorageError::io("read pack")(e),
                 })?;
-            let size = parse_header(&h, id).ok_or(StorageError::NotFound { id: *id })?;
+            let size = parse_header(&h, id).ok_or_else(|| bad_header(id, offset))?;
             Ok((offset + HEADER, size))
         }
     }
@@ -313,7 +313,9 @@ impl BlockStore {
             Location::Packed { pack, offset } => {
                 let key = Path::from(pack_key(archive, pack));
                 match self.inner.os.get_range(&key, offset..offset + HEADER).await {
-                    Ok(h) => Ok(parse_header(&h, id)),
+                    Ok(h) => parse_header(&h, id)
+                        .map(Some)
+                        .ok_or_else(|| bad_header(id, offset)),
                     Err(object_store::Error::NotFound { .. }) => Ok(None),
                     Err(e) => Err(self.classify("read pack", e)),
                 }
@@ -428,9 +430,13 @@ impl BlockStore {
         archive: &str,
         blocks: Vec<(BlockId, Location)>,
     ) -> Result<Vec<Option<Bytes>>> {
+        // A record that is not the block reads as no bytes: the caller's
+        // check of the bytes against the id then fails, as for any damaged
+        // copy, and the others are still answered.
         let found = |r: Result<Bytes>| match r {
             Ok(b) => Ok(Some(b)),
             Err(StorageError::NotFound { .. }) => Ok(None),
+            Err(StorageError::Corrupt { .. }) => Ok(Some(Bytes::new())),
             Err(e) => Err(e),
         };
         let Some(root) = &self.inner.local_root else {
@@ -586,6 +592,14 @@ impl BlockStore {
             },
             (_, e) => StorageError::Backend { op, source: e },
         }
+    }
+}
+
+/// A packed record whose header does not name the block it should hold.
+fn bad_header(id: &BlockId, offset: u64) -> StorageError {
+    StorageError::Corrupt {
+        id: *id,
+        detail: format!("the pack record at offset {offset} does not name it"),
     }
 }
 

@@ -214,10 +214,12 @@ fn device_table(devices: &[DeviceInfo]) {
                 time(d.last_completed),
                 d.percent_complete
                     .map_or("-".into(), |p| format!("{p:.1}%")),
-                if d.revoked {
-                    "revoked".into()
-                } else {
-                    "active".into()
+                match (d.revoked, d.damaged_backups) {
+                    (true, _) => "revoked".into(),
+                    (false, 0) => "active".into(),
+                    // Backups that cannot be fully restored until the
+                    // device uploads the damaged blocks again.
+                    (false, n) => format!("damaged ({n} backups, {} blocks)", d.damaged_blocks),
                 },
             ]
         }),
