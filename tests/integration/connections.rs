@@ -120,6 +120,21 @@ async fn silent_and_idle_connections_are_closed() {
     );
 }
 
+#[tokio::test]
+async fn the_client_reconnects_after_the_server_closes_an_idle_connection() {
+    let server = TestServer::start(Opts::default().env("COFFER__HTTP__IDLE_TIMEOUT_SECS", 1)).await;
+    let a = server.enroll("acme", "ann", "ann-laptop").await;
+    assert_eq!(
+        a.client.get(&paths::agent_whoami()).await.unwrap().status,
+        200
+    );
+    // Past the idle timeout the server has sent GOAWAY and closed; the same
+    // client's next request goes out on a new connection.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let r = a.client.get(&paths::agent_whoami()).await;
+    assert_eq!(r.expect("a request after the idle close").status, 200);
+}
+
 /// Start a request whose body is sent in part and then stalls.
 async fn stalled_upload(
     server: &TestServer,

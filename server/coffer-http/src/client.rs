@@ -92,10 +92,69 @@ type ReqBody = UnsyncBoxBody<Bytes, std::io::Error>;
 /// One HTTP/2 connection. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct Client {
-    sender: http2::SendRequest<ReqBody>,
+    link: Arc<Link>,
     scheme: &'static str,
     authority: String,
     token: Option<Arc<str>>,
+}
+
+/// The connection a client and its clones share, replaced when it closes.
+struct Link {
+    sender: std::sync::Mutex<http2::SendRequest<ReqBody>>,
+    reconnecting: tokio::sync::Mutex<()>,
+    tls: ClientTls,
+}
+
+impl Link {
+    fn current(&self) -> http2::SendRequest<ReqBody> {
+        self.sender
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Open an HTTP/2 connection to `authority`.
+async fn open(
+    scheme: &str,
+    authority: &str,
+    tls: &ClientTls,
+) -> Result<http2::SendRequest<ReqBody>, ClientError> {
+    let tcp = TcpStream::connect(authority)
+        .await
+        .map_err(|source| ClientError::Connect {
+            addr: authority.to_owned(),
+            source,
+        })?;
+    let _ = tcp.set_nodelay(true);
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .initial_stream_window_size(8 << 20)
+        .initial_connection_window_size(32 << 20)
+        .max_frame_size(256 << 10)
+        .max_send_buf_size(1 << 20)
+        .adaptive_window(false);
+    if scheme == "http" {
+        let (sender, conn) = builder.handshake(TokioIo::new(tcp)).await?;
+        tokio::spawn(conn);
+        return Ok(sender);
+    }
+    let host = host_of(authority);
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|e| ClientError::Tls(format!("server name {host:?}: {e}")))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_config(tls)?));
+    let stream = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Err(ClientError::Tls(
+            "the server did not agree to HTTP/2 (ALPN h2)".into(),
+        ));
+    }
+    let (sender, conn) = builder.handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
 }
 
 impl std::fmt::Debug for Client {
@@ -106,6 +165,9 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     /// Connect to `url` (`https://host:port` or `http://host:port` for h2c).
+    /// When the server closes the connection (it does after
+    /// `http.idle_timeout_secs` without a request), the next request
+    /// connects again.
     pub async fn connect(url: &str, tls: &ClientTls) -> Result<Self, ClientError> {
         let (scheme, rest) = url
             .split_once("://")
@@ -114,52 +176,44 @@ impl Client {
         if authority.is_empty() || authority.contains('/') {
             return Err(ClientError::Url(url.into()));
         }
-        let tcp = TcpStream::connect(&authority)
-            .await
-            .map_err(|source| ClientError::Connect {
-                addr: authority.clone(),
-                source,
-            })?;
-        let _ = tcp.set_nodelay(true);
-        let mut builder = http2::Builder::new(TokioExecutor::new());
-        builder
-            .initial_stream_window_size(8 << 20)
-            .initial_connection_window_size(32 << 20)
-            .max_frame_size(256 << 10)
-            .max_send_buf_size(1 << 20)
-            .adaptive_window(false);
-        let (sender, scheme) = match scheme {
-            "http" => {
-                let (sender, conn) = builder.handshake(TokioIo::new(tcp)).await?;
-                tokio::spawn(conn);
-                (sender, "http")
-            }
-            "https" => {
-                let host = host_of(&authority);
-                let name = ServerName::try_from(host.to_owned())
-                    .map_err(|e| ClientError::Tls(format!("server name {host:?}: {e}")))?;
-                let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_config(tls)?));
-                let stream = connector
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| ClientError::Tls(e.to_string()))?;
-                if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
-                    return Err(ClientError::Tls(
-                        "the server did not agree to HTTP/2 (ALPN h2)".into(),
-                    ));
-                }
-                let (sender, conn) = builder.handshake(TokioIo::new(stream)).await?;
-                tokio::spawn(conn);
-                (sender, "https")
-            }
+        let scheme = match scheme {
+            "http" => "http",
+            "https" => "https",
             _ => return Err(ClientError::Url(url.into())),
         };
+        let sender = open(scheme, &authority, tls).await?;
         Ok(Self {
-            sender,
+            link: Arc::new(Link {
+                sender: std::sync::Mutex::new(sender),
+                reconnecting: tokio::sync::Mutex::new(()),
+                tls: tls.clone(),
+            }),
             scheme,
             authority,
             token: None,
         })
+    }
+
+    /// A sender ready for a request: the current connection's, or a new
+    /// connection's if the server closed that one. Only a request that was
+    /// never sent is moved to a new connection.
+    async fn ready_sender(&self) -> Result<http2::SendRequest<ReqBody>, ClientError> {
+        let mut sender = self.link.current();
+        if !sender.is_closed() && sender.ready().await.is_ok() {
+            return Ok(sender);
+        }
+        // One reconnection at a time: the requests that found the connection
+        // closed together share the new one.
+        let _one = self.link.reconnecting.lock().await;
+        let mut sender = self.link.current();
+        if !sender.is_closed() && sender.ready().await.is_ok() {
+            return Ok(sender);
+        }
+        let fresh = open(self.scheme, &self.authority, &self.link.tls).await?;
+        *self.link.sender.lock().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+        let mut sender = fresh;
+        sender.ready().await?;
+        Ok(sender)
     }
 
     /// Send `Authorization: Bearer <token>` with every request.
@@ -227,8 +281,7 @@ impl Client {
             b = b.header(header::CONTENT_LENGTH, n);
         }
         let req = b.body(body)?;
-        let mut sender = self.sender.clone();
-        sender.ready().await?;
+        let mut sender = self.ready_sender().await?;
         let resp = sender.send_request(req).await?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
