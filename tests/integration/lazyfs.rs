@@ -144,6 +144,30 @@ impl State {
         Ok((ino, attr))
     }
 
+    /// What `ino` holds now becomes what is on "disk": a file's bytes (only
+    /// the range written since the last sync is copied), a directory's names.
+    fn sync(&mut self, ino: u64, dir_only: bool) -> Result<(), Errno> {
+        self.fsyncs += 1;
+        match self.nodes.get_mut(&ino).map(|n| &mut n.body) {
+            Some(Body::File { .. }) if dir_only => Err(Errno::ENOTDIR),
+            Some(Body::File { now, synced, dirty }) => {
+                synced.resize(now.len(), 0);
+                if let Some((a, b)) = dirty.take() {
+                    let b = b.min(now.len());
+                    if a < b {
+                        synced[a..b].copy_from_slice(&now[a..b]);
+                    }
+                }
+                Ok(())
+            }
+            Some(Body::Dir { now, synced }) => {
+                synced.clone_from(now);
+                Ok(())
+            }
+            None => Err(Errno::ENOENT),
+        }
+    }
+
     fn touch(&mut self, ino: u64) {
         if let Some(n) = self.nodes.get_mut(&ino) {
             let t = SystemTime::now();
@@ -536,25 +560,10 @@ impl Filesystem for LazyFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let mut st = self.st();
-        st.fsyncs += 1;
-        match st.nodes.get_mut(&ino.0).map(|n| &mut n.body) {
-            Some(Body::File { now, synced, dirty }) => {
-                synced.resize(now.len(), 0);
-                if let Some((a, b)) = dirty.take() {
-                    let b = b.min(now.len());
-                    if a < b {
-                        synced[a..b].copy_from_slice(&now[a..b]);
-                    }
-                }
-                reply.ok()
-            }
-            // fsync(2) on a directory's descriptor arrives as fsyncdir.
-            Some(Body::Dir { now, synced }) => {
-                synced.clone_from(now);
-                reply.ok()
-            }
-            None => reply.error(Errno::ENOENT),
+        // fsync(2) on a directory's descriptor may arrive here too.
+        match self.st().sync(ino.0, false) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -600,15 +609,9 @@ impl Filesystem for LazyFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let mut st = self.st();
-        st.fsyncs += 1;
-        match st.nodes.get_mut(&ino.0).map(|n| &mut n.body) {
-            Some(Body::Dir { now, synced }) => {
-                synced.clone_from(now);
-                reply.ok()
-            }
-            Some(Body::File { .. }) => reply.error(Errno::ENOTDIR),
-            None => reply.error(Errno::ENOENT),
+        match self.st().sync(ino.0, true) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
         }
     }
 

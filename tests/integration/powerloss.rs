@@ -16,9 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use coffer_client::paths;
-use coffer_types::wire::{BackupInfo, BackupList, SessionInfo};
+use coffer_types::wire::{BackupInfo, SessionInfo};
 use coffer_types::BlockId;
 
+use crate::durability::verify_acknowledged;
 use crate::harness::*;
 use crate::lazyfs::LazyFs;
 
@@ -158,55 +159,6 @@ async fn writer(agent: Agent, w: u64, round: u64, stop: Arc<AtomicBool>, acked: 
     }
 }
 
-async fn verify(agent: &Agent, acked: &Acked) {
-    use futures::StreamExt;
-    let mut gets = futures::stream::iter(&acked.blocks)
-        .map(|id| async move { (id, agent.get(id).await) })
-        .buffer_unordered(64);
-    while let Some((id, r)) = gets.next().await {
-        assert_eq!(
-            r.status, 200,
-            "acknowledged block {id} lost to the power cut"
-        );
-        assert_eq!(
-            BlockId::of(&r.body),
-            *id,
-            "block {id} corrupt after the power cut"
-        );
-    }
-    let list: BackupList = agent
-        .client
-        .get(&paths::backups(&agent.archive))
-        .await
-        .unwrap()
-        .json()
-        .unwrap();
-    for (bid, ids) in &acked.backups {
-        assert!(
-            list.backups.iter().any(|b| b.backup.as_str() == bid),
-            "acknowledged backup {bid} lost to the power cut"
-        );
-        let full: BackupInfo = agent
-            .client
-            .get(&paths::backup(&agent.archive, bid))
-            .await
-            .unwrap()
-            .json()
-            .unwrap();
-        let got = full.blocks.unwrap_or_default();
-        assert!(
-            &got == ids,
-            "backup {bid} lost references: {} of {} read back{}",
-            got.len(),
-            ids.len(),
-            match got.iter().zip(ids).position(|(a, b)| a != b) {
-                Some(i) => format!(", the first difference at {i}"),
-                None => String::new(),
-            }
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_block_and_commit_survives_power_loss() {
     if let Some(why) = fuse_missing() {
@@ -275,7 +227,7 @@ async fn every_acknowledged_block_and_commit_survives_power_loss() {
         server.restart();
         agent = agent.reconnect(&server).await;
         let snapshot = std::mem::take(&mut *acked.lock().unwrap());
-        verify(&agent, &snapshot).await;
+        verify_acknowledged(&agent, &snapshot.blocks, &snapshot.backups, "the power cut").await;
         *acked.lock().unwrap() = snapshot;
         report(&format!(
             "power-loss cut {} after {cut_after_ms} ms: the disk dropped {} unsynced names and \
