@@ -14,7 +14,7 @@
 //! success on the next fsync, so a later success proves nothing about what
 //! came before; acknowledging on top of it could lose acknowledged writes.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -170,11 +170,12 @@ fn run(
 /// sled's directory for node images too large for its log.
 const BLOBS: &str = "blobs";
 
-/// The names of sled's side files already on stable storage.
+/// sled's side files already on stable storage, with the size each had
+/// when it was synced.
 #[derive(Default)]
 struct Synced {
-    blobs: HashSet<OsString>,
-    snaps: HashSet<OsString>,
+    blobs: HashMap<OsString, u64>,
+    snaps: HashMap<OsString, u64>,
 }
 
 /// Make everything written so far durable.
@@ -185,8 +186,8 @@ struct Synced {
 /// reach the log, but never syncs it or its directory. After a power cut a
 /// record whose blob file came back empty reads as a torn log, and recovery
 /// drops the record *and everything after it*. So after the log is synced,
-/// every blob file not yet synced is synced, then the directory, and only
-/// then is anyone told the flush is done. A crash between the two loses
+/// every blob file not yet synced (or grown since its sync) is synced, then
+/// the directory, and only then is anyone told the flush is done. A crash between the two loses
 /// nothing acknowledged: the records whose blobs were not yet synced all come
 /// after the last acknowledged flush, and a missing blob file is skipped by
 /// sled's recovery.
@@ -218,22 +219,31 @@ fn flush(
     Ok(())
 }
 
-/// Sync every file of `dir` whose name passes `wanted` and is not in
-/// `synced`; `synced` becomes the names present now. True if any name came
-/// or went (the directory then needs a sync of its own).
+/// Sync every file of `dir` whose name passes `wanted` and that is new or
+/// has grown since it was synced (a blob file sled was still writing when
+/// an earlier flush synced it, because its record lies beyond that flush,
+/// is synced again once complete); `synced` becomes what is present now.
+/// True if any name came or went (the directory then needs a sync of its
+/// own).
 fn sync_new(
     dir: &Path,
-    synced: &mut HashSet<OsString>,
+    synced: &mut HashMap<OsString, u64>,
     wanted: impl Fn(&OsString) -> bool,
 ) -> std::io::Result<bool> {
-    let mut now = HashSet::with_capacity(synced.len());
+    let mut now = HashMap::with_capacity(synced.len());
     let mut changed = false;
     for entry in std::fs::read_dir(dir)? {
-        let name = entry?.file_name();
+        let entry = entry?;
+        let name = entry.file_name();
         if !wanted(&name) {
             continue;
         }
-        if !synced.contains(&name) {
+        let len = match entry.metadata() {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if synced.get(&name) != Some(&len) {
             match File::open(dir.join(&name)) {
                 Ok(f) => f.sync_all()?,
                 // sled removed it meanwhile (a blob that is no longer
@@ -241,11 +251,11 @@ fn sync_new(
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             }
-            changed = true;
+            changed |= !synced.contains_key(&name);
         }
-        now.insert(name);
+        now.insert(name, len);
     }
-    changed |= now.len() != synced.len() || !now.iter().all(|n| synced.contains(n));
+    changed |= now.len() != synced.len() || !now.keys().all(|n| synced.contains_key(n));
     *synced = now;
     Ok(changed)
 }
@@ -261,7 +271,7 @@ mod tests {
     #[test]
     fn side_files_are_synced_once_and_name_changes_are_reported() {
         let d = tempfile::tempdir().unwrap();
-        let mut synced = HashSet::new();
+        let mut synced = HashMap::new();
         let all = |_: &OsString| true;
         // Nothing there, nothing to do.
         assert!(!sync_new(d.path(), &mut synced, all).unwrap());
@@ -271,6 +281,11 @@ mod tests {
         assert_eq!(synced.len(), 2);
         // Synced already: no new work, no directory sync.
         assert!(!sync_new(d.path(), &mut synced, all).unwrap());
+        // A file that grew after its sync (sled was still writing it) is
+        // synced again, with no directory sync: its name did not change.
+        std::fs::write(d.path().join("2048"), b"blob, complete").unwrap();
+        assert!(!sync_new(d.path(), &mut synced, all).unwrap());
+        assert_eq!(synced[&OsString::from("2048")], 14);
         // A name gone is a change too (the directory is synced again).
         std::fs::remove_file(d.path().join("1024")).unwrap();
         assert!(sync_new(d.path(), &mut synced, all).unwrap());
@@ -278,7 +293,7 @@ mod tests {
         // Names the filter refuses are neither synced nor remembered.
         std::fs::write(d.path().join("db"), b"log").unwrap();
         let snaps = |n: &OsString| n.to_string_lossy().starts_with("snap.");
-        let mut s2 = HashSet::new();
+        let mut s2 = HashMap::new();
         assert!(!sync_new(d.path(), &mut s2, snaps).unwrap());
         assert!(s2.is_empty());
     }
