@@ -20,6 +20,7 @@ pub mod orgtree;
 pub mod plugins;
 mod scrub;
 mod sessions;
+pub mod settings;
 mod spool;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
