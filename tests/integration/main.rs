@@ -22,6 +22,7 @@ mod operations;
 mod plugins;
 mod powerloss;
 mod routes;
+mod settings;
 mod storage_s3;
 mod upgrade;
 mod workers;

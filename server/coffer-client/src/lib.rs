@@ -128,6 +128,25 @@ impl Client {
         self.post(path, &serde_json::json!({})).await
     }
 
+    async fn send_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        let body = serde_json::to_vec(body).expect("serializable");
+        decode(
+            self.http
+                .send(
+                    method,
+                    path,
+                    &[("content-type", "application/json")],
+                    body.into(),
+                )
+                .await?,
+        )
+    }
+
     async fn send<T: DeserializeOwned>(&self, method: Method, path: &str) -> Result<T> {
         decode(self.http.send(method, path, &[], Bytes::new()).await?)
     }
@@ -165,6 +184,33 @@ impl Client {
 
     pub async fn create_org(&self, req: &CreateOrg) -> Result<OrgInfo> {
         self.post(&paths::orgs(), req).await
+    }
+
+    pub async fn org_settings(&self, org: &str) -> Result<OrgSettingsInfo> {
+        self.get(&paths::org_settings(org)).await
+    }
+
+    pub async fn set_org_settings(
+        &self,
+        org: &str,
+        req: &SetOrgSettings,
+    ) -> Result<OrgSettingsChange> {
+        self.send_json(Method::PATCH, &paths::org_settings(org), req)
+            .await
+    }
+
+    pub async fn set_org_inherit(
+        &self,
+        org: &str,
+        group: &str,
+        inherit: bool,
+    ) -> Result<OrgSettingsChange> {
+        self.send_json(
+            Method::PUT,
+            &paths::org_inherit(org, group),
+            &SetInherit { inherit },
+        )
+        .await
     }
 
     pub async fn list_users(&self) -> Result<UserList> {

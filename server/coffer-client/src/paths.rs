@@ -111,6 +111,14 @@ pub fn admin_whoami() -> String {
 pub fn orgs() -> String {
     format!("{ADMIN}/orgs")
 }
+/// GET shows an org's settings, PATCH sets values of one group.
+pub fn org_settings(org: &str) -> String {
+    format!("{ADMIN}/orgs/{}/settings", seg(org))
+}
+/// PUT turns a group's inheritance on or off.
+pub fn org_inherit(org: &str, group: &str) -> String {
+    format!("{ADMIN}/orgs/{}/settings/{}/inherit", seg(org), seg(group))
+}
 /// GET lists, POST adds.
 pub fn users() -> String {
     format!("{ADMIN}/users")

@@ -16,6 +16,7 @@ pub mod duration;
 mod error;
 pub mod events;
 mod ingest;
+mod org_settings;
 pub mod orgtree;
 pub mod plugins;
 mod scrub;

@@ -392,6 +392,25 @@ impl Spec {
         }
     }
 
+    /// A stored value as a person writes it (`"3d"`, `"500GiB"`,
+    /// `"*.tmp,node_modules"`), which [`Spec::parse`] reads back.
+    pub fn text(&self, v: &Value) -> String {
+        match (self.kind, v) {
+            (Kind::Duration | Kind::DurationOrForever, Value::Number(n)) => {
+                crate::duration::format(std::time::Duration::from_secs(n.as_u64().unwrap_or(0)))
+            }
+            (Kind::DurationOrForever, Value::Null) => "forever".into(),
+            (Kind::Size, Value::Number(n)) => size_text(n.as_u64().unwrap_or(0)),
+            (_, Value::String(s)) => s.clone(),
+            (_, Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+            (_, other) => other.to_string(),
+        }
+    }
+
     /// The default, stored form.
     pub fn default_value(&self) -> Value {
         self.parse(self.default)
@@ -405,6 +424,16 @@ fn split_list(t: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(String::from)
         .collect()
+}
+
+/// A byte count in the largest binary unit that divides it (`"500GiB"`).
+fn size_text(n: u64) -> String {
+    for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if n != 0 && n.is_multiple_of(1u64 << shift) {
+            return format!("{}{unit}", n >> shift);
+        }
+    }
+    n.to_string()
 }
 
 /// `"500GiB"`, `"5 MiB"`, `"1.5TB"` or a plain byte count.
@@ -547,6 +576,25 @@ mod tests {
     }
 
     #[test]
+    fn docs_list_every_setting_with_its_default() {
+        let doc = include_str!("../../../docs/settings.md");
+        for g in Group::ALL {
+            for spec in g.specs() {
+                let default = if spec.default.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    format!("`{}`", spec.default)
+                };
+                let row = doc
+                    .lines()
+                    .find(|l| l.starts_with(&format!("| `{g}.{}` |", spec.key)))
+                    .unwrap_or_else(|| panic!("docs/settings.md lacks {g}.{}", spec.key));
+                assert!(row.contains(&format!("| {default} |")), "{row}");
+            }
+        }
+    }
+
+    #[test]
     fn values_are_written_as_people_write_them() {
         let r = Group::Reporting;
         assert_eq!(
@@ -599,6 +647,21 @@ mod tests {
                 .unwrap(),
             Value::from(8)
         );
+    }
+
+    #[test]
+    fn every_value_reads_back_from_its_text() {
+        for g in Group::ALL {
+            for spec in g.specs() {
+                let v = spec.default_value();
+                assert_eq!(spec.parse(&spec.text(&v)).unwrap(), v, "{g}.{}", spec.key);
+            }
+        }
+        let q = Group::Quotas.spec("org_bytes").unwrap();
+        assert_eq!(q.text(&Value::from(500u64 << 30)), "500GiB");
+        assert_eq!(q.text(&Value::from(1000)), "1000");
+        let ex = Group::DeviceDefaults.spec("excludes").unwrap();
+        assert_eq!(ex.text(&serde_json::json!(["*.tmp", "x"])), "*.tmp,x");
     }
 
     #[test]

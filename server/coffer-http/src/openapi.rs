@@ -43,6 +43,7 @@ pub(crate) fn document(routes: &[Route]) -> OpenApi {
                     &mut item.get,
                     &mut item.put,
                     &mut item.post,
+                    &mut item.patch,
                     &mut item.delete,
                 ]
                 .into_iter()

@@ -162,6 +162,9 @@ pub(crate) fn table() -> Vec<Route> {
         admin::whoami => Admin(ReadInventory), Json;
         admin::orgs::list => Admin(ReadInventory), Json;
         admin::orgs::create => Admin(ManageInventory), Json;
+        admin::orgs::get_settings => Admin(ReadInventory), Json;
+        admin::orgs::set_settings => Admin(ManageInventory), Json;
+        admin::orgs::set_inherit => Admin(ManageInventory), Json;
         admin::users::list => Admin(ReadInventory), Json;
         admin::users::add => Admin(ManageInventory), Json;
         admin::devices::list => Admin(ReadInventory), Json;

@@ -57,6 +57,8 @@ pub(crate) struct Trees {
     pub(crate) plugin_state: sled::Tree,
     /// Sequence number (big-endian) → audit entry.
     pub(crate) audit: sled::Tree,
+    /// Org → the settings groups it does not inherit, with its values.
+    pub(crate) org_settings: sled::Tree,
 }
 
 impl Trees {
@@ -83,6 +85,7 @@ impl Trees {
             plugin_kv: db.open_tree("plugin_kv")?,
             plugin_state: db.open_tree("plugin_state")?,
             audit: db.open_tree("audit")?,
+            org_settings: db.open_tree("org_settings")?,
         })
     }
 }

@@ -44,7 +44,7 @@ pub use backups::{BackupRecord, BackupStatsRecord, CommitOutcome};
 pub use blocks::{BlockRecord, Damage, DamagedBlock, StoredBlock};
 pub use devices::DeviceRecord;
 pub use migrate::SCHEMA_VERSION;
-pub use orgs::{OrgRecord, UserRecord};
+pub use orgs::{OrgRecord, OrgSettingsRecord, UserRecord};
 pub use plugins::PluginStateRecord;
 pub use refs::{NamedRef, SetRefOutcome};
 pub use sessions::{SessionRecord, SessionStatus};

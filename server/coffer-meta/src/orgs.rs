@@ -15,6 +15,18 @@ pub struct OrgRecord {
     pub created_at: UnixMillis,
 }
 
+/// The settings groups an org does not inherit, with its own values (group
+/// name → key → value, as the core's settings model stores them), and a
+/// version that every change increases (for compare-and-set).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OrgSettingsRecord {
+    #[serde(default)]
+    pub own:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, serde_json::Value>>,
+    #[serde(default)]
+    pub version: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserRecord {
     pub org: Name,
@@ -47,6 +59,49 @@ impl MetaStore {
     /// Every org, by name.
     pub fn orgs(&self) -> Result<Vec<OrgRecord>> {
         scan(&self.t.orgs, &[], "org")
+    }
+
+    /// The settings org `name` holds (none: it inherits every group).
+    pub fn org_settings(&self, name: &Name) -> Result<OrgSettingsRecord> {
+        Ok(get(
+            &self.t.org_settings,
+            name.as_str().as_bytes(),
+            "org settings",
+        )?
+        .unwrap_or_default())
+    }
+
+    /// Replace org `name`'s settings with `rec` and write its audit entry,
+    /// if its stored version is still `expected` (false, and nothing
+    /// written, when another change came first). `rec.version` is set to
+    /// `expected + 1`.
+    pub fn set_org_settings(
+        &self,
+        name: &Name,
+        expected: u64,
+        rec: &OrgSettingsRecord,
+        audit: &AuditDraft,
+    ) -> Result<bool> {
+        let t = &self.t;
+        let k = name.as_str().as_bytes();
+        let mut next = rec.clone();
+        next.version = expected + 1;
+        (&t.org_settings, &t.meta, &t.audit)
+            .transaction(|(settings, meta, log)| {
+                let now = match settings.get(k)? {
+                    Some(v) => serde_json::from_slice::<OrgSettingsRecord>(&v)
+                        .map(|r| r.version)
+                        .unwrap_or(u64::MAX),
+                    None => 0,
+                };
+                if now != expected {
+                    return Ok(false);
+                }
+                settings.insert(k, enc(&next))?;
+                append_in(meta, log, audit)?;
+                Ok(true)
+            })
+            .map_err(tx_err("set org settings"))
     }
 
     /// Create a user in an org and its audit entry; false if the org has a

@@ -284,6 +284,75 @@ pub struct OrgInfo {
     pub created_at: UnixMillis,
 }
 
+/// One effective org setting: its stored value (durations in seconds,
+/// sizes in bytes), the same as a person writes it, and where it comes from
+/// (the org that holds it, or `"default"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SettingValue {
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub value: serde_json::Value,
+    pub text: String,
+    pub from: String,
+}
+
+/// One settings group of an org: whether it inherits it, and the values
+/// in effect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SettingsGroupInfo {
+    pub inherit: bool,
+    pub values: std::collections::BTreeMap<String, SettingValue>,
+}
+
+/// `GET /admin/v1/orgs/{org}/settings`: every group of the org.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrgSettingsInfo {
+    pub org: Name,
+    pub groups: std::collections::BTreeMap<String, SettingsGroupInfo>,
+}
+
+/// `PATCH /admin/v1/orgs/{org}/settings`: values of one group, each as a
+/// person writes it (`"3d"`, `"500GiB"`) or as stored (a number, a list).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SetOrgSettings {
+    pub group: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub values: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// `PUT /admin/v1/orgs/{org}/settings/{group}/inherit`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SetInherit {
+    pub inherit: bool,
+}
+
+/// An org's own value that a change dropped (turning inheritance back on).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DroppedSetting {
+    pub key: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub value: serde_json::Value,
+    pub text: String,
+}
+
+/// The answer to a settings change: the org's settings after it, whether
+/// the change first turned the group's inheritance off (setting a value of
+/// an inherited group does), and the own values it dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrgSettingsChange {
+    pub settings: OrgSettingsInfo,
+    pub inheritance_turned_off: bool,
+    pub dropped: Vec<DroppedSetting>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrgList {

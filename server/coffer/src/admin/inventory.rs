@@ -1,8 +1,11 @@
 //! `coffer admin org|user|device …`.
 
+use anyhow::Context;
 use clap::Subcommand;
 use coffer_client::Client;
-use coffer_types::wire::{AddUser, CreateOrg, DeviceInfo, DeviceToken, EnrollDevice};
+use coffer_types::wire::{
+    AddUser, CreateOrg, DeviceInfo, DeviceToken, EnrollDevice, OrgSettingsInfo, SetOrgSettings,
+};
 use coffer_types::Name;
 
 use super::output::{bytes, print_json, table, time};
@@ -17,6 +20,41 @@ pub(crate) enum OrgCommand {
     },
     /// List the organizations in your scope.
     List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// An org's settings: show them, set values, turn a group's
+    /// inheritance on or off.
+    #[command(subcommand)]
+    Settings(SettingsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SettingsCommand {
+    /// Every group's values in effect, where each comes from, and which
+    /// groups the org inherits.
+    Show {
+        org: Name,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set values: GROUP.KEY=VALUE, written as people write them ("3d",
+    /// "500GiB", "*.tmp,node_modules"). A group the org inherits stops
+    /// being inherited (its values in effect become the org's own).
+    Set {
+        org: Name,
+        #[arg(required = true, value_name = "GROUP.KEY=VALUE")]
+        values: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Turn inheritance of a group on (the org's own values are dropped,
+    /// and listed) or off (the values in effect become its own).
+    Inherit {
+        org: Name,
+        group: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
         #[arg(long)]
         json: bool,
     },
@@ -97,8 +135,111 @@ pub(crate) async fn org(client: &Client, command: OrgCommand) -> anyhow::Result<
                 }),
             );
         }
+        OrgCommand::Settings(c) => settings(client, c).await?,
     }
     Ok(())
+}
+
+async fn settings(client: &Client, command: SettingsCommand) -> anyhow::Result<()> {
+    match command {
+        SettingsCommand::Show { org, json } => {
+            let s = client.org_settings(org.as_str()).await?;
+            if json {
+                return print_json(&s);
+            }
+            print_settings(&s);
+        }
+        SettingsCommand::Set { org, values, json } => {
+            // One change per group, in the order first named.
+            let mut groups: Vec<(String, SetOrgSettings)> = Vec::new();
+            for kv in &values {
+                let (gk, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("{kv:?}: write GROUP.KEY=VALUE"))?;
+                let (g, k) = gk
+                    .split_once('.')
+                    .with_context(|| format!("{kv:?}: write GROUP.KEY=VALUE"))?;
+                let at = match groups.iter().position(|(name, _)| name == g) {
+                    Some(i) => i,
+                    None => {
+                        groups.push((
+                            g.to_string(),
+                            SetOrgSettings {
+                                group: g.to_string(),
+                                values: Default::default(),
+                            },
+                        ));
+                        groups.len() - 1
+                    }
+                };
+                groups[at]
+                    .1
+                    .values
+                    .insert(k.to_string(), serde_json::Value::from(v));
+            }
+            for (g, req) in &groups {
+                let c = client.set_org_settings(org.as_str(), req).await?;
+                if json {
+                    print_json(&c)?;
+                    continue;
+                }
+                if c.inheritance_turned_off {
+                    println!(
+                        "org {org} no longer inherits {g}: its values in effect are now its own"
+                    );
+                }
+                for k in req.values.keys() {
+                    if let Some(v) = c.settings.groups.get(g).and_then(|x| x.values.get(k)) {
+                        println!("{g}.{k} = {}", v.text);
+                    }
+                }
+            }
+        }
+        SettingsCommand::Inherit {
+            org,
+            group,
+            state,
+            json,
+        } => {
+            let c = client
+                .set_org_inherit(org.as_str(), &group, state == "on")
+                .await?;
+            if json {
+                return print_json(&c);
+            }
+            if state == "on" {
+                println!("org {org} inherits {group} again");
+                for d in &c.dropped {
+                    println!("dropped its own {group}.{} = {}", d.key, d.text);
+                }
+            } else {
+                println!(
+                    "org {org} no longer inherits {group}: its values in effect are now its own"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_settings(s: &OrgSettingsInfo) {
+    table(
+        &["SETTING", "VALUE", "FROM", "GROUP INHERITED"],
+        s.groups.iter().flat_map(|(g, info)| {
+            info.values.iter().map(move |(k, v)| {
+                vec![
+                    format!("{g}.{k}"),
+                    if v.text.is_empty() {
+                        "-".into()
+                    } else {
+                        v.text.clone()
+                    },
+                    v.from.clone(),
+                    if info.inherit { "yes" } else { "no" }.into(),
+                ]
+            })
+        }),
+    );
 }
 
 pub(crate) async fn user(client: &Client, command: UserCommand) -> anyhow::Result<()> {

@@ -1,0 +1,297 @@
+//! The org settings operations: read an org's effective settings, set
+//! values of a group, turn a group's inheritance off or on. The model (what
+//! the keys are, how values are written, how inheritance resolves) is in
+//! [`crate::settings`]; here are scope, storage and the audit entry.
+
+use std::collections::BTreeMap;
+
+use coffer_meta::OrgSettingsRecord;
+use coffer_types::wire::{
+    DroppedSetting, OrgSettingsChange, OrgSettingsInfo, SetOrgSettings, SettingValue,
+    SettingsGroupInfo,
+};
+use coffer_types::Name;
+
+use crate::access::{Permission, Principal};
+use crate::settings::{self, Group, OrgSettings, Source};
+use crate::{Coffer, CoreError, Result};
+
+fn org_missing(org: &Name) -> CoreError {
+    CoreError::NotFound(format!("org {org} does not exist"))
+}
+
+fn from_record(r: &OrgSettingsRecord) -> OrgSettings {
+    OrgSettings {
+        // A group this version does not know (written by a newer one) is
+        // left out of the model.
+        own: r
+            .own
+            .iter()
+            .filter_map(|(g, vals)| Some((Group::parse(g).ok()?, vals.clone())))
+            .collect(),
+    }
+}
+
+fn to_record(s: &OrgSettings) -> OrgSettingsRecord {
+    OrgSettingsRecord {
+        own: s
+            .own
+            .iter()
+            .map(|(g, vals)| (g.as_str().to_string(), vals.clone()))
+            .collect(),
+        version: 0,
+    }
+}
+
+impl Coffer {
+    /// `org` and each org above it, with what each holds, and the version
+    /// of `org`'s own record.
+    fn settings_chain(&self, org: &Name) -> Result<(Vec<(Name, OrgSettings)>, u64)> {
+        let tree = self.org_tree();
+        let mut chain = Vec::new();
+        let mut version = 0;
+        for (i, o) in tree.ancestors(org).into_iter().enumerate() {
+            let rec = self.meta.org_settings(o)?;
+            if i == 0 {
+                version = rec.version;
+            }
+            chain.push((o.clone(), from_record(&rec)));
+        }
+        Ok((chain, version))
+    }
+
+    fn settings_info(&self, org: &Name) -> Result<OrgSettingsInfo> {
+        let (chain, _) = self.settings_chain(org)?;
+        let refs: Vec<(&Name, &OrgSettings)> = chain.iter().map(|(n, s)| (n, s)).collect();
+        let own = chain.first().map(|(_, s)| s);
+        let groups = Group::ALL
+            .into_iter()
+            .map(|g| {
+                let values = settings::effective(g, &refs)
+                    .into_iter()
+                    .map(|(k, e)| {
+                        let spec = g.spec(&k).expect("effective lists the group's keys");
+                        let from = match e.from {
+                            Source::Default => "default".to_string(),
+                            Source::Org(o) => o.to_string(),
+                        };
+                        let text = spec.text(&e.value);
+                        (
+                            k,
+                            SettingValue {
+                                value: e.value,
+                                text,
+                                from,
+                            },
+                        )
+                    })
+                    .collect();
+                let inherit = !own.is_some_and(|s| s.own.contains_key(&g));
+                (
+                    g.as_str().to_string(),
+                    SettingsGroupInfo { inherit, values },
+                )
+            })
+            .collect();
+        Ok(OrgSettingsInfo {
+            org: org.clone(),
+            groups,
+        })
+    }
+
+    /// Every settings group of `org`: the values in effect, where each comes
+    /// from, and which groups it inherits.
+    pub async fn org_settings(&self, p: &Principal, org: &Name) -> Result<OrgSettingsInfo> {
+        self.authorize(
+            p,
+            Permission::ReadInventory,
+            "reading org settings",
+            &format!("org:{org}"),
+            Some(org),
+            || org_missing(org),
+        )
+        .await?;
+        if self.meta.org(org)?.is_none() {
+            return Err(org_missing(org));
+        }
+        self.settings_info(org)
+    }
+
+    /// Set values of one group of `org`. A group the org inherits stops
+    /// being inherited first (its values in effect become the org's own);
+    /// the answer says so. Every value is checked (the key named, and why),
+    /// then the group as a whole.
+    pub async fn set_org_settings(
+        &self,
+        p: &Principal,
+        org: &Name,
+        req: &SetOrgSettings,
+    ) -> Result<OrgSettingsChange> {
+        let action = "org.settings.set";
+        let target = format!("org:{org}");
+        self.authorize(
+            p,
+            Permission::ManageInventory,
+            action,
+            &target,
+            Some(org),
+            || org_missing(org),
+        )
+        .await?;
+        let group = Group::parse(&req.group).map_err(CoreError::InvalidRequest)?;
+        if req.values.is_empty() {
+            return Err(CoreError::InvalidRequest(format!(
+                "no value to set in {group}; send {{\"group\": \"{group}\", \"values\": {{\"KEY\": VALUE}}}}"
+            )));
+        }
+        let mut parsed = BTreeMap::new();
+        for (k, v) in &req.values {
+            let spec = group.spec(k).map_err(CoreError::InvalidRequest)?;
+            let value = spec
+                .from_json(v)
+                .map_err(|e| CoreError::InvalidRequest(format!("{group}.{e}")))?;
+            parsed.insert(k.clone(), (spec, value));
+        }
+        let _one = self.org_lock.lock().await;
+        if self.meta.org(org)?.is_none() {
+            return Err(org_missing(org));
+        }
+        let (chain, version) = self.settings_chain(org)?;
+        let refs: Vec<(&Name, &OrgSettings)> = chain.iter().map(|(n, s)| (n, s)).collect();
+        let mut mine = chain.first().map(|(_, s)| s.clone()).unwrap_or_default();
+        let turned_off = !mine.own.contains_key(&group);
+        let vals = mine
+            .own
+            .entry(group)
+            .or_insert_with(|| settings::own_from_effective(&settings::effective(group, &refs)));
+        // Keys added since the org turned inheritance off take their default.
+        for spec in group.specs() {
+            vals.entry(spec.key.to_string())
+                .or_insert_with(|| spec.default_value());
+        }
+        for (k, (_, v)) in &parsed {
+            vals.insert(k.clone(), v.clone());
+        }
+        if let Some(why) = settings::check_group(group, vals) {
+            return Err(CoreError::InvalidRequest(why));
+        }
+        let mut details: Vec<(&'static str, String)> = vec![("group", group.to_string())];
+        if turned_off {
+            details.push(("inherit", "off".into()));
+        }
+        let set: Vec<String> = parsed
+            .iter()
+            .map(|(k, (spec, v))| format!("{k}={}", spec.text(v)))
+            .collect();
+        details.push(("set", set.join(" ")));
+        self.store_settings(p, org, version, &mine, action, &target, details)?;
+        self.meta.durable().await?;
+        tracing::info!(org = %org, group = %group, by = %p.account(), "org settings set");
+        Ok(OrgSettingsChange {
+            settings: self.settings_info(org)?,
+            inheritance_turned_off: turned_off,
+            dropped: Vec::new(),
+        })
+    }
+
+    /// Turn inheritance of `group` on (`inherit`: the org's own values are
+    /// dropped, and listed in the answer) or off (the values in effect
+    /// become the org's own). Doing what is already so changes nothing.
+    pub async fn set_org_inherit(
+        &self,
+        p: &Principal,
+        org: &Name,
+        group: &str,
+        inherit: bool,
+    ) -> Result<OrgSettingsChange> {
+        let action = "org.settings.inherit";
+        let target = format!("org:{org}");
+        self.authorize(
+            p,
+            Permission::ManageInventory,
+            action,
+            &target,
+            Some(org),
+            || org_missing(org),
+        )
+        .await?;
+        let group = Group::parse(group).map_err(CoreError::InvalidRequest)?;
+        let _one = self.org_lock.lock().await;
+        if self.meta.org(org)?.is_none() {
+            return Err(org_missing(org));
+        }
+        let (chain, version) = self.settings_chain(org)?;
+        let mut mine = chain.first().map(|(_, s)| s.clone()).unwrap_or_default();
+        let inherits = !mine.own.contains_key(&group);
+        if inherits == inherit {
+            return Ok(OrgSettingsChange {
+                settings: self.settings_info(org)?,
+                inheritance_turned_off: false,
+                dropped: Vec::new(),
+            });
+        }
+        let mut dropped = Vec::new();
+        let mut details: Vec<(&'static str, String)> = vec![
+            ("group", group.to_string()),
+            ("inherit", if inherit { "on" } else { "off" }.into()),
+        ];
+        if inherit {
+            for (k, v) in settings::dropped_on_inherit(&mine, group) {
+                let text = group
+                    .spec(&k)
+                    .map(|s| s.text(&v))
+                    .unwrap_or_else(|_| v.to_string());
+                dropped.push(DroppedSetting {
+                    key: k,
+                    value: v,
+                    text,
+                });
+            }
+            mine.own.remove(&group);
+            let list: Vec<String> = dropped
+                .iter()
+                .map(|d| format!("{}={}", d.key, d.text))
+                .collect();
+            details.push(("dropped", list.join(" ")));
+        } else {
+            let refs: Vec<(&Name, &OrgSettings)> = chain.iter().map(|(n, s)| (n, s)).collect();
+            mine.own.insert(
+                group,
+                settings::own_from_effective(&settings::effective(group, &refs)),
+            );
+        }
+        self.store_settings(p, org, version, &mine, action, &target, details)?;
+        self.meta.durable().await?;
+        tracing::info!(org = %org, group = %group, inherit, by = %p.account(), "org settings inheritance changed");
+        Ok(OrgSettingsChange {
+            settings: self.settings_info(org)?,
+            inheritance_turned_off: !inherit,
+            dropped,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn store_settings(
+        &self,
+        p: &Principal,
+        org: &Name,
+        version: u64,
+        s: &OrgSettings,
+        action: &str,
+        target: &str,
+        details: Vec<(&'static str, String)>,
+    ) -> Result<()> {
+        let stored = self.meta.set_org_settings(
+            org,
+            version,
+            &to_record(s),
+            &self.draft(p, action, target, details),
+        )?;
+        if !stored {
+            return Err(CoreError::Conflict(format!(
+                "the settings of org {org} changed meanwhile; read them again and retry"
+            )));
+        }
+        Ok(())
+    }
+}
