@@ -128,16 +128,7 @@ impl Coffer {
         req: &SetOrgSettings,
     ) -> Result<OrgSettingsChange> {
         let action = "org.settings.set";
-        let target = format!("org:{org}");
-        self.authorize(
-            p,
-            Permission::ManageInventory,
-            action,
-            &target,
-            Some(org),
-            || org_missing(org),
-        )
-        .await?;
+        let target = self.authorize_settings(p, org, action).await?;
         let group = Group::parse(&req.group).map_err(CoreError::InvalidRequest)?;
         if req.values.is_empty() {
             return Err(CoreError::InvalidRequest(format!(
@@ -205,16 +196,7 @@ impl Coffer {
         inherit: bool,
     ) -> Result<OrgSettingsChange> {
         let action = "org.settings.inherit";
-        let target = format!("org:{org}");
-        self.authorize(
-            p,
-            Permission::ManageInventory,
-            action,
-            &target,
-            Some(org),
-            || org_missing(org),
-        )
-        .await?;
+        let target = self.authorize_settings(p, org, action).await?;
         let group = Group::parse(group).map_err(CoreError::InvalidRequest)?;
         let _one = self.org_lock.lock().await;
         if self.meta.org(org)?.is_none() {
@@ -268,6 +250,21 @@ impl Coffer {
             inheritance_turned_off: !inherit,
             dropped,
         })
+    }
+
+    /// The check of a settings change of `org` by `p`; the audit target.
+    async fn authorize_settings(&self, p: &Principal, org: &Name, action: &str) -> Result<String> {
+        let target = format!("org:{org}");
+        self.authorize(
+            p,
+            Permission::ManageInventory,
+            action,
+            &target,
+            Some(org),
+            || org_missing(org),
+        )
+        .await?;
+        Ok(target)
     }
 
     #[allow(clippy::too_many_arguments)]
