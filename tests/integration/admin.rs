@@ -146,6 +146,14 @@ fn config_check_accepts_the_example_and_names_bad_keys() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("tls.cert_file"));
 
+    std::fs::write(&bad, "[meta]\ncache_bytes = 4096\n").unwrap();
+    let out = Command::new(COFFER)
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("meta.cache_bytes must be at least"));
+
     // Environment overrides are checked too.
     let out = Command::new(COFFER)
         .args(["config", "check", example])

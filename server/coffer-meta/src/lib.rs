@@ -48,7 +48,7 @@ pub use orgs::{OrgRecord, OrgSettingsRecord, UserRecord};
 pub use plugins::PluginStateRecord;
 pub use refs::{NamedRef, SetRefOutcome};
 pub use sessions::{SessionRecord, SessionStatus};
-pub use store::MetaStore;
+pub use store::{MetaStore, DEFAULT_CACHE_BYTES};
 
 /// A metadata failure. Domain outcomes (already exists, missing blocks) are
 /// return values, not errors.

@@ -10,6 +10,9 @@ use crate::durability::{sync_dir, GroupCommit};
 use crate::engine::Trees;
 use crate::{MetaError, Result};
 
+/// sled's own default cache: 1 GiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
+
 /// The metadata store. Cheap to share behind an `Arc`; every method is safe to
 /// call concurrently. Writes are applied at once and become durable at the
 /// next [`MetaStore::durable`].
@@ -34,6 +37,13 @@ impl MetaStore {
     /// schema is upgraded (see `migrate.rs`); one of a newer schema is
     /// refused. `now` stamps what an upgrade writes.
     pub fn open(path: &Path, now: UnixMillis) -> Result<Self> {
+        Self::open_with(path, now, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`MetaStore::open`] with sled's page cache capped at `cache_bytes`
+    /// (it grows with the metadata up to this, and counts in the server's
+    /// memory).
+    pub fn open_with(path: &Path, now: UnixMillis, cache_bytes: u64) -> Result<Self> {
         let open_err = |source: Box<dyn std::error::Error + Send + Sync>| MetaError::Open {
             path: path.to_path_buf(),
             source,
@@ -42,6 +52,7 @@ impl MetaStore {
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(cache_bytes)
             // The committer thread flushes and fsyncs on demand; sled's own
             // periodic flush only adds background work.
             .flush_every_ms(Some(1000))

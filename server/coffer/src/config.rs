@@ -37,6 +37,34 @@ pub struct Config {
     pub workers: WorkersConfig,
     #[serde(default)]
     pub scrub: ScrubConfig,
+    #[serde(default)]
+    pub meta: MetaConfig,
+}
+
+/// `[meta]`: the metadata database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetaConfig {
+    /// The most memory sled's page cache takes, in bytes; it grows with the
+    /// metadata up to this. Default 1073741824 (1 GiB, sled's own default).
+    pub cache_bytes: u64,
+}
+
+impl Default for MetaConfig {
+    fn default() -> Self {
+        Self {
+            cache_bytes: coffer_meta::DEFAULT_CACHE_BYTES,
+        }
+    }
+}
+
+impl MetaConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.cache_bytes < 1 << 20 {
+            return Err("meta.cache_bytes must be at least 1048576 (1 MiB)".into());
+        }
+        Ok(())
+    }
 }
 
 /// `[scrub]`: the background check of every stored block against its id
@@ -116,6 +144,7 @@ impl Default for Config {
             plugins: PluginsConfig::default(),
             workers: WorkersConfig::default(),
             scrub: ScrubConfig::default(),
+            meta: MetaConfig::default(),
         }
     }
 }
@@ -185,6 +214,7 @@ impl Config {
             self.plugins.validate(),
             self.workers.validate(),
             self.scrub.validate(),
+            self.meta.validate(),
         ];
         for c in checks {
             if let Err(msg) = c {

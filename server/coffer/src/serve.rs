@@ -87,9 +87,9 @@ fn init_tracing(cfg: &Config) {
     }
 }
 
-fn open_meta(data_dir: &Path) -> anyhow::Result<MetaStore> {
-    let meta =
-        MetaStore::open(&data_dir.join("meta"), SystemClock.now()).context("open metadata")?;
+fn open_meta(data_dir: &Path, cache_bytes: u64) -> anyhow::Result<MetaStore> {
+    let meta = MetaStore::open_with(&data_dir.join("meta"), SystemClock.now(), cache_bytes)
+        .context("open metadata")?;
     if let Some(v) = meta.upgraded_from() {
         tracing::warn!(
             from = v,
@@ -146,7 +146,7 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     // everything in it along.
     coffer_storage::create_dir_durably(data_dir)
         .with_context(|| format!("create data directory {}", data_dir.display()))?;
-    let meta = Arc::new(open_meta(data_dir)?);
+    let meta = Arc::new(open_meta(data_dir, cfg.meta.cache_bytes)?);
     let storage = BlockStore::open(&cfg.storage, data_dir).context("open block storage")?;
     let core = Coffer::new(
         meta,
@@ -266,7 +266,10 @@ impl prometheus_client::collector::Collector for ScrubMetrics {
 }
 
 pub fn reset_admin_token(data_dir: &Path) -> anyhow::Result<()> {
-    let meta = Arc::new(open_meta(data_dir).context("is the server still running? stop it first")?);
+    // A one-off command: a small cache does.
+    let meta = Arc::new(
+        open_meta(data_dir, 64 << 20).context("is the server still running? stop it first")?,
+    );
     let storage = BlockStore::open(
         &coffer_storage::StorageConfig {
             backend: coffer_storage::Backend::Memory,
