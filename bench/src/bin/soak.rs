@@ -86,14 +86,11 @@ impl Stats {
 
 /// Block `i` of device `d`'s file set at version `v`: 4 KiB to 512 KiB.
 fn block(d: usize, i: usize, v: u64) -> Bytes {
-    let size = 4096 << (i % 8);
-    let mut b = vec![0u8; size];
-    let seed = blake3::hash(format!("{d}/{i}/{v}").as_bytes());
-    for (k, chunk) in b.chunks_mut(32).enumerate() {
-        let h = blake3::keyed_hash(seed.as_bytes(), &(k as u64).to_le_bytes());
-        chunk.copy_from_slice(&h.as_bytes()[..chunk.len()]);
-    }
-    Bytes::from(b)
+    let seed = ((d as u64) << 48) | ((i as u64) << 32) | v;
+    Bytes::from(coffer_storage::conformance::block_bytes(
+        seed,
+        4096 << (i % 8),
+    ))
 }
 
 /// Committed backups: the device's token, its archive, the backup id.

@@ -13,7 +13,7 @@ use crate::events::{Event, EventKind};
 use crate::orgtree::MAX_DEPTH;
 use crate::{random16, Coffer, CoreError, Result};
 
-fn org_missing(org: &Name) -> CoreError {
+pub(crate) fn org_missing(org: &Name) -> CoreError {
     CoreError::NotFound(format!("org {org} does not exist"))
 }
 

@@ -13,12 +13,9 @@ use coffer_types::wire::{
 use coffer_types::Name;
 
 use crate::access::{Permission, Principal};
+use crate::admin::org_missing;
 use crate::settings::{self, Group, OrgSettings, Source};
 use crate::{Coffer, CoreError, Result};
-
-fn org_missing(org: &Name) -> CoreError {
-    CoreError::NotFound(format!("org {org} does not exist"))
-}
 
 fn from_record(r: &OrgSettingsRecord) -> OrgSettings {
     OrgSettings {

@@ -352,19 +352,21 @@ impl Coffer {
 
     /// The archive's backups, oldest first.
     pub fn backups(&self, archive: &Name) -> Result<Vec<BackupInfo>> {
-        let (_, damaged) = self.damage(archive)?;
-        Ok(self
-            .meta
+        let bad = self.meta.damaged_in(archive)?;
+        self.meta
             .backups(archive)?
             .into_iter()
             .map(|b| {
-                let n = damaged.get(&b.id).copied().unwrap_or(0);
-                BackupInfo {
-                    damaged_blocks: n,
+                let damaged_blocks = match bad.is_empty() {
+                    true => 0,
+                    false => self.damaged_refs(archive, &b.id, &bad)?,
+                };
+                Ok(BackupInfo {
+                    damaged_blocks,
                     ..backup_info(b, None)
-                }
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// The archive's blocks found damaged and not healed, and for each

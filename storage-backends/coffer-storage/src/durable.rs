@@ -37,9 +37,10 @@ impl DurableDirs {
             }
         }
         std::fs::create_dir_all(root).map_err(StorageError::io("create storage directory"))?;
-        // Each missing directory's entry lives in its parent; the root's own
-        // entry too, if an earlier run created it and crashed before syncing.
-        for m in missing.iter().rev() {
+        // Each missing ancestor's entry lives in its parent (`missing[0]` is
+        // the root itself); the root's own entry is synced in any case, in
+        // case an earlier run created it and crashed before syncing.
+        for m in missing.iter().skip(1).rev() {
             if let Some(p) = m.parent() {
                 sync_dir(p)?;
             }
