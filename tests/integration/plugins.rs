@@ -7,7 +7,7 @@ use coffer_client::paths;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use coffer_plugin_host::testing::{build_guests, guest_workspace};
+use coffer_plugin_host::testing::{build_guests, build_guests_v0_1, guest_workspace};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::COFFER;
@@ -95,7 +95,39 @@ async fn webhook_body(hook: tokio::task::JoinHandle<String>) -> serde_json::Valu
 
 /// Accept one HTTP/1.1 request on `l`, answer 204, return the request.
 async fn one_request(l: tokio::net::TcpListener) -> String {
-    let (mut s, _) = l.accept().await.unwrap();
+    let (s, _) = l.accept().await.unwrap();
+    answer_204(s).await
+}
+
+/// Every request `l` receives, answered 204, as the JSON bodies.
+fn hook_bodies(
+    l: tokio::net::TcpListener,
+) -> tokio::sync::mpsc::UnboundedReceiver<serde_json::Value> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let req = answer_204(s).await;
+            let body = serde_json::from_str(req.split_once("\r\n\r\n").unwrap().1).unwrap();
+            if tx.send(body).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The next body from [`hook_bodies`], waiting at most 20 s.
+async fn next_body(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+) -> serde_json::Value {
+    tokio::time::timeout(std::time::Duration::from_secs(20), rx.recv())
+        .await
+        .expect("the webhook was called")
+        .unwrap()
+}
+
+/// Read one HTTP/1.1 request from `s`, answer 204, return the request.
+async fn answer_204(mut s: tokio::net::TcpStream) -> String {
     let mut got = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
@@ -188,6 +220,11 @@ fn plugins_dir(names: &[&str]) -> tempfile::TempDir {
 /// Put guest `crate_name` into `dir/<as_name>/`.
 fn install(dir: &Path, as_name: &str, crate_name: &str) {
     let (wasm, src) = example_or_test(crate_name);
+    install_from(dir, as_name, crate_name, &wasm, &src)
+}
+
+/// Put `wasm`, with the manifest of `src`, into `dir/<as_name>/`.
+fn install_from(dir: &Path, as_name: &str, crate_name: &str, wasm: &Path, src: &Path) {
     let to = dir.join(as_name);
     std::fs::create_dir_all(&to).unwrap();
     let toml = std::fs::read_to_string(src.join("plugin.toml"))
@@ -559,4 +596,130 @@ async fn a_failed_session_reaches_the_webhook_with_its_reason() {
     assert_eq!(m[0]["event"], "session.failed");
     assert_eq!(m[0]["session"], s.as_str());
     assert_eq!(m[0]["reason"], "the disk of the laptop is failing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_and_healed_blocks_reach_integrations_and_plugins_built_for_0_1_keep_running() {
+    use crate::harness::{block_bytes, cli_ok, Opts, TestServer};
+    use coffer_types::BlockId;
+    // The webhook example built against the current contract, and the same
+    // source built against coffer:plugin@0.1.0, side by side.
+    let plugins = plugins_dir(&[]);
+    let (_, src) = example_or_test("webhook");
+    install_from(
+        plugins.path(),
+        "hook-new",
+        "webhook",
+        &build_guests().join("webhook.wasm"),
+        &src,
+    );
+    install_from(
+        plugins.path(),
+        "hook-old",
+        "webhook",
+        &build_guests_v0_1().join("webhook.wasm"),
+        &src,
+    );
+    let new_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let old_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grant = |name: &str, l: &tokio::net::TcpListener, events: &str| {
+        let port = l.local_addr().unwrap().port();
+        format!(
+            "[plugins.grants.{name}]\norgs = [\"*\"]\ncapabilities = [\"http\"]\n\
+             allowed_hosts = [\"127.0.0.1:{port}\"]\n\
+             config = {{ url = \"http://127.0.0.1:{port}/hook\", events = \"{events}\" }}\n"
+        )
+    };
+    let config = format!(
+        "[plugins]\ndir = \"{}\"\nbatch_wait_ms = 20\n{}{}",
+        plugins.path().display(),
+        grant("hook-new", &new_l, "damaged,healed"),
+        grant("hook-old", &old_l, "committed,damaged,healed"),
+    );
+    let server = TestServer::start(Opts {
+        config: Some(config),
+        ..Opts::default().env("COFFER__SCRUB__INTERVAL", "1h")
+    })
+    .await;
+    let listed: serde_json::Value =
+        serde_json::from_str(&cli_ok(&admin_cli(&server, &["plugin", "list", "--json"]))).unwrap();
+    let contract = |name: &str| {
+        listed["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["contract"].clone())
+            .unwrap()
+    };
+    assert_eq!(contract("hook-new"), "0.2.0", "{listed}");
+    assert_eq!(contract("hook-old"), "0.1.0", "{listed}");
+    let text = cli_ok(&admin_cli(&server, &["plugin", "list"]));
+    assert!(
+        text.contains("CONTRACT") && text.contains("0.1.0"),
+        "{text}"
+    );
+
+    let a = server.enroll("acme", "ann", "ann-laptop").await;
+    let good = block_bytes(77, 256 << 10);
+    let id = BlockId::of(&good);
+    assert_eq!(a.put(&good).await.status, 201);
+    let hex = id.to_hex();
+    let file = server
+        .data_dir
+        .join("blocks/archives")
+        .join(&a.archive)
+        .join(&hex[..2])
+        .join(&hex);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[1000] ^= 0x5a;
+    std::fs::write(&file, bytes).unwrap();
+
+    // The scrub finds it: the 0.2 plugin hears of it once.
+    let mut new_hook = hook_bodies(new_l);
+    cli_ok(&admin_cli(&server, &["scrub", "run"]));
+    let body = next_body(&mut new_hook).await;
+    let m = &body["messages"];
+    assert_eq!(m.as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(m[0]["event"], "block.damaged", "{body}");
+    assert_eq!(m[0]["block"], hex.as_str());
+    assert_eq!(m[0]["archive"], a.archive.as_str());
+    assert_eq!(m[0]["device"], a.device.as_str());
+    assert_eq!(m[0]["damage"], "corrupt");
+    assert_eq!(m[0]["found_by"], "scrub");
+
+    // The device uploads it again: healed.
+    assert_eq!(a.put(&good).await.status, 201);
+    let body = next_body(&mut new_hook).await;
+    assert_eq!(body["messages"][0]["event"], "block.healed", "{body}");
+    assert_eq!(body["messages"][0]["block"], hex.as_str());
+
+    // The 0.1 plugin was sent none of that, and gets the commit.
+    let hook = tokio::spawn(one_request(old_l));
+    let session = a.open_session().await;
+    assert_eq!(a.commit(&session, &id, &[id], 100.0).await.status, 201);
+    let body = webhook_body(hook).await;
+    let m = body["messages"].as_array().unwrap();
+    assert_eq!(m.len(), 1, "{body}");
+    assert_eq!(m[0]["event"], "backup.committed");
+    let status: serde_json::Value = serde_json::from_str(&cli_ok(&admin_cli(
+        &server,
+        &["plugin", "status", "hook-old"],
+    )))
+    .unwrap();
+    // It was called for the enrolment, the session and the commit (two or
+    // three batches); the damage and the heal, each in a batch of its own,
+    // would have made two more.
+    let calls = status["calls"].as_u64().unwrap();
+    assert!((2..=3).contains(&calls), "{status}");
+    assert_eq!(status["failures"], 0, "{status}");
+    assert_eq!(status["events_queued"], 5, "{status}");
+    // A second scrub finds nothing new to tell.
+    cli_ok(&admin_cli(&server, &["scrub", "run"]));
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(500), new_hook.recv())
+            .await
+            .is_err(),
+        "nothing more was sent"
+    );
 }

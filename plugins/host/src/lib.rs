@@ -13,6 +13,7 @@
 //! plugin is suspended with a doubling backoff.
 
 pub mod bindings;
+pub mod compat;
 pub mod guard;
 pub mod manifest;
 pub mod net;
@@ -33,13 +34,56 @@ use serde::Serialize;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
-use bindings::{integration, reporter, retention, types};
+use bindings::{integration, reporter, retention, types, v0_1};
 pub use manifest::{Capability, Grants, Manifest, World};
 use state::{HostState, StateParts};
 pub use state::{HttpSender, Inventory, KvBackend, MemoryKv};
 
-/// The contract version this host serves (`wit/`, `coffer:plugin@…`).
-pub const CONTRACT: &str = "0.1.0";
+/// The current contract version (`wit/`, `coffer:plugin@…`): what the SDK
+/// builds against. The host serves every [`Contract`].
+pub const CONTRACT: &str = "0.2.0";
+
+/// A version of the plugin contract the host serves. A plugin's version is
+/// the one its component imports (`coffer:plugin/types@0.1.0`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Contract {
+    /// `wit/v0.1.0/`: the first release.
+    #[serde(rename = "0.1.0")]
+    V0_1,
+    /// `wit/`: adds the `block-damaged` and `block-healed` events.
+    #[serde(rename = "0.2.0")]
+    V0_2,
+}
+
+impl Contract {
+    pub const ALL: [Contract; 2] = [Contract::V0_1, Contract::V0_2];
+
+    pub fn version(self) -> &'static str {
+        match self {
+            Contract::V0_1 => "0.1.0",
+            Contract::V0_2 => CONTRACT,
+        }
+    }
+
+    /// The served version `v` (any patch level) belongs to.
+    pub fn of(v: &str) -> Option<Contract> {
+        let major_minor = |v: &str| v.split('.').take(2).collect::<Vec<_>>().join(".");
+        Self::ALL
+            .into_iter()
+            .find(|c| major_minor(c.version()) == major_minor(v))
+    }
+
+    /// Every served version, for messages: "0.1.0, 0.2.0".
+    pub fn served() -> String {
+        Self::ALL.map(|c| c.version()).join(", ")
+    }
+}
+
+impl std::fmt::Display for Contract {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.version())
+    }
+}
 
 /// One epoch tick.
 const TICK: Duration = Duration::from_millis(1);
@@ -158,7 +202,8 @@ impl CallError {
 struct Inner {
     engine: Engine,
     pooling: bool,
-    linkers: [Linker<HostState>; 3],
+    /// Per contract version and world: `linker_for`.
+    linkers: Vec<Linker<HostState>>,
     cache_dir: Option<PathBuf>,
     limits: Limits,
     kv: Arc<dyn KvBackend>,
@@ -208,11 +253,12 @@ impl Host {
         } else {
             (base(None)?, false)
         };
-        let linkers = [
-            Self::linker(&engine, World::Reporter)?,
-            Self::linker(&engine, World::Retention)?,
-            Self::linker(&engine, World::Integration)?,
-        ];
+        let mut linkers = Vec::new();
+        for c in Contract::ALL {
+            for w in [World::Reporter, World::Retention, World::Integration] {
+                linkers.push(Self::linker(&engine, c, w)?);
+            }
+        }
         // The ticker stops when the last Host is dropped.
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -241,22 +287,42 @@ impl Host {
         })))
     }
 
-    fn linker(engine: &Engine, world: World) -> anyhow::Result<Linker<HostState>> {
+    fn linker(
+        engine: &Engine,
+        contract: Contract,
+        world: World,
+    ) -> anyhow::Result<Linker<HostState>> {
         use wasmtime::component::HasSelf;
         let mut l = Linker::new(engine);
         // Rust's std imports WASI (environment, stdio, clocks, random): link
         // it against an empty context.
         wasmtime_wasi::p2::add_to_linker_async(&mut l)?;
-        match world {
-            World::Reporter => reporter::Reporter::add_to_linker::<_, HasSelf<_>>(&mut l, |s| s)?,
-            World::Retention => {
-                retention::Retention::add_to_linker::<_, HasSelf<_>>(&mut l, |s| s)?
+        let l2 = &mut l;
+        match (contract, world) {
+            (Contract::V0_2, World::Reporter) => {
+                reporter::Reporter::add_to_linker::<_, HasSelf<_>>(l2, |s| s)?
             }
-            World::Integration => {
-                integration::Integration::add_to_linker::<_, HasSelf<_>>(&mut l, |s| s)?
+            (Contract::V0_2, World::Retention) => {
+                retention::Retention::add_to_linker::<_, HasSelf<_>>(l2, |s| s)?
+            }
+            (Contract::V0_2, World::Integration) => {
+                integration::Integration::add_to_linker::<_, HasSelf<_>>(l2, |s| s)?
+            }
+            (Contract::V0_1, World::Reporter) => {
+                v0_1::reporter::Reporter::add_to_linker::<_, HasSelf<_>>(l2, |s| s)?
+            }
+            (Contract::V0_1, World::Retention) => {
+                v0_1::retention::Retention::add_to_linker::<_, HasSelf<_>>(l2, |s| s)?
+            }
+            (Contract::V0_1, World::Integration) => {
+                v0_1::integration::Integration::add_to_linker::<_, HasSelf<_>>(l2, |s| s)?
             }
         }
         Ok(l)
+    }
+
+    fn linker_for(&self, contract: Contract, world: World) -> &Linker<HostState> {
+        &self.0.linkers[contract as usize * 3 + world as usize]
     }
 
     /// Whether the pooling allocator is in use.
@@ -277,10 +343,11 @@ impl Host {
             .compile(wasm)
             .with_context(|| format!("plugin {}", manifest.name))?;
         let world = manifest.world;
-        let linker = &self.0.linkers[world as usize];
+        let contract = self.contract_of(&component, &manifest)?;
+        let linker = self.linker_for(contract, world);
         let pre = linker.instantiate_pre(&component).map_err(|e| {
             anyhow::anyhow!(
-                "plugin {} does not link as a {world} plugin of coffer:plugin@{CONTRACT}: {e:#}",
+                "plugin {} does not link as a {world} plugin of coffer:plugin@{contract}: {e:#}",
                 manifest.name
             )
         })?;
@@ -290,11 +357,24 @@ impl Host {
                 manifest.name
             )
         };
-        let pre = match world {
-            World::Reporter => Pre::Reporter(reporter::ReporterPre::new(pre).map_err(wrong)?),
-            World::Retention => Pre::Retention(retention::RetentionPre::new(pre).map_err(wrong)?),
-            World::Integration => {
+        let pre = match (contract, world) {
+            (Contract::V0_2, World::Reporter) => {
+                Pre::Reporter(reporter::ReporterPre::new(pre).map_err(wrong)?)
+            }
+            (Contract::V0_2, World::Retention) => {
+                Pre::Retention(retention::RetentionPre::new(pre).map_err(wrong)?)
+            }
+            (Contract::V0_2, World::Integration) => {
                 Pre::Integration(integration::IntegrationPre::new(pre).map_err(wrong)?)
+            }
+            (Contract::V0_1, World::Reporter) => {
+                Pre::ReporterV0_1(v0_1::reporter::ReporterPre::new(pre).map_err(wrong)?)
+            }
+            (Contract::V0_1, World::Retention) => {
+                Pre::RetentionV0_1(v0_1::retention::RetentionPre::new(pre).map_err(wrong)?)
+            }
+            (Contract::V0_1, World::Integration) => {
+                Pre::IntegrationV0_1(v0_1::integration::IntegrationPre::new(pre).map_err(wrong)?)
             }
         };
         let granted = [Capability::Kv, Capability::Http, Capability::Inventory]
@@ -306,12 +386,58 @@ impl Host {
             name: manifest.name.as_str().into(),
             digest: blake3::hash(wasm).to_hex().to_string(),
             manifest,
+            contract,
             allowed_hosts: grants.allowed_hosts,
             granted,
             config,
             pre,
             health: Mutex::new(Health::default()),
         })
+    }
+
+    /// The contract version a component was built against: the version of
+    /// the `coffer:plugin` interfaces it imports (every world imports
+    /// `types`). A manifest that names a version must agree with it.
+    fn contract_of(&self, component: &Component, manifest: &Manifest) -> anyhow::Result<Contract> {
+        let ty = component.component_type();
+        let mut found: Option<String> = None;
+        for (name, _) in ty.imports(&self.0.engine) {
+            if let Some(v) = name
+                .strip_prefix("coffer:plugin/")
+                .and_then(|r| r.split_once('@'))
+                .map(|(_, v)| v)
+            {
+                match &found {
+                    Some(f) if f != v => anyhow::bail!(
+                        "plugin {} imports two versions of coffer:plugin ({f} and {v}): \
+                         build it against one",
+                        manifest.name
+                    ),
+                    _ => found = Some(v.to_string()),
+                }
+            }
+        }
+        let stated = manifest.contract.as_deref();
+        let Some(v) = found.as_deref().or(stated) else {
+            return Ok(Contract::V0_2);
+        };
+        let contract = Contract::of(v).ok_or_else(|| {
+            anyhow::anyhow!(
+                "plugin {} was built against coffer:plugin@{v}; this server serves {}",
+                manifest.name,
+                Contract::served()
+            )
+        })?;
+        if let Some(s) = stated {
+            if Contract::of(s) != Some(contract) {
+                anyhow::bail!(
+                    "plugin {}: its plugin.toml says contract = \"{s}\", but the component was \
+                     built against coffer:plugin@{v}; correct the manifest or drop the line",
+                    manifest.name
+                );
+            }
+        }
+        Ok(contract)
     }
 
     /// The component for `wasm`: from the cache if this engine compiled it
@@ -411,6 +537,9 @@ enum Pre {
     Reporter(reporter::ReporterPre<HostState>),
     Retention(retention::RetentionPre<HostState>),
     Integration(integration::IntegrationPre<HostState>),
+    ReporterV0_1(v0_1::reporter::ReporterPre<HostState>),
+    RetentionV0_1(v0_1::retention::RetentionPre<HostState>),
+    IntegrationV0_1(v0_1::integration::IntegrationPre<HostState>),
 }
 
 #[derive(Default)]
@@ -431,6 +560,7 @@ pub struct Status {
     pub name: String,
     pub version: String,
     pub world: World,
+    pub contract: Contract,
     pub digest: String,
     pub calls: u64,
     pub failures: u64,
@@ -447,6 +577,7 @@ pub struct Plugin {
     name: Arc<str>,
     digest: String,
     manifest: Manifest,
+    contract: Contract,
     allowed_hosts: Vec<String>,
     granted: Vec<Capability>,
     config: Vec<(String, String)>,
@@ -484,6 +615,17 @@ impl Plugin {
         &self.manifest
     }
 
+    /// The contract version the plugin was built against.
+    pub fn contract(&self) -> Contract {
+        self.contract
+    }
+
+    /// Whether the plugin's contract has this event kind (an integration
+    /// plugin built against an older version is not sent newer kinds).
+    pub fn receives(&self, kind: &types::EventKind) -> bool {
+        compat::receives(self.contract, kind)
+    }
+
     pub fn status(&self) -> Status {
         let h = self.health.lock().unwrap();
         let mut l: Vec<u64> = h.latencies.iter().copied().collect();
@@ -493,6 +635,7 @@ impl Plugin {
             name: self.name.to_string(),
             version: self.manifest.version.clone(),
             world: self.manifest.world,
+            contract: self.contract,
             digest: self.digest.clone(),
             calls: h.calls,
             failures: h.failures,
@@ -686,9 +829,9 @@ impl Plugin {
         archive: &types::Archive,
         backups: &[types::BackupSummary],
     ) -> Result<retention::Plan, CallError> {
-        let Pre::Retention(pre) = &self.pre else {
+        if self.manifest.world != World::Retention {
             return Err(self.wrong_world(World::Retention));
-        };
+        }
         let Begun {
             _slot,
             mut store,
@@ -698,8 +841,20 @@ impl Plugin {
             .begin(info, &(archive, backups), Arc::default())
             .await?;
         let raw = tokio::time::timeout(self.host.0.limits.call_timeout, async {
-            let w = pre.instantiate_async(&mut store).await?;
-            w.call_plan(&mut store, &ctx, archive, backups).await
+            match &self.pre {
+                Pre::RetentionV0_1(pre) => {
+                    let w = pre.instantiate_async(&mut store).await?;
+                    let (ctx, archive) = (ctx.into(), archive.clone().into());
+                    let backups = compat::all(backups.to_vec());
+                    let r = w.call_plan(&mut store, &ctx, &archive, &backups).await?;
+                    Ok(r.map(Into::into).map_err(Into::into))
+                }
+                Pre::Retention(pre) => {
+                    let w = pre.instantiate_async(&mut store).await?;
+                    w.call_plan(&mut store, &ctx, archive, backups).await
+                }
+                _ => unreachable!("a retention plugin has a retention Pre"),
+            }
         })
         .await;
         self.finish(raw, &mut store, started)
@@ -712,9 +867,9 @@ impl Plugin {
         params: &[(String, String)],
         inventory: Arc<Inventory>,
     ) -> Result<reporter::Report, CallError> {
-        let Pre::Reporter(pre) = &self.pre else {
+        if self.manifest.world != World::Reporter {
             return Err(self.wrong_world(World::Reporter));
-        };
+        }
         let Begun {
             _slot,
             mut store,
@@ -722,22 +877,33 @@ impl Plugin {
             started,
         } = self.begin(info, &params, inventory).await?;
         let raw = tokio::time::timeout(self.host.0.limits.call_timeout, async {
-            let w = pre.instantiate_async(&mut store).await?;
-            w.call_report(&mut store, &ctx, params).await
+            match &self.pre {
+                Pre::ReporterV0_1(pre) => {
+                    let w = pre.instantiate_async(&mut store).await?;
+                    let r = w.call_report(&mut store, &ctx.into(), params).await?;
+                    Ok(r.map(Into::into).map_err(Into::into))
+                }
+                Pre::Reporter(pre) => {
+                    let w = pre.instantiate_async(&mut store).await?;
+                    w.call_report(&mut store, &ctx, params).await
+                }
+                _ => unreachable!("a reporter plugin has a reporter Pre"),
+            }
         })
         .await;
         self.finish(raw, &mut store, started)
     }
 
-    /// Deliver a batch of events to an integration plugin.
+    /// Deliver a batch of events to an integration plugin. Events its
+    /// contract has no kind for are left out (see [`Plugin::receives`]).
     pub async fn on_events(
         &self,
         info: &CallInfo,
         events: &[types::Event],
     ) -> Result<(), CallError> {
-        let Pre::Integration(pre) = &self.pre else {
+        if self.manifest.world != World::Integration {
             return Err(self.wrong_world(World::Integration));
-        };
+        }
         let Begun {
             _slot,
             mut store,
@@ -745,8 +911,22 @@ impl Plugin {
             started,
         } = self.begin(info, &events, Arc::default()).await?;
         let raw = tokio::time::timeout(self.host.0.limits.call_timeout, async {
-            let w = pre.instantiate_async(&mut store).await?;
-            w.call_on_events(&mut store, &ctx, events).await
+            match &self.pre {
+                Pre::IntegrationV0_1(pre) => {
+                    let events: Vec<_> = events.iter().filter_map(compat::event_v0_1).collect();
+                    if events.is_empty() {
+                        return Ok(Ok(()));
+                    }
+                    let w = pre.instantiate_async(&mut store).await?;
+                    let r = w.call_on_events(&mut store, &ctx.into(), &events).await?;
+                    Ok(r.map_err(Into::into))
+                }
+                Pre::Integration(pre) => {
+                    let w = pre.instantiate_async(&mut store).await?;
+                    w.call_on_events(&mut store, &ctx, events).await
+                }
+                _ => unreachable!("an integration plugin has an integration Pre"),
+            }
         })
         .await;
         self.finish(raw, &mut store, started)

@@ -97,19 +97,16 @@ pub struct Manifest {
     pub name: String,
     pub version: String,
     pub world: World,
-    /// The contract version the plugin was built against.
-    #[serde(default = "default_contract")]
-    pub contract: String,
+    /// The contract version the plugin was built against. Optional: the
+    /// component's imports say it; when given, the two must agree.
+    #[serde(default)]
+    pub contract: Option<String>,
     #[serde(default)]
     pub description: String,
     #[serde(default)]
     pub capabilities: Vec<Capability>,
     #[serde(default)]
     pub config: BTreeMap<String, ConfigField>,
-}
-
-fn default_contract() -> String {
-    crate::CONTRACT.to_string()
 }
 
 impl Manifest {
@@ -139,14 +136,14 @@ impl Manifest {
                 self.world
             );
         }
-        let major_minor = |v: &str| v.split('.').take(2).collect::<Vec<_>>().join(".");
-        if major_minor(&self.contract) != major_minor(crate::CONTRACT) {
-            anyhow::bail!(
-                "plugin {} was built for coffer:plugin@{}; this server serves @{}",
-                self.name,
-                self.contract,
-                crate::CONTRACT
-            );
+        if let Some(c) = &self.contract {
+            if crate::Contract::of(c).is_none() {
+                anyhow::bail!(
+                    "plugin {} was built for coffer:plugin@{c}; this server serves {}",
+                    self.name,
+                    crate::Contract::served()
+                );
+            }
         }
         Ok(())
     }
@@ -266,9 +263,12 @@ required = true
             .contains("cannot ask for"));
         let old = GFS.replace(
             "world = \"retention\"",
-            "world = \"retention\"\ncontract = \"0.2.0\"",
+            "world = \"retention\"\ncontract = \"1.0.0\"",
         );
-        assert!(Manifest::parse(&old).is_err());
+        assert!(Manifest::parse(&old)
+            .unwrap_err()
+            .to_string()
+            .contains("this server serves 0.1.0, 0.2.0"));
         assert!(Manifest::parse(&GFS.replace("\"gfs\"", "\"GFS!\"")).is_err());
     }
 

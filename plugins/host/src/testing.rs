@@ -17,37 +17,62 @@ pub fn guest_workspace() -> PathBuf {
 /// the caller's, so it never waits on the outer cargo's lock.
 pub fn build_guests() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| build("guest-wasm", &[]))
+}
+
+/// The examples that existed at `coffer:plugin@0.1.0` (webhook,
+/// gfs-retention, csv-report), built against that version
+/// (`wit/v0.1.0/`): what a partner's plugin built before 0.2.0 is.
+pub fn build_guests_v0_1() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                // target/<profile>/deps/<test> or target/<profile>/<bin>
-                std::env::current_exe()
-                    .ok()
-                    .and_then(|e| {
-                        let up = if e.parent()?.ends_with("deps") { 3 } else { 2 };
-                        e.ancestors().nth(up).map(Path::to_path_buf)
-                    })
-                    .unwrap_or_else(|| guest_workspace().join("target"))
-            })
-            .join("guest-wasm");
-        ensure_target();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(cargo)
-            .current_dir(guest_workspace())
-            .args(["build", "--release", "--target", "wasm32-wasip2"])
-            .env("CARGO_TARGET_DIR", &target)
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .output()
-            .expect("run cargo to build the guest plugins");
-        assert!(
-            out.status.success(),
-            "building plugins/guest for wasm32-wasip2 failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        target.join("wasm32-wasip2/release")
+        build(
+            "guest-wasm-0.1",
+            &[
+                "-p",
+                "webhook",
+                "-p",
+                "gfs-retention",
+                "-p",
+                "csv-report",
+                "--features",
+                "webhook/contract-0-1",
+            ],
+        )
     })
+}
+
+fn build(dir: &str, args: &[&str]) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            // target/<profile>/deps/<test> or target/<profile>/<bin>
+            std::env::current_exe()
+                .ok()
+                .and_then(|e| {
+                    let up = if e.parent()?.ends_with("deps") { 3 } else { 2 };
+                    e.ancestors().nth(up).map(Path::to_path_buf)
+                })
+                .unwrap_or_else(|| guest_workspace().join("target"))
+        })
+        .join(dir);
+    ensure_target();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(guest_workspace())
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .args(args)
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .expect("run cargo to build the guest plugins");
+    assert!(
+        out.status.success(),
+        "building plugins/guest for wasm32-wasip2 failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target.join("wasm32-wasip2/release")
 }
 
 /// Add the `wasm32-wasip2` target when the toolchain lacks it (the script
@@ -68,7 +93,15 @@ fn ensure_target() {
 /// A guest component's bytes and its manifest text, by crate name (e.g.
 /// `gfs-retention`).
 pub fn guest(name: &str) -> (Vec<u8>, String) {
-    let dir = build_guests();
+    guest_in(build_guests(), name)
+}
+
+/// The same, built against `coffer:plugin@0.1.0` ([`build_guests_v0_1`]).
+pub fn guest_v0_1(name: &str) -> (Vec<u8>, String) {
+    guest_in(build_guests_v0_1(), name)
+}
+
+fn guest_in(dir: &Path, name: &str) -> (Vec<u8>, String) {
     let wasm = dir.join(format!("{}.wasm", name.replace('-', "_")));
     let bytes = std::fs::read(&wasm).unwrap_or_else(|e| panic!("{}: {e}", wasm.display()));
     let ws = guest_workspace();

@@ -526,3 +526,207 @@ fn concurrent_loads_of_one_component_share_the_cache_safely() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(left.len(), 1, "one artifact, no temporary files left");
 }
+
+/// Records what the webhook example sends (the network itself is the
+/// server's, tested in the integration tests).
+#[derive(Default)]
+struct Recorder(Mutex<Vec<serde_json::Value>>);
+
+impl HttpSender for Recorder {
+    fn send(
+        &self,
+        _to: std::net::SocketAddr,
+        _tls_name: Option<String>,
+        req: bindings::http_client::Request,
+        _timeout: Duration,
+        _max_body: usize,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<bindings::http_client::Response, String>>
+                + Send,
+        >,
+    > {
+        self.0
+            .lock()
+            .unwrap()
+            .push(serde_json::from_slice(&req.body).unwrap());
+        Box::pin(async {
+            Ok(bindings::http_client::Response {
+                status: 204,
+                headers: vec![],
+                body: vec![],
+            })
+        })
+    }
+}
+
+fn events() -> Vec<types::Event> {
+    use types::{BlockDamage, BlockHeal, DamageKind, DetectedBy, EventKind};
+    let block = "ab".repeat(32);
+    let kinds = [
+        EventKind::BlockDamaged(BlockDamage {
+            archive: "ar_1".into(),
+            device: "dv_1".into(),
+            block: block.clone(),
+            kind: DamageKind::Corrupt,
+            detected_by: DetectedBy::Scrub,
+        }),
+        EventKind::BackupCommitted(backup(7, NOW)),
+        EventKind::BlockHealed(BlockHeal {
+            archive: "ar_1".into(),
+            device: "dv_1".into(),
+            block,
+        }),
+    ];
+    kinds
+        .into_iter()
+        .enumerate()
+        .map(|(i, kind)| types::Event {
+            seq: i as u64 + 1,
+            at_ms: NOW,
+            org: "acme".into(),
+            kind,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn plugins_built_against_0_1_load_and_run_beside_0_2_ones() {
+    let rec = Arc::new(Recorder::default());
+    let h = Host::new(HostOptions {
+        http: Some(rec.clone()),
+        ..HostOptions::default()
+    })
+    .unwrap();
+    let load_as = |(wasm, manifest): (Vec<u8>, String), grants: Grants| {
+        h.load(&wasm, Manifest::parse(&manifest).unwrap(), grants)
+            .unwrap()
+    };
+    let hook = Grants {
+        capabilities: vec![Capability::Http],
+        allowed_hosts: vec!["127.0.0.1:9".into()],
+        config: [("url".to_string(), "http://127.0.0.1:9/hook".to_string())].into(),
+    };
+    let grants = |name| match name {
+        "webhook" => hook.clone(),
+        _ => Grants::default(),
+    };
+    // The same sources, built against each version.
+    let old = |name| load_as(testing::guest_v0_1(name), grants(name));
+    let new = |name| load_as(testing::guest(name), grants(name));
+    for name in ["gfs-retention", "csv-report", "webhook"] {
+        assert_eq!(old(name).contract(), Contract::V0_1, "{name}");
+        assert_eq!(new(name).contract(), Contract::V0_2, "{name}");
+        assert_eq!(old(name).status().contract, Contract::V0_1);
+    }
+
+    // Retention: the same plan from either build.
+    let backups: Vec<_> = (0..200).map(|i| backup(i, NOW - i * DAY / 3)).collect();
+    let plan = |p: Plugin| {
+        let backups = backups.clone();
+        async move {
+            let plan = p.plan(&info(), &archive("ar_1"), &backups).await.unwrap();
+            plan.expire
+                .into_iter()
+                .map(|e| e.backup)
+                .collect::<Vec<_>>()
+        }
+    };
+    let (a, b) = (
+        plan(old("gfs-retention")).await,
+        plan(new("gfs-retention")).await,
+    );
+    assert!(!a.is_empty());
+    assert_eq!(a, b);
+
+    // A reporter sees the inventory through 0.1's types.
+    let inv = Arc::new(Inventory {
+        devices: vec![Device {
+            id: "dv_1".into(),
+            name: "laptop".into(),
+            org: "acme".into(),
+            user: "ann".into(),
+            archive: "ar_1".into(),
+            enrolled_at_ms: NOW - 30 * DAY,
+            revoked: false,
+            last_data_ms: Some(NOW - 3_600_000),
+            last_backup_ms: Some(NOW - 3 * DAY),
+            backup_count: 12,
+            block_count: 100,
+            stored_bytes: 3 << 20,
+        }],
+        ..Inventory::default()
+    });
+    let inventory = Grants {
+        capabilities: vec![Capability::Inventory],
+        ..Grants::default()
+    };
+    let rows = |r: reporter::Report| match r {
+        reporter::Report::Table(t) => t.rows,
+        reporter::Report::Document(_) => panic!("a table"),
+    };
+    let old_csv = load_as(testing::guest_v0_1("csv-report"), inventory.clone());
+    let new_csv = load_as(testing::guest("csv-report"), inventory);
+    let a = rows(old_csv.report(&info(), &[], inv.clone()).await.unwrap());
+    assert_eq!(a.len(), 1);
+    assert_eq!(a, rows(new_csv.report(&info(), &[], inv).await.unwrap()));
+
+    // Integration: a 0.1 plugin is not sent the block events 0.2 added, and
+    // gets the rest; a 0.2 one gets all three.
+    let (old_hook, new_hook) = (old("webhook"), new("webhook"));
+    let evs = events();
+    assert_eq!(
+        evs.iter()
+            .map(|e| old_hook.receives(&e.kind))
+            .collect::<Vec<_>>(),
+        [false, true, false]
+    );
+    assert!(evs.iter().all(|e| new_hook.receives(&e.kind)));
+    old_hook.on_events(&info(), &evs).await.unwrap();
+    new_hook.on_events(&info(), &evs).await.unwrap();
+    let sent = rec.0.lock().unwrap().clone();
+    let kinds = |body: &serde_json::Value| -> Vec<String> {
+        body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["event"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(sent.len(), 2);
+    assert_eq!(kinds(&sent[0]), ["backup.committed"]);
+    assert_eq!(
+        kinds(&sent[1]),
+        ["block.damaged", "backup.committed", "block.healed"]
+    );
+    assert_eq!(sent[1]["messages"][0]["damage"], "corrupt");
+    assert_eq!(sent[1]["messages"][0]["found_by"], "scrub");
+    // Only block events for a 0.1 plugin: no call at all.
+    old_hook
+        .on_events(&info(), &[evs[0].clone()])
+        .await
+        .unwrap();
+    assert_eq!(rec.0.lock().unwrap().len(), 2);
+    assert_eq!(old_hook.status().calls, 2);
+}
+
+#[test]
+fn a_manifest_naming_another_contract_than_its_component_is_refused() {
+    let h = host(Limits::default());
+    let (wasm, manifest) = testing::guest_v0_1("gfs-retention");
+    let m = Manifest::parse(&format!("contract = \"0.2.0\"\n{manifest}")).unwrap();
+    let e = h.load(&wasm, m, Grants::default()).unwrap_err().to_string();
+    assert!(
+        e.contains("says contract = \"0.2.0\"") && e.contains("coffer:plugin@0.1.0"),
+        "{e}"
+    );
+    let m = Manifest::parse(&format!("contract = \"0.1.3\"\n{manifest}")).unwrap();
+    assert_eq!(
+        h.load(&wasm, m, Grants::default()).unwrap().contract(),
+        Contract::V0_1
+    );
+    let e = Manifest::parse(&format!("contract = \"0.3.0\"\n{manifest}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("serves 0.1.0, 0.2.0"), "{e}");
+}

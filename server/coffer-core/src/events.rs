@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use coffer_types::wire::{BackupInfo, DeviceInfo, SessionInfo};
-use coffer_types::{Name, UnixMillis};
+use coffer_types::{BlockId, Name, UnixMillis};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -38,6 +38,48 @@ pub enum EventKind {
     DeviceRevoked {
         device: DeviceInfo,
     },
+    /// A stored block of `archive` was found damaged (published once per
+    /// block until it is healed).
+    BlockDamaged {
+        device: Name,
+        archive: Name,
+        block: BlockId,
+        damage: Damage,
+        found_by: FoundBy,
+    },
+    /// A block found damaged was replaced by a good upload.
+    BlockHealed {
+        device: Name,
+        archive: Name,
+        block: BlockId,
+    },
+}
+
+/// How a stored block is damaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Damage {
+    Corrupt,
+    Missing,
+}
+
+impl From<coffer_meta::Damage> for Damage {
+    fn from(d: coffer_meta::Damage) -> Self {
+        match d {
+            coffer_meta::Damage::Corrupt => Damage::Corrupt,
+            coffer_meta::Damage::Missing => Damage::Missing,
+        }
+    }
+}
+
+/// What found a damaged block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FoundBy {
+    /// The scrub worker.
+    Scrub,
+    /// A read: restore, fetch, full-block GET.
+    Read,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -16,6 +16,7 @@ use coffer_types::{BlockId, Name};
 use futures::{Stream, StreamExt};
 
 use crate::access::DeviceAuth;
+use crate::events::FoundBy;
 use crate::{Coffer, CoreError, Result};
 
 /// The result of a block read.
@@ -181,6 +182,11 @@ impl Coffer {
             self.settle_pins(archive, pin.as_ref()).await?;
             self.meta.durable().await?;
             tracing::info!(archive = %archive, block = %id, "a block found corrupt was healed by a new upload");
+            self.publish_for_archive(archive, |device| crate::events::EventKind::BlockHealed {
+                device,
+                archive: archive.clone(),
+                block: id,
+            });
             return Ok(PutBlockResponse {
                 id,
                 size,
@@ -266,12 +272,15 @@ impl Coffer {
             .meta
             .mark_damaged(archive, id, coffer_meta::Damage::Corrupt, self.now())
         {
-            Ok(true) => tracing::error!(
-                archive = %archive,
-                block = %id,
-                "a stored block does not match its id: recorded as corrupt; the device's next \
-                 backup uploads it again"
-            ),
+            Ok(true) => {
+                tracing::error!(
+                    archive = %archive,
+                    block = %id,
+                    "a stored block does not match its id: recorded as corrupt; the device's next \
+                     backup uploads it again"
+                );
+                self.publish_damage(archive, id, coffer_meta::Damage::Corrupt, FoundBy::Read);
+            }
             Ok(false) => {}
             Err(e) => {
                 tracing::error!(archive = %archive, block = %id, error = %e, "could not record a corrupt block")

@@ -195,6 +195,23 @@ impl Coffer {
         }
     }
 
+    /// Publish that a block of `archive` was newly found damaged.
+    pub(crate) fn publish_damage(
+        &self,
+        archive: &coffer_types::Name,
+        block: &coffer_types::BlockId,
+        damage: coffer_meta::Damage,
+        found_by: events::FoundBy,
+    ) {
+        self.publish_for_archive(archive, |device| events::EventKind::BlockDamaged {
+            device,
+            archive: archive.clone(),
+            block: *block,
+            damage: damage.into(),
+            found_by,
+        });
+    }
+
     pub fn limits(&self) -> &Limits {
         &self.limits
     }

@@ -19,6 +19,7 @@ use coffer_types::{BlockId, UnixMillis};
 use futures::StreamExt;
 
 use crate::access::{Permission, Principal};
+use crate::events::FoundBy;
 use crate::workers::{StepFuture, Worker};
 use crate::{Coffer, CoreError, Result};
 
@@ -130,6 +131,7 @@ impl Coffer {
                         .mark_damaged(&b.archive, &b.id, kind, self.now())?
                     {
                         tracing::error!(archive = %b.archive, block = %b.id, damage = ?kind, "scrub: a stored block is damaged; its device's next backup uploads it again");
+                        self.publish_damage(&b.archive, &b.id, kind, FoundBy::Scrub);
                     }
                 }
                 read += b.record.size;

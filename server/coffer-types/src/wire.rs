@@ -450,6 +450,9 @@ pub struct PluginInfo {
     pub version: String,
     /// reporter, retention or integration.
     pub world: String,
+    /// The contract version it was built against (`0.1.0`, `0.2.0`).
+    #[serde(default)]
+    pub contract: String,
     /// Enabled by the operator (a suspended plugin is still enabled).
     pub enabled: bool,
     /// Organizations it serves (and their sub-organizations); `*` is all.

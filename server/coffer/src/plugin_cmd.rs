@@ -111,10 +111,11 @@ pub fn run(args: PluginArgs) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
         let plugin = host.load(&bytes, manifest.clone(), grants)?;
         eprintln!(
-            "loaded {} {} ({} plugin) in {} ms",
+            "loaded {} {} ({} plugin, coffer:plugin@{}) in {} ms",
             manifest.name,
             manifest.version,
             manifest.world,
+            plugin.contract(),
             started.elapsed().as_millis()
         );
         let info = CallInfo {

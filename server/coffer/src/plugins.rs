@@ -371,6 +371,10 @@ impl Manager {
             name: name.to_string(),
             version: st.as_ref().map(|s| s.version.clone()).unwrap_or_default(),
             world: st.as_ref().map(|s| s.world.to_string()).unwrap_or_default(),
+            contract: st
+                .as_ref()
+                .map(|s| s.contract.to_string())
+                .unwrap_or_default(),
             enabled: slot.enabled.load(Ordering::Relaxed),
             orgs: self
                 .cfg
@@ -424,11 +428,15 @@ async fn deliver(
             if !m.serves(&name, e.org.as_str(), &tree) {
                 continue;
             }
+            let mut ev = wit_event(&e);
+            // A plugin built against an older contract is not sent kinds
+            // it has no case for, and sees no gap in `seq` for them.
+            if !plugin.receives(&ev.kind) {
+                continue;
+            }
             seq += 1;
-            by_org
-                .entry(e.org.to_string())
-                .or_default()
-                .push(wit_event(seq, &e));
+            ev.seq = seq;
+            by_org.entry(e.org.to_string()).or_default().push(ev);
         }
         for (org, events) in by_org {
             let info = CallInfo {
@@ -758,7 +766,8 @@ fn session(device: &Name, s: &SessionInfo, reason: Option<&str>) -> types::Sessi
     }
 }
 
-fn wit_event(seq: u64, e: &events::Event) -> types::Event {
+/// `e` in the contract's types; its `seq` is the deliverer's to set.
+fn wit_event(e: &events::Event) -> types::Event {
     let kind = match &e.kind {
         EventKind::BackupCommitted { backup, .. } => {
             types::EventKind::BackupCommitted(backup_summary(backup))
@@ -776,9 +785,37 @@ fn wit_event(seq: u64, e: &events::Event) -> types::Event {
         } => types::EventKind::SessionFailed(session(device, s, Some(reason))),
         EventKind::DeviceEnrolled { device: d } => types::EventKind::DeviceEnrolled(device(d)),
         EventKind::DeviceRevoked { device: d } => types::EventKind::DeviceRevoked(device(d)),
+        EventKind::BlockDamaged {
+            device,
+            archive,
+            block,
+            damage,
+            found_by,
+        } => types::EventKind::BlockDamaged(types::BlockDamage {
+            archive: archive.to_string(),
+            device: device.to_string(),
+            block: block.to_string(),
+            kind: match damage {
+                events::Damage::Corrupt => types::DamageKind::Corrupt,
+                events::Damage::Missing => types::DamageKind::Missing,
+            },
+            detected_by: match found_by {
+                events::FoundBy::Scrub => types::DetectedBy::Scrub,
+                events::FoundBy::Read => types::DetectedBy::Read,
+            },
+        }),
+        EventKind::BlockHealed {
+            device,
+            archive,
+            block,
+        } => types::EventKind::BlockHealed(types::BlockHeal {
+            archive: archive.to_string(),
+            device: device.to_string(),
+            block: block.to_string(),
+        }),
     };
     types::Event {
-        seq,
+        seq: 0,
         at_ms: e.at,
         org: e.org.to_string(),
         kind,

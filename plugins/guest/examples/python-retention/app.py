@@ -1,6 +1,6 @@
 """Keep-last retention in Python: keep the newest `keep` backups of an
 archive (and, with `min_days`, anything younger than that many days); propose
-the rest for expiry. Built with componentize-py against coffer:plugin@0.1.0.
+the rest for expiry. Built with componentize-py against coffer:plugin@0.2.0.
 """
 
 import wit_world

@@ -16,23 +16,47 @@
 //!
 //! Build with `cargo build --release --target wasm32-wasip2`: the output is a
 //! component Coffer loads. The contract is `wit/` at the repository's root
-//! (`coffer:plugin@0.1.0`); `docs/plugins.md` walks through it.
+//! (`coffer:plugin@0.2.0`); `docs/plugins.md` walks through it.
+//!
+//! The feature `contract-0-1` builds against the frozen `wit/v0.1.0/`
+//! instead, for a plugin that must load on servers that serve only 0.1.0
+//! (it then never sees the events 0.2.0 added).
 
 /// The contract version these bindings were generated from.
+#[cfg(not(feature = "contract-0-1"))]
+pub const CONTRACT: &str = "0.2.0";
+#[cfg(feature = "contract-0-1")]
 pub const CONTRACT: &str = "0.1.0";
+
+/// The bindings of one world, from `wit/` or, with the feature
+/// `contract-0-1`, from `wit/v0.1.0/`.
+macro_rules! world {
+    ($world:literal, $module:literal) => {
+        #[cfg(not(feature = "contract-0-1"))]
+        wit_bindgen::generate!({
+            world: $world,
+            path: "../../../wit",
+            pub_export_macro: true,
+            export_macro_name: "export",
+            default_bindings_module: $module,
+        });
+        #[cfg(feature = "contract-0-1")]
+        wit_bindgen::generate!({
+            world: $world,
+            path: "../../../wit/v0.1.0",
+            pub_export_macro: true,
+            export_macro_name: "export",
+            default_bindings_module: $module,
+        });
+    };
+}
 
 #[cfg(feature = "retention")]
 // Generated code: the canonical ABI flattens records into many arguments.
 #[allow(clippy::too_many_arguments)]
 pub mod retention {
     //! The retention world: propose which backups of an archive to expire.
-    wit_bindgen::generate!({
-        world: "retention",
-        path: "../../../wit",
-        pub_export_macro: true,
-        export_macro_name: "export",
-        default_bindings_module: "coffer_plugin_sdk::retention",
-    });
+    world!("retention", "coffer_plugin_sdk::retention");
     pub use self::coffer::plugin::log;
     pub use self::coffer::plugin::types::*;
     crate::helpers!();
@@ -43,13 +67,7 @@ pub mod retention {
 #[allow(clippy::too_many_arguments)]
 pub mod reporter {
     //! The reporter world: build a report from the inventory the host lends.
-    wit_bindgen::generate!({
-        world: "reporter",
-        path: "../../../wit",
-        pub_export_macro: true,
-        export_macro_name: "export",
-        default_bindings_module: "coffer_plugin_sdk::reporter",
-    });
+    world!("reporter", "coffer_plugin_sdk::reporter");
     pub use self::coffer::plugin::types::*;
     pub use self::coffer::plugin::{inventory, kv, log};
     crate::helpers!();
@@ -60,13 +78,7 @@ pub mod reporter {
 #[allow(clippy::too_many_arguments)]
 pub mod integration {
     //! The integration world: receive batches of events, call out over HTTP.
-    wit_bindgen::generate!({
-        world: "integration",
-        path: "../../../wit",
-        pub_export_macro: true,
-        export_macro_name: "export",
-        default_bindings_module: "coffer_plugin_sdk::integration",
-    });
+    world!("integration", "coffer_plugin_sdk::integration");
     pub use self::coffer::plugin::types::*;
     pub use self::coffer::plugin::{http_client, kv, log};
     crate::helpers!();

@@ -77,8 +77,8 @@ pub(crate) async fn plugin(client: &Client, command: PluginCommand) -> anyhow::R
             }
             table(
                 &[
-                    "PLUGIN", "VERSION", "WORLD", "STATE", "ORGS", "CALLS", "FAILED", "P50", "P99",
-                    "DROPPED",
+                    "PLUGIN", "VERSION", "WORLD", "CONTRACT", "STATE", "ORGS", "CALLS", "FAILED",
+                    "P50", "P99", "DROPPED",
                 ],
                 l.plugins.iter().map(|p| {
                     let us = |v: Option<u64>| v.map_or("-".into(), |u| format!("{u} µs"));
@@ -86,6 +86,7 @@ pub(crate) async fn plugin(client: &Client, command: PluginCommand) -> anyhow::R
                         p.name.clone(),
                         p.version.clone(),
                         p.world.clone(),
+                        p.contract.clone(),
                         plugin_state(p),
                         if p.orgs.is_empty() {
                             "(none)".into()

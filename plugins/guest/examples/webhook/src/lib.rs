@@ -1,17 +1,19 @@
-//! Posts a JSON message to a webhook for committed backups and for failed or
-//! aborted sessions. The URL's host must be on the operator's allow-list for
+//! Posts a JSON message to a webhook for committed backups, for failed or
+//! aborted sessions, and for stored blocks found damaged or healed. The URL's host must be on the operator's allow-list for
 //! this plugin; the host refuses anything else.
 
 use coffer_plugin_sdk::integration::{
     export, http_client, kv, CallContext, Event, EventKind, Guest, PluginError,
 };
+#[cfg(not(feature = "contract-0-1"))]
+use coffer_plugin_sdk::integration::{DamageKind, DetectedBy};
 use serde_json::json;
 
 struct Webhook;
 
 fn wanted(ctx: &CallContext, kind: &str) -> bool {
     ctx.config("events")
-        .unwrap_or("committed,failed,aborted")
+        .unwrap_or("committed,failed,aborted,damaged,healed")
         .split(',')
         .any(|k| k.trim() == kind)
 }
@@ -32,6 +34,25 @@ fn message(e: &Event) -> Option<(&'static str, serde_json::Value)> {
             "aborted",
             json!({"event": "session.aborted", "org": e.org, "at_ms": e.at_ms, "session": s.id,
                    "archive": s.archive, "device": s.device, "reason": s.reason}),
+        ),
+        // Kinds added by coffer:plugin@0.2.0.
+        #[cfg(not(feature = "contract-0-1"))]
+        EventKind::BlockDamaged(d) => (
+            "damaged",
+            json!({"event": "block.damaged", "org": e.org, "at_ms": e.at_ms, "archive": d.archive,
+            "device": d.device, "block": d.block, "damage": match d.kind {
+                DamageKind::Corrupt => "corrupt",
+                DamageKind::Missing => "missing",
+            }, "found_by": match d.detected_by {
+                DetectedBy::Scrub => "scrub",
+                DetectedBy::Read => "read",
+            }}),
+        ),
+        #[cfg(not(feature = "contract-0-1"))]
+        EventKind::BlockHealed(h) => (
+            "healed",
+            json!({"event": "block.healed", "org": e.org, "at_ms": e.at_ms, "archive": h.archive,
+                   "device": h.device, "block": h.block}),
         ),
         _ => return None,
     })
