@@ -149,7 +149,11 @@ impl Api {
                             continue;
                         }
                     };
-                    if retry && attempt < ATTEMPTS {
+                    // An answer that says a retry cannot help (a quota)
+                    // is final.
+                    let final_answer = serde_json::from_slice::<ErrorBody>(&bytes)
+                        .is_ok_and(|b| !b.error.retryable);
+                    if retry && !final_answer && attempt < ATTEMPTS {
                         tokio::time::sleep(retry_after.map_or(delay, |r| r.max(delay))).await;
                         delay *= 2;
                         last_err = Some(anyhow::Error::new(server_error(status, &bytes)));

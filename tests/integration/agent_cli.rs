@@ -280,3 +280,53 @@ async fn init_on_two_machines_at_once_ends_with_one_key() {
         .unwrap());
     assert!(out.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_over_its_quota_stops_at_once_naming_the_quota() {
+    let (server, enrolled) = tls_server_with_device().await;
+    cli_ok(&server.cli(&[
+        "org",
+        "settings",
+        "set",
+        "acme",
+        "quotas.device_bytes=64KiB",
+    ]));
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let src = work.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    // One file of one chunk, over the quota by itself.
+    std::fs::write(src.join("one.bin"), block_bytes(300, 100 << 10)).unwrap();
+    let pass = passphrase_file(work);
+    ok(agent(work)
+        .args(["init", "--server", &server.url, "--token", &enrolled.token])
+        .arg("--passphrase-file")
+        .arg(&pass)
+        .arg("--ca-cert")
+        .arg(server.ca_cert())
+        .output()
+        .unwrap());
+    let o = agent(work)
+        .args(["backup", "--streams", "1"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("quota_exceeded") && err.contains("the quota of device"),
+        "{err}"
+    );
+    // Not retried with backoff: a quota does not go away by waiting. One
+    // block, one refusal (six, over 6 s of backoff, before).
+    let m = server.api().await.metrics().await.unwrap();
+    let refused: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("coffer_errors_total") && l.contains("quota_exceeded"))
+        .collect();
+    assert_eq!(
+        refused,
+        ["coffer_errors_total{code=\"quota_exceeded\"} 1"],
+        "{m}"
+    );
+}

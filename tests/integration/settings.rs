@@ -246,3 +246,130 @@ async fn settings_inherit_down_the_org_tree_and_every_change_is_audited() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_user_and_org_quotas_refuse_uploads_with_507_while_reads_and_commits_go_on() {
+    use coffer_types::BlockId;
+    const K: usize = 100 << 10;
+    let mut server = TestServer::h2c().await;
+    cli_ok(&server.cli(&["org", "create", "acme"]));
+    cli_ok(&server.cli(&["org", "create", "acme-eu", "--parent", "acme"]));
+    let ann1 = server.enroll("acme-eu", "ann", "ann-laptop").await;
+    let ann2 = server.enroll("acme-eu", "ann", "ann-desktop").await;
+    let bob = server.enroll("acme-eu", "bob", "bob-laptop").await;
+    let eve = server.enroll("acme", "eve", "eve-laptop").await;
+    let block = |seed: u64| block_bytes(seed, K);
+    let set = |org: &str, kv: &str| cli_ok(&server.cli(&["org", "settings", "set", org, kv]));
+
+    // A device quota of 250 KiB, set at the top, inherited: two blocks fit.
+    set("acme", "quotas.device_bytes=250KiB");
+    assert_eq!(ann1.put(&block(1)).await.status, 201);
+    assert_eq!(ann1.put(&block(2)).await.status, 201);
+    let r = ann1.put(&block(3)).await;
+    assert_refused(
+        &r,
+        507,
+        "quota_exceeded",
+        &format!("device {}", ann1.device),
+    );
+    let msg = r.error().unwrap().error.message;
+    assert!(
+        msg.contains("250.0 KiB")
+            && msg.contains("200.0 KiB")
+            && msg.contains("quotas.device_bytes"),
+        "{msg}"
+    );
+    // Nothing of it was kept; what is stored reads back, a block the archive
+    // holds can be sent again, and a commit of stored blocks goes through.
+    assert_eq!(ann1.get(&BlockId::of(&block(3))).await.status, 404);
+    assert_eq!(ann1.get(&BlockId::of(&block(1))).await.status, 200);
+    assert_eq!(ann1.put(&block(1)).await.status, 200);
+    let ids = [BlockId::of(&block(1)), BlockId::of(&block(2))];
+    let s = ann1.open_session().await;
+    assert_eq!(ann1.commit(&s, &ids[0], &ids, 100.0).await.status, 201);
+    // The device list shows usage against the quota.
+    let list = cli_ok(&server.cli(&["device", "list"]));
+    assert!(list.contains("200.0 KiB of 250.0 KiB"), "{list}");
+    let d = server.admin_api().await.device(&ann1.device).await.unwrap();
+    assert_eq!(d.quota_bytes, 250 << 10);
+
+    // A user quota of 300 KiB: ann's second device has room of its own but
+    // not within ann's.
+    set("acme", "quotas.user_bytes=300KiB");
+    assert_eq!(ann2.put(&block(4)).await.status, 201);
+    let r = ann2.put(&block(5)).await;
+    assert_refused(&r, 507, "quota_exceeded", "user ann (org acme-eu)");
+
+    // An org quota on acme counts its whole subtree: 500 KiB with 300 KiB
+    // stored. bob stores one more, eve (in acme itself) is then refused, and
+    // so is bob; the refusal names acme.
+    set("acme", "quotas.org_bytes=500KiB");
+    assert_eq!(bob.put(&block(6)).await.status, 201);
+    assert_eq!(eve.put(&block(7)).await.status, 201);
+    let r = bob.put(&block(8)).await;
+    assert_refused(
+        &r,
+        507,
+        "quota_exceeded",
+        "org acme (with the orgs below it)",
+    );
+    let r = eve.put(&block(9)).await;
+    assert_refused(&r, 507, "quota_exceeded", "org acme");
+    // acme-eu's own org quota, inherited from acme, is the same 500 KiB but
+    // counts only acme-eu's 400 KiB: acme's quota is the one that bites.
+    let s = show(&server, "acme-eu");
+    assert_eq!(s["usage"]["bytes_stored"], 400 * 1024, "{s}");
+    let s = show(&server, "acme");
+    assert_eq!(s["usage"]["bytes_stored"], 500 * 1024, "{s}");
+    assert_eq!(s["usage"]["org_bytes"], 500 * 1024, "{s}");
+    let text = cli_ok(&server.cli(&["org", "settings", "show", "acme"]));
+    assert!(
+        text.contains("stored by acme and the orgs below it: 500.0 KiB (100 % of its quota"),
+        "{text}"
+    );
+
+    // Warnings at quotas.warn_at (0.9 by default): acme's subtree reached
+    // it, and so did ann (the user, 300 of 300 KiB); ann's laptop (200 of
+    // 250 KiB) is under it.
+    let scopes = |org: &str| -> Vec<String> {
+        let mut v: Vec<String> = show(&server, org)["usage"]["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["scope"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(scopes("acme"), ["org:acme", "user:acme-eu/ann"]);
+    assert_eq!(scopes("acme-eu"), ["user:acme-eu/ann"]);
+    assert!(
+        text.contains("warning: org:acme stores 500.0 KiB"),
+        "{text}"
+    );
+
+    // Raising the quotas lets uploads through again, and the warnings of
+    // scopes now under their level are cleared by the next block counted.
+    set("acme", "quotas.org_bytes=10MiB");
+    set("acme", "quotas.user_bytes=10MiB");
+    assert_eq!(ann2.put(&block(5)).await.status, 201);
+    assert_eq!(scopes("acme"), Vec::<String>::new());
+    let audit = cli_ok(&server.cli(&["audit", "list", "--json"]));
+    assert!(
+        audit.matches("quotas").count() >= 5,
+        "every quota change is audited: {audit}"
+    );
+
+    // The counts survive a restart: 600 KiB stored, a quota of 600 KiB.
+    set("acme", "quotas.org_bytes=600KiB");
+    server.restart();
+    let eve = eve.reconnect(&server).await;
+    let r = eve.put(&block(10)).await;
+    assert_refused(
+        &r,
+        507,
+        "quota_exceeded",
+        "600.0 KiB (614400 bytes) of it is in use",
+    );
+    assert_eq!(eve.get(&BlockId::of(&block(7))).await.status, 200);
+}

@@ -325,12 +325,14 @@ impl Coffer {
         self.with_damage(device_info(d, a))
     }
 
-    /// `info` with its archive's damaged blocks and backups counted.
+    /// `info` with its archive's damaged blocks and backups counted, and
+    /// its quota.
     fn with_damage(&self, info: DeviceInfo) -> Result<DeviceInfo> {
         let (bad, per) = self.damage(&info.archive)?;
         Ok(DeviceInfo {
             damaged_blocks: bad.len() as u64,
             damaged_backups: per.len() as u64,
+            quota_bytes: self.device_quota(&info.org),
             ..info
         })
     }
@@ -415,5 +417,6 @@ pub(crate) fn device_info(d: DeviceRecord, a: Option<ArchiveRecord>) -> DeviceIn
         // Counted by `with_damage` where the answer needs them.
         damaged_blocks: 0,
         damaged_backups: 0,
+        quota_bytes: 0,
     }
 }

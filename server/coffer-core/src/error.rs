@@ -43,6 +43,9 @@ pub enum CoreError {
     SessionClosed(String),
     #[error("the storage is full ({0}); blocks already stored remain readable")]
     StorageFull(String),
+    /// Over a device's, user's or org's quota (the message says which).
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("the storage backend cannot be reached ({0}); retry later")]
     StorageUnavailable(String),
     #[error("the byte range is outside the block of {size} bytes")]
@@ -83,6 +86,7 @@ impl CoreError {
             Self::Conflict(_) => ErrorCode::Conflict,
             Self::SessionClosed(_) => ErrorCode::SessionClosed,
             Self::StorageFull(_) => ErrorCode::StorageFull,
+            Self::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
             Self::StorageUnavailable(_) => ErrorCode::StorageUnavailable,
             Self::RangeNotSatisfiable { .. } => ErrorCode::RangeNotSatisfiable,
             Self::Busy(_) => ErrorCode::ServerBusy,

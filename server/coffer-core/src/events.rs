@@ -191,6 +191,7 @@ mod tests {
                     percent_complete: None,
                     damaged_blocks: 0,
                     damaged_backups: 0,
+                    quota_bytes: 0,
                 },
             },
         }

@@ -151,6 +151,10 @@ impl Coffer {
             });
         }
 
+        if !heal {
+            // A healing upload replaces bytes already counted.
+            self.check_quota(archive, content_length.unwrap_or(0))?;
+        }
         let mut writer = self.storage.begin(archive.as_str(), &id, content_length)?;
         if heal {
             // The stored copy was found corrupt: this upload replaces it.
@@ -170,6 +174,9 @@ impl Coffer {
                 expected: id,
                 actual,
             });
+        }
+        if !heal && content_length.is_none() {
+            self.check_quota(archive, size)?;
         }
         let published = writer.publish(id).await?;
         let rec = BlockRecord {
@@ -194,6 +201,9 @@ impl Coffer {
             });
         }
         let created = self.meta.insert_block(archive, &id, &rec, pin.as_ref())?;
+        if created {
+            self.count_stored(archive, size)?;
+        }
         self.settle_pins(archive, pin.as_ref()).await?;
         self.meta.durable().await?;
         Ok(PutBlockResponse { id, size, created })

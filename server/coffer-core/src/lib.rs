@@ -19,6 +19,7 @@ mod ingest;
 mod org_settings;
 pub mod orgtree;
 pub mod plugins;
+mod quota;
 mod scrub;
 mod sessions;
 pub mod settings;
@@ -128,6 +129,8 @@ pub struct Coffer {
     pub(crate) org_lock: Arc<tokio::sync::Mutex<()>>,
     /// The scrub's progress.
     pub(crate) scrub: Arc<std::sync::Mutex<scrub::ScrubProgress>>,
+    /// Bytes stored by device, user and org, and the quotas in effect.
+    pub(crate) quota: Arc<quota::QuotaState>,
 }
 
 impl std::fmt::Debug for Coffer {
@@ -158,8 +161,10 @@ impl Coffer {
             orgs: Arc::default(),
             org_lock: Arc::default(),
             scrub: Arc::default(),
+            quota: Arc::default(),
         };
         c.refresh_org_tree()?;
+        c.load_usage()?;
         Ok(c)
     }
 
@@ -171,6 +176,7 @@ impl Coffer {
     pub(crate) fn refresh_org_tree(&self) -> Result<()> {
         let tree = OrgTree::new(self.meta.orgs()?.into_iter().map(|o| (o.name, o.parent)));
         *self.orgs.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(tree);
+        self.quotas_changed();
         Ok(())
     }
 

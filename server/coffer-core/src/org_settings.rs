@@ -17,7 +17,8 @@ use crate::admin::org_missing;
 use crate::settings::{self, Group, OrgSettings, Source};
 use crate::{Coffer, CoreError, Result};
 
-fn from_record(r: &OrgSettingsRecord) -> OrgSettings {
+/// The model of a stored settings record.
+pub(crate) fn model(r: &OrgSettingsRecord) -> OrgSettings {
     OrgSettings {
         // A group this version does not know (written by a newer one) is
         // left out of the model.
@@ -52,7 +53,7 @@ impl Coffer {
             if i == 0 {
                 version = rec.version;
             }
-            chain.push((o.clone(), from_record(&rec)));
+            chain.push((o.clone(), model(&rec)));
         }
         Ok((chain, version))
     }
@@ -93,6 +94,7 @@ impl Coffer {
         Ok(OrgSettingsInfo {
             org: org.clone(),
             groups,
+            usage: self.quota_usage(org)?,
         })
     }
 
@@ -286,6 +288,7 @@ impl Coffer {
                 "the settings of org {org} changed meanwhile; read them again and retry"
             )));
         }
+        self.quotas_changed();
         Ok(())
     }
 }

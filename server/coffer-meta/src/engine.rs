@@ -59,6 +59,9 @@ pub(crate) struct Trees {
     pub(crate) audit: sled::Tree,
     /// Org → the settings groups it does not inherit, with its values.
     pub(crate) org_settings: sled::Tree,
+    /// Quota scope (`org:…`, `user:…/…`, `device:…`) → its warning, while
+    /// its usage is at or over the warning level.
+    pub(crate) quota_warnings: sled::Tree,
 }
 
 impl Trees {
@@ -86,6 +89,7 @@ impl Trees {
             plugin_state: db.open_tree("plugin_state")?,
             audit: db.open_tree("audit")?,
             org_settings: db.open_tree("org_settings")?,
+            quota_warnings: db.open_tree("quota_warnings")?,
         })
     }
 }

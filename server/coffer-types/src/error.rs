@@ -39,6 +39,10 @@ pub enum ErrorCode {
     SessionClosed,
     /// The storage has no room; reads keep working.
     StorageFull,
+    /// The upload would take a device, user or org over its storage quota;
+    /// the message names the quota and its figures. Reads, commits of
+    /// stored blocks and deletions keep working.
+    QuotaExceeded,
     /// The storage backend cannot be reached right now.
     StorageUnavailable,
     /// A stored block does not match its id (found on read).
@@ -78,6 +82,7 @@ impl ErrorCode {
             Self::Conflict => "conflict",
             Self::SessionClosed => "session_closed",
             Self::StorageFull => "storage_full",
+            Self::QuotaExceeded => "quota_exceeded",
             Self::StorageUnavailable => "storage_unavailable",
             Self::CorruptBlock => "corrupt_block",
             Self::RangeNotSatisfiable => "range_not_satisfiable",
@@ -103,7 +108,7 @@ impl ErrorCode {
             Self::Internal | Self::CorruptBlock => 500,
             Self::StorageUnavailable | Self::ShuttingDown | Self::ServerBusy => 503,
             Self::TooManyRequests => 429,
-            Self::StorageFull => 507,
+            Self::StorageFull | Self::QuotaExceeded => 507,
             Self::PluginFailed => 502,
         }
     }
@@ -138,6 +143,7 @@ impl ErrorCode {
         Self::Conflict,
         Self::SessionClosed,
         Self::StorageFull,
+        Self::QuotaExceeded,
         Self::StorageUnavailable,
         Self::CorruptBlock,
         Self::RangeNotSatisfiable,

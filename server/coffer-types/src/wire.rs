@@ -311,6 +311,35 @@ pub struct SettingsGroupInfo {
 pub struct OrgSettingsInfo {
     pub org: Name,
     pub groups: std::collections::BTreeMap<String, SettingsGroupInfo>,
+    /// What the org's subtree stores against its quotas.
+    #[serde(default)]
+    pub usage: QuotaUsage,
+}
+
+/// An org's storage use against the quotas in effect for it (0 = none).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QuotaUsage {
+    /// Bytes stored by the org and the orgs below it, after dedupe.
+    pub bytes_stored: u64,
+    pub org_bytes: u64,
+    pub user_bytes: u64,
+    pub device_bytes: u64,
+    /// Scopes of its subtree at or over their warning level
+    /// (`quotas.warn_at`).
+    pub warnings: Vec<QuotaWarning>,
+}
+
+/// A device, user or org whose usage reached the warning level of its quota.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QuotaWarning {
+    /// `org:acme`, `user:acme/ann` or `device:dv_…`.
+    pub scope: String,
+    /// Bytes stored when the level was reached.
+    pub used: u64,
+    pub quota: u64,
+    pub at: UnixMillis,
 }
 
 /// `PATCH /admin/v1/orgs/{org}/settings`: values of one group, each as a
@@ -434,6 +463,9 @@ pub struct DeviceInfo {
     pub damaged_blocks: u64,
     #[serde(default)]
     pub damaged_backups: u64,
+    /// The `quotas.device_bytes` in effect for it (0 = none).
+    #[serde(default)]
+    pub quota_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -240,6 +240,30 @@ fn print_settings(s: &OrgSettingsInfo) {
             })
         }),
     );
+    let u = &s.usage;
+    let against = if u.org_bytes == 0 {
+        "no org quota".to_string()
+    } else {
+        format!(
+            "{:.0} % of its quota of {}",
+            100.0 * u.bytes_stored as f64 / u.org_bytes as f64,
+            bytes(u.org_bytes)
+        )
+    };
+    println!(
+        "\nstored by {} and the orgs below it: {} ({against})",
+        s.org,
+        bytes(u.bytes_stored)
+    );
+    for w in &u.warnings {
+        println!(
+            "warning: {} stores {} of its quota of {} ({:.0} %)",
+            w.scope,
+            bytes(w.used),
+            bytes(w.quota),
+            100.0 * w.used as f64 / w.quota.max(1) as f64
+        );
+    }
 }
 
 pub(crate) async fn user(client: &Client, command: UserCommand) -> anyhow::Result<()> {
@@ -348,7 +372,11 @@ fn device_table(devices: &[DeviceInfo]) {
                 d.org.to_string(),
                 d.user.to_string(),
                 d.archive.to_string(),
-                bytes(d.bytes_stored),
+                if d.quota_bytes == 0 {
+                    bytes(d.bytes_stored)
+                } else {
+                    format!("{} of {}", bytes(d.bytes_stored), bytes(d.quota_bytes))
+                },
                 d.block_count.to_string(),
                 d.backup_count.to_string(),
                 time(d.last_activity),
