@@ -46,6 +46,20 @@ fn passphrase_file(work: &Path) -> std::path::PathBuf {
     pass
 }
 
+/// `coffer-agent init` of `work`'s profile for `enrolled`, with the
+/// server's CA and `work/passphrase`.
+fn init(work: &Path, server: &TestServer, enrolled: &Agent) -> Output {
+    let pass = passphrase_file(work);
+    ok(agent(work)
+        .args(["init", "--server", &server.url, "--token", &enrolled.token])
+        .arg("--passphrase-file")
+        .arg(&pass)
+        .arg("--ca-cert")
+        .arg(server.ca_cert())
+        .output()
+        .unwrap())
+}
+
 pub(crate) fn ok(o: Output) -> Output {
     assert!(
         o.status.success(),
@@ -84,17 +98,8 @@ async fn the_agent_binary_killed_with_sigkill_is_finished_by_its_rerun() {
     for i in 0..50 {
         std::fs::write(src.join(format!("docs/n{i}.txt")), format!("note {i}\n")).unwrap();
     }
-    let pass = passphrase_file(work);
-
     // init: every setting once, kept in a 0600 profile.
-    let o = ok(agent(work)
-        .args(["init", "--server", &server.url, "--token", &enrolled.token])
-        .arg("--passphrase-file")
-        .arg(&pass)
-        .arg("--ca-cert")
-        .arg(server.ca_cert())
-        .output()
-        .unwrap());
+    let o = init(work, &server, &enrolled);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("created the key"),
         "{o:?}"
@@ -297,15 +302,7 @@ async fn a_backup_over_its_quota_stops_at_once_naming_the_quota() {
     std::fs::create_dir_all(&src).unwrap();
     // One file of one chunk, over the quota by itself.
     std::fs::write(src.join("one.bin"), block_bytes(300, 100 << 10)).unwrap();
-    let pass = passphrase_file(work);
-    ok(agent(work)
-        .args(["init", "--server", &server.url, "--token", &enrolled.token])
-        .arg("--passphrase-file")
-        .arg(&pass)
-        .arg("--ca-cert")
-        .arg(server.ca_cert())
-        .output()
-        .unwrap());
+    init(work, &server, &enrolled);
     let o = agent(work)
         .args(["backup", "--streams", "1"])
         .arg(&src)

@@ -259,6 +259,16 @@ impl TestServer {
         }
     }
 
+    /// Where the disk store keeps an unpacked block of `archive`.
+    pub fn block_file(&self, archive: &str, id: &BlockId) -> PathBuf {
+        let hex = id.to_hex();
+        self.data_dir
+            .join("blocks/archives")
+            .join(archive)
+            .join(&hex[..2])
+            .join(&hex)
+    }
+
     /// Run `coffer admin ARGS…` against this server (with the admin token
     /// of its data directory).
     pub fn cli(&self, args: &[&str]) -> Output {

@@ -17,12 +17,7 @@ async fn a_corrupt_block_is_refused_reported_missing_and_healed_by_a_re_upload()
     assert_eq!(a.put(&good).await.status, 201);
     // Rot: one byte of the stored file changes.
     let hex = id.to_hex();
-    let file = server
-        .data_dir
-        .join("blocks/archives")
-        .join(&a.archive)
-        .join(&hex[..2])
-        .join(&hex);
+    let file = server.block_file(&a.archive, &id);
     let mut f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
     f.seek(SeekFrom::Start(500_000)).unwrap();
     f.write_all(&[good[500_000] ^ 0xff]).unwrap();
@@ -99,15 +94,7 @@ async fn the_scrub_finds_corrupt_and_missing_blocks_packed_or_not_and_uploads_he
     for b in [&big, &gone, &small] {
         assert_eq!(a.put(b).await.status, 201);
     }
-    let file_of = |b: &[u8]| {
-        let hex = BlockId::of(b).to_hex();
-        server
-            .data_dir
-            .join("blocks/archives")
-            .join(&a.archive)
-            .join(&hex[..2])
-            .join(&hex)
-    };
+    let file_of = |b: &[u8]| server.block_file(&a.archive, &BlockId::of(b));
     flip(&file_of(&big), 12_345);
     std::fs::remove_file(file_of(&gone)).unwrap();
     // The small block is the only record of its pack: flip a byte of its

@@ -665,12 +665,7 @@ async fn damaged_and_healed_blocks_reach_integrations_and_plugins_built_for_0_1_
     let id = BlockId::of(&good);
     assert_eq!(a.put(&good).await.status, 201);
     let hex = id.to_hex();
-    let file = server
-        .data_dir
-        .join("blocks/archives")
-        .join(&a.archive)
-        .join(&hex[..2])
-        .join(&hex);
+    let file = server.block_file(&a.archive, &id);
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[1000] ^= 0x5a;
     std::fs::write(&file, bytes).unwrap();

@@ -373,3 +373,169 @@ async fn device_user_and_org_quotas_refuse_uploads_with_507_while_reads_and_comm
     );
     assert_eq!(eve.get(&BlockId::of(&block(7))).await.status, 200);
 }
+
+/// `GET /v1/settings` of `dev`, as JSON.
+async fn device_settings(dev: &Agent) -> Value {
+    let r = dev
+        .client
+        .get(&coffer_client::paths::device_settings())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    r.json().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn save_reaches_new_devices_push_and_lock_every_device_and_a_lock_holds_below() {
+    let server = TestServer::h2c().await;
+    cli_ok(&server.cli(&["org", "create", "acme"]));
+    cli_ok(&server.cli(&["org", "create", "acme-eu", "--parent", "acme"]));
+    let set = |org: &str, kv: &str, mode: &str| {
+        let mut args = vec!["org", "settings", "set", org, kv];
+        if !mode.is_empty() {
+            args.push(mode);
+        }
+        server.cli(&args)
+    };
+    let old = server.enroll("acme", "ann", "old-laptop").await;
+    let eu = server.enroll("acme-eu", "bob", "eu-laptop").await;
+
+    // Save (the default): only devices enrolled from now on.
+    cli_ok(&set("acme", "device_defaults.streams=4", ""));
+    let new = server.enroll("acme", "ann", "new-laptop").await;
+    let streams = |s: &Value| s["values"]["streams"]["value"].clone();
+    assert_eq!(streams(&device_settings(&old).await), 16);
+    assert_eq!(streams(&device_settings(&new).await), 4);
+    let s = show(&server, "acme");
+    assert_eq!(
+        s["groups"]["device_defaults"]["values"]["streams"]["mode"],
+        "save"
+    );
+
+    // Push: every device, once (a version to apply it by), not locked.
+    cli_ok(&set(
+        "acme",
+        "device_defaults.excludes=*.tmp,node_modules",
+        "--push",
+    ));
+    for d in [&old, &new, &eu] {
+        let s = device_settings(d).await;
+        let e = &s["values"]["excludes"];
+        assert_eq!(e["text"], "*.tmp,node_modules", "{s}");
+        assert_eq!(e["locked"], false);
+        assert!(e["pushed_at"].as_u64().unwrap() > 0, "{s}");
+        assert_eq!(s["version"], e["pushed_at"]);
+    }
+    // A save of the same key afterwards reaches new devices only: the
+    // pushed value stays with the devices enrolled before.
+    cli_ok(&set("acme", "device_defaults.excludes=*.iso", ""));
+    assert_eq!(
+        device_settings(&old).await["values"]["excludes"]["text"],
+        "*.tmp,node_modules"
+    );
+    let newest = server.enroll("acme", "ann", "newest-laptop").await;
+    assert_eq!(
+        device_settings(&newest).await["values"]["excludes"]["text"],
+        "*.iso"
+    );
+
+    // Lock: every device, locked by acme — also in acme-eu, below it.
+    cli_ok(&set(
+        "acme",
+        "device_defaults.bandwidth_limit=5MiB",
+        "--lock",
+    ));
+    for d in [&old, &new, &eu] {
+        let s = device_settings(d).await;
+        let b = &s["values"]["bandwidth_limit"];
+        assert_eq!(
+            (b["value"].clone(), b["locked"].clone()),
+            (Value::from(5u64 << 20), Value::from(true)),
+            "{s}"
+        );
+        assert_eq!(b["locked_by"], "acme");
+    }
+    let s = show(&server, "acme-eu");
+    let b = &s["groups"]["device_defaults"]["values"]["bandwidth_limit"];
+    assert_eq!(
+        (b["mode"].clone(), b["locked_by"].clone()),
+        (Value::from("lock"), Value::from("acme")),
+        "{s}"
+    );
+
+    // Below the lock nobody changes it: not the server's admin at acme-eu,
+    // not acme-eu's org-admin (who cannot touch acme's settings either).
+    let out = set("acme-eu", "device_defaults.bandwidth_limit=0", "--push");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("conflict") && err.contains("locked by org acme"),
+        "{err}"
+    );
+    let eu_admin = server.account_token("eve", "org-admin", Some("acme-eu"));
+    let out = server.cli_as(
+        Some(&eu_admin),
+        &[
+            "org",
+            "settings",
+            "set",
+            "acme-eu",
+            "device_defaults.bandwidth_limit=0",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("locked by org acme"),
+        "{out:?}"
+    );
+    let out = server.cli_as(
+        Some(&eu_admin),
+        &[
+            "org",
+            "settings",
+            "set",
+            "acme",
+            "device_defaults.bandwidth_limit=0",
+        ],
+    );
+    assert!(!out.status.success(), "{out:?}");
+    // acme-eu turning inheritance off does not lift it either.
+    cli_ok(&server.cli(&[
+        "org",
+        "settings",
+        "inherit",
+        "acme-eu",
+        "device_defaults",
+        "off",
+    ]));
+    assert_eq!(
+        device_settings(&eu).await["values"]["bandwidth_limit"]["locked_by"],
+        "acme"
+    );
+    // Other keys stay free below, and the modes go only with device
+    // defaults.
+    cli_ok(&set("acme-eu", "device_defaults.streams=2", "--push"));
+    assert_eq!(streams(&device_settings(&eu).await), 2);
+    let out = set("acme", "reporting.warning_after=2d", "--lock");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("apply modes (save, push, lock) are for device_defaults"),
+        "{out:?}"
+    );
+
+    // acme unlocks by saving: the value stays with its devices, unlocked.
+    cli_ok(&set(
+        "acme",
+        "device_defaults.bandwidth_limit=5MiB",
+        "--push",
+    ));
+    let s = device_settings(&old).await;
+    assert_eq!(s["values"]["bandwidth_limit"]["locked"], false, "{s}");
+    // Every change is in the audit log, with its mode.
+    let audit = cli_ok(&server.cli(&["audit", "list", "--json"]));
+    for m in ["save", "push", "lock"] {
+        assert!(
+            audit.contains(&format!("\"mode\": \"{m}\"")),
+            "{m}: {audit}"
+        );
+    }
+}

@@ -43,6 +43,24 @@ fn archive(id: &str) -> Archive {
     }
 }
 
+/// ann's laptop in acme: 12 backups, the last 3 days ago.
+fn laptop() -> Device {
+    Device {
+        id: "dv_1".into(),
+        name: "laptop".into(),
+        org: "acme".into(),
+        user: "ann".into(),
+        archive: "ar_1".into(),
+        enrolled_at_ms: NOW - 30 * DAY,
+        revoked: false,
+        last_data_ms: Some(NOW - 3_600_000),
+        last_backup_ms: Some(NOW - 3 * DAY),
+        backup_count: 12,
+        block_count: 100,
+        stored_bytes: 3 << 20,
+    }
+}
+
 fn backup(i: u64, at: u64) -> BackupSummary {
     BackupSummary {
         id: format!("bk_{i}"),
@@ -138,20 +156,7 @@ async fn the_template_builds_and_keeps_the_newest() {
 async fn the_csv_report_lists_devices_only_when_inventory_is_granted() {
     let h = host(Limits::default());
     let inv = Arc::new(Inventory {
-        devices: vec![Device {
-            id: "dv_1".into(),
-            name: "laptop".into(),
-            org: "acme".into(),
-            user: "ann".into(),
-            archive: "ar_1".into(),
-            enrolled_at_ms: NOW - 30 * DAY,
-            revoked: false,
-            last_data_ms: Some(NOW - 3_600_000),
-            last_backup_ms: Some(NOW - 3 * DAY),
-            backup_count: 12,
-            block_count: 100,
-            stored_bytes: 3 << 20,
-        }],
+        devices: vec![laptop()],
         health: vec![HealthFacts {
             device: "dv_1".into(),
             state: HealthState::Yellow,
@@ -641,20 +646,7 @@ async fn plugins_built_against_0_1_load_and_run_beside_0_2_ones() {
 
     // A reporter sees the inventory through 0.1's types.
     let inv = Arc::new(Inventory {
-        devices: vec![Device {
-            id: "dv_1".into(),
-            name: "laptop".into(),
-            org: "acme".into(),
-            user: "ann".into(),
-            archive: "ar_1".into(),
-            enrolled_at_ms: NOW - 30 * DAY,
-            revoked: false,
-            last_data_ms: Some(NOW - 3_600_000),
-            last_backup_ms: Some(NOW - 3 * DAY),
-            backup_count: 12,
-            block_count: 100,
-            stored_bytes: 3 << 20,
-        }],
+        devices: vec![laptop()],
         ..Inventory::default()
     });
     let inventory = Grants {

@@ -112,6 +112,11 @@ pub fn orgs() -> String {
     format!("{ADMIN}/orgs")
 }
 /// GET shows an org's settings, PATCH sets values of one group.
+/// `GET /v1/settings`: the device defaults of the calling device.
+pub fn device_settings() -> String {
+    "/v1/settings".to_string()
+}
+
 pub fn org_settings(org: &str) -> String {
     format!("{ADMIN}/orgs/{}/settings", seg(org))
 }

@@ -241,6 +241,10 @@ impl Coffer {
             ],
         );
         self.meta.enroll(&dev, &ar, &audit)?;
+        // The device defaults it starts with (saved ones reach only devices
+        // enrolled after them).
+        self.meta
+            .set_device_settings(&device, &self.enrollment_snapshot(&dev.org)?)?;
         self.meta.durable().await?;
         tracing::info!(%device, %archive, by = %p.account(), "device enrolled");
         let info = device_info(dev, Some(ar));

@@ -12,6 +12,7 @@ mod admin;
 mod audit;
 mod auth;
 mod clock;
+pub mod device_settings;
 pub mod duration;
 mod error;
 pub mod events;

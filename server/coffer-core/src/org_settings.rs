@@ -7,14 +7,15 @@ use std::collections::BTreeMap;
 
 use coffer_meta::OrgSettingsRecord;
 use coffer_types::wire::{
-    DroppedSetting, OrgSettingsChange, OrgSettingsInfo, SetOrgSettings, SettingValue,
-    SettingsGroupInfo,
+    DeviceSetting, DeviceSettings, DroppedSetting, OrgSettingsChange, OrgSettingsInfo,
+    SetOrgSettings, SettingValue, SettingsGroupInfo,
 };
 use coffer_types::Name;
 
 use crate::access::{Permission, Principal};
 use crate::admin::org_missing;
-use crate::settings::{self, Group, OrgSettings, Source};
+use crate::device_settings::{self, Snapshot};
+use crate::settings::{self, Group, KeyMode, Mode, OrgSettings, Pushed, Source};
 use crate::{Coffer, CoreError, Result};
 
 /// The model of a stored settings record.
@@ -27,6 +28,11 @@ pub(crate) fn model(r: &OrgSettingsRecord) -> OrgSettings {
             .iter()
             .filter_map(|(g, vals)| Some((Group::parse(g).ok()?, vals.clone())))
             .collect(),
+        modes: r
+            .modes
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), serde_json::from_value(v.clone()).ok()?)))
+            .collect(),
     }
 }
 
@@ -38,6 +44,24 @@ fn to_record(s: &OrgSettings) -> OrgSettingsRecord {
             .map(|(g, vals)| (g.as_str().to_string(), vals.clone()))
             .collect(),
         version: 0,
+        modes: s
+            .modes
+            .iter()
+            .map(|(k, m)| {
+                (
+                    k.clone(),
+                    serde_json::to_value(m).expect("a mode serializes"),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// Where a value comes from, as the wire says it.
+fn source(s: &Source) -> String {
+    match s {
+        Source::Default => "default".to_string(),
+        Source::Org(o) => o.to_string(),
     }
 }
 
@@ -65,23 +89,36 @@ impl Coffer {
         let groups = Group::ALL
             .into_iter()
             .map(|g| {
+                let owner = refs
+                    .iter()
+                    .find(|(_, s)| s.own.contains_key(&g))
+                    .map(|(_, s)| *s);
                 let values = settings::effective(g, &refs)
                     .into_iter()
                     .map(|(k, e)| {
                         let spec = g.spec(&k).expect("effective lists the group's keys");
-                        let from = match e.from {
-                            Source::Default => "default".to_string(),
-                            Source::Org(o) => o.to_string(),
+                        let mut v = SettingValue {
+                            text: spec.text(&e.value),
+                            value: e.value,
+                            from: source(&e.from),
+                            mode: None,
+                            version: None,
+                            locked_by: None,
                         };
-                        let text = spec.text(&e.value);
-                        (
-                            k,
-                            SettingValue {
-                                value: e.value,
-                                text,
-                                from,
-                            },
-                        )
+                        if g == Group::DeviceDefaults {
+                            let m = owner.and_then(|s| s.modes.get(&k)).cloned();
+                            let m = m.unwrap_or_default();
+                            v.mode = Some(m.mode.as_str().to_string());
+                            v.version = Some(m.pushed.as_ref().map_or(0, |p| p.at));
+                            if let Some((org, value)) = device_settings::lock(&refs, &k) {
+                                v.text = spec.text(value);
+                                v.value = value.clone();
+                                v.from = org.to_string();
+                                v.mode = Some(Mode::Lock.as_str().to_string());
+                                v.locked_by = Some(org.to_string());
+                            }
+                        }
+                        (k, v)
                     })
                     .collect();
                 let inherit = !own.is_some_and(|s| s.own.contains_key(&g));
@@ -134,6 +171,16 @@ impl Coffer {
                 "no value to set in {group}; send {{\"group\": \"{group}\", \"values\": {{\"KEY\": VALUE}}}}"
             )));
         }
+        let mode = match req.mode.as_deref() {
+            None => Mode::Save,
+            Some(m) => Mode::parse(m).map_err(CoreError::InvalidRequest)?,
+        };
+        if group != Group::DeviceDefaults && mode != Mode::Save {
+            return Err(CoreError::InvalidRequest(format!(
+                "{group} settings take effect at once; the apply modes (save, push, lock) are for \
+                 device_defaults"
+            )));
+        }
         let mut parsed = BTreeMap::new();
         for (k, v) in &req.values {
             let spec = group.spec(k).map_err(CoreError::InvalidRequest)?;
@@ -148,8 +195,22 @@ impl Coffer {
         }
         let (chain, version) = self.settings_chain(org)?;
         let refs: Vec<(&Name, &OrgSettings)> = chain.iter().map(|(n, s)| (n, s)).collect();
+        if group == Group::DeviceDefaults {
+            // An org above that locked a key decides it for its subtree.
+            for k in parsed.keys() {
+                if let Some((by, _)) = device_settings::lock(&refs[1..], k) {
+                    return Err(CoreError::Conflict(format!(
+                        "{group}.{k} is locked by org {by}, above {org}: it can only be changed \
+                         or unlocked there"
+                    )));
+                }
+            }
+        }
         let mut mine = chain.first().map(|(_, s)| s.clone()).unwrap_or_default();
         let turned_off = !mine.own.contains_key(&group);
+        if turned_off && group == Group::DeviceDefaults {
+            mine.modes = device_settings::modes_copied(&refs);
+        }
         let vals = mine
             .own
             .entry(group)
@@ -165,6 +226,19 @@ impl Coffer {
         if let Some(why) = settings::check_group(group, vals) {
             return Err(CoreError::InvalidRequest(why));
         }
+        if group == Group::DeviceDefaults {
+            let now = self.now();
+            for (k, (_, v)) in &parsed {
+                let m = mine.modes.entry(k.clone()).or_insert_with(KeyMode::default);
+                m.mode = mode;
+                if mode != Mode::Save {
+                    m.pushed = Some(Pushed {
+                        value: v.clone(),
+                        at: now,
+                    });
+                }
+            }
+        }
         let mut details: Vec<(&'static str, String)> = vec![("group", group.to_string())];
         if turned_off {
             details.push(("inherit", "off".into()));
@@ -174,6 +248,9 @@ impl Coffer {
             .map(|(k, (spec, v))| format!("{k}={}", spec.text(v)))
             .collect();
         details.push(("set", set.join(" ")));
+        if group == Group::DeviceDefaults {
+            details.push(("mode", mode.as_str().into()));
+        }
         self.store_settings(p, org, version, &mine, action, &target, details)?;
         self.meta.durable().await?;
         tracing::info!(org = %org, group = %group, by = %p.account(), "org settings set");
@@ -229,6 +306,9 @@ impl Coffer {
                 });
             }
             mine.own.remove(&group);
+            if group == Group::DeviceDefaults {
+                mine.modes.clear();
+            }
             let list: Vec<String> = dropped
                 .iter()
                 .map(|d| format!("{}={}", d.key, d.text))
@@ -240,6 +320,9 @@ impl Coffer {
                 group,
                 settings::own_from_effective(&settings::effective(group, &refs)),
             );
+            if group == Group::DeviceDefaults {
+                mine.modes = device_settings::modes_copied(&refs);
+            }
         }
         self.store_settings(p, org, version, &mine, action, &target, details)?;
         self.meta.durable().await?;
@@ -248,6 +331,56 @@ impl Coffer {
             settings: self.settings_info(org)?,
             inheritance_turned_off: !inherit,
             dropped,
+        })
+    }
+
+    /// The device defaults `org`'s devices get at enrollment now: the
+    /// values saved for it (a push saves its value too; locks apply on top
+    /// whenever they are read).
+    pub(crate) fn enrollment_snapshot(&self, org: &Name) -> Result<serde_json::Value> {
+        let (chain, _) = self.settings_chain(org)?;
+        let refs: Vec<(&Name, &OrgSettings)> = chain.iter().map(|(n, s)| (n, s)).collect();
+        let values =
+            settings::own_from_effective(&settings::effective(Group::DeviceDefaults, &refs));
+        Ok(serde_json::to_value(Snapshot {
+            at: self.now(),
+            values,
+        })
+        .expect("a snapshot serializes"))
+    }
+
+    /// The device defaults a device applies (`GET /v1/settings`).
+    pub fn device_settings(&self, d: &crate::access::DeviceAuth) -> Result<DeviceSettings> {
+        let (chain, _) = self.settings_chain(&d.org)?;
+        let refs: Vec<(&Name, &OrgSettings)> = chain.iter().map(|(n, s)| (n, s)).collect();
+        let snapshot: Option<Snapshot> = self
+            .meta
+            .device_settings(&d.device)?
+            .and_then(|v| serde_json::from_value(v).ok());
+        let group = Group::DeviceDefaults;
+        let values: BTreeMap<String, DeviceSetting> =
+            device_settings::for_device(&refs, snapshot.as_ref())
+                .into_iter()
+                .map(|(k, v)| {
+                    let spec = group.spec(&k).expect("the group's keys");
+                    (
+                        k,
+                        DeviceSetting {
+                            text: spec.text(&v.value),
+                            value: v.value,
+                            from: source(&v.from),
+                            locked: v.locked_by.is_some(),
+                            locked_by: v.locked_by.map(|o| o.to_string()),
+                            pushed_at: v.pushed_at,
+                        },
+                    )
+                })
+                .collect();
+        Ok(DeviceSettings {
+            device: d.device.clone(),
+            org: d.org.clone(),
+            version: values.values().map(|v| v.pushed_at).max().unwrap_or(0),
+            values,
         })
     }
 

@@ -451,6 +451,60 @@ pub struct OrgSettings {
     /// Group → key → stored value. A group present here is not inherited.
     #[serde(default)]
     pub own: BTreeMap<Group, BTreeMap<String, Value>>,
+    /// Device defaults: key → how the org last set it. A key missing here
+    /// was saved.
+    #[serde(default)]
+    pub modes: BTreeMap<String, KeyMode>,
+}
+
+/// How a device default reaches devices (seed 002's table).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Devices enrolled from now on get it; enrolled ones keep theirs.
+    #[default]
+    Save,
+    /// Every device gets it, once; its user may change it afterwards.
+    Push,
+    /// Every device gets it, and no user (and no org below) may change it.
+    Lock,
+}
+
+impl Mode {
+    pub fn parse(t: &str) -> Result<Mode, String> {
+        match t {
+            "save" => Ok(Mode::Save),
+            "push" => Ok(Mode::Push),
+            "lock" => Ok(Mode::Lock),
+            _ => Err(format!(
+                "{t:?} is not an apply mode; use save, push or lock"
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Save => "save",
+            Mode::Push => "push",
+            Mode::Lock => "lock",
+        }
+    }
+}
+
+/// A device default's mode at the org that set it, and its latest push or
+/// lock (kept across later saves: a save does not undo what was pushed).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeyMode {
+    pub mode: Mode,
+    #[serde(default)]
+    pub pushed: Option<Pushed>,
+}
+
+/// A value pushed (or locked) to every device, and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pushed {
+    pub value: Value,
+    pub at: coffer_types::UnixMillis,
 }
 
 /// Where an effective value comes from.

@@ -142,6 +142,7 @@ pub(crate) fn table() -> Vec<Route> {
         ops::openapi => Public, Json;
         // ---- the agent protocol ----
         agent::whoami => Device, Json;
+        agent::device_settings => Device, Json;
         agent::missing_blocks => Device, Missing;
         agent::put_bundle => Device, Bundle;
         agent::fetch_blocks => Device, Fetch;

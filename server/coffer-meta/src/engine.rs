@@ -62,6 +62,8 @@ pub(crate) struct Trees {
     /// Quota scope (`org:…`, `user:…/…`, `device:…`) → its warning, while
     /// its usage is at or over the warning level.
     pub(crate) quota_warnings: sled::Tree,
+    /// Device → the device defaults it received at enrollment.
+    pub(crate) device_settings: sled::Tree,
 }
 
 impl Trees {
@@ -90,6 +92,7 @@ impl Trees {
             audit: db.open_tree("audit")?,
             org_settings: db.open_tree("org_settings")?,
             quota_warnings: db.open_tree("quota_warnings")?,
+            device_settings: db.open_tree("device_settings")?,
         })
     }
 }

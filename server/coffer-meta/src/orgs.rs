@@ -25,6 +25,10 @@ pub struct OrgSettingsRecord {
         std::collections::BTreeMap<String, std::collections::BTreeMap<String, serde_json::Value>>,
     #[serde(default)]
     pub version: u64,
+    /// Device defaults: key → how the org last set it (save, push, lock)
+    /// and its latest push, as the core's settings model stores them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub modes: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +106,25 @@ impl MetaStore {
                 Ok(true)
             })
             .map_err(tx_err("set org settings"))
+    }
+
+    /// The device defaults `device` received at enrollment (as the core's
+    /// settings model stores them), if it has them.
+    pub fn device_settings(&self, device: &Name) -> Result<Option<serde_json::Value>> {
+        get(
+            &self.t.device_settings,
+            device.as_str().as_bytes(),
+            "device settings",
+        )
+    }
+
+    /// Keep the device defaults `device` received at enrollment.
+    pub fn set_device_settings(&self, device: &Name, v: &serde_json::Value) -> Result<()> {
+        self.t
+            .device_settings
+            .insert(device.as_str().as_bytes(), enc(v))
+            .map_err(crate::engine::engine("keep device settings"))?;
+        Ok(())
     }
 
     /// Create a user in an org and its audit entry; false if the org has a

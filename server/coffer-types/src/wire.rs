@@ -294,6 +294,49 @@ pub struct SettingValue {
     pub value: serde_json::Value,
     pub text: String,
     pub from: String,
+    /// Device defaults: how the value reaches devices (`save`, `push`,
+    /// `lock`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Device defaults: when the value in force was pushed or locked (the
+    /// version devices apply once), 0 when it was only saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// Device defaults: the org that locked it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_by: Option<String>,
+}
+
+/// `GET /v1/settings`: the device defaults a device applies, each with
+/// whether it is locked (and by which org), and a version that grows with
+/// every push or lock that reaches the device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceSettings {
+    pub device: Name,
+    pub org: Name,
+    /// The newest `pushed_at` of its values.
+    pub version: u64,
+    pub values: std::collections::BTreeMap<String, DeviceSetting>,
+}
+
+/// One device default for a device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceSetting {
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub value: serde_json::Value,
+    pub text: String,
+    /// The org whose value it is, or `"default"`.
+    pub from: String,
+    /// Locked: the agent refuses any local choice that contradicts it.
+    pub locked: bool,
+    /// The org that locked it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_by: Option<String>,
+    /// When it was pushed or locked (0: saved only). An agent applies a
+    /// pushed value over its local choice once per `pushed_at`.
+    pub pushed_at: u64,
 }
 
 /// One settings group of an org: whether it inherits it, and the values
@@ -351,6 +394,9 @@ pub struct SetOrgSettings {
     pub group: String,
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub values: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Device defaults only: `save` (the default), `push` or `lock`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
 
 /// `PUT /admin/v1/orgs/{org}/settings/{group}/inherit`.

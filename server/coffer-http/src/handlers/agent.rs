@@ -10,9 +10,9 @@ use axum::extract::State;
 use axum::response::Response;
 use coffer_core::{CoreError, DeviceAuth};
 use coffer_types::wire::{
-    AbortRequest, BackupInfo, BackupList, CommitRequest, ErrorBody, FetchRequest, MissingRequest,
-    MissingResponse, ProgressRequest, PutBlockResponse, PutBundleResponse, RefInfo, SessionInfo,
-    SetRef,
+    AbortRequest, BackupInfo, BackupList, CommitRequest, DeviceSettings, ErrorBody, FetchRequest,
+    MissingRequest, MissingResponse, ProgressRequest, PutBlockResponse, PutBundleResponse, RefInfo,
+    SessionInfo, SetRef,
 };
 use futures::{StreamExt, TryStreamExt};
 use http::{header, HeaderMap, StatusCode};
@@ -49,6 +49,19 @@ pub(crate) async fn whoami(Gated(d): Gated<DeviceAuth>) -> Response {
         StatusCode::OK,
         &serde_json::json!({"device": d.device, "archive": d.archive}),
     )
+}
+
+/// The device defaults this device applies: each value, whether it is
+/// locked (and by which org), and when it was pushed.
+#[utoipa::path(get, path = "/v1/settings", tag = "agent", operation_id = "device_settings",
+    security(("device_token" = [])),
+    responses((status = 200, body = DeviceSettings),
+              (status = "default", body = ErrorBody, description = ERROR)))]
+pub(crate) async fn device_settings(
+    State(app): State<Arc<App>>,
+    Gated(d): Gated<DeviceAuth>,
+) -> Handled {
+    Ok(json(StatusCode::OK, &app.core.device_settings(&d)?))
 }
 
 /// Which of these blocks the archive does not hold (with a session, the

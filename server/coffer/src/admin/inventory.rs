@@ -45,6 +45,18 @@ pub(crate) enum SettingsCommand {
         org: Name,
         #[arg(required = true, value_name = "GROUP.KEY=VALUE")]
         values: Vec<String>,
+        /// Device defaults: devices enrolled from now on get them (the
+        /// default).
+        #[arg(long, group = "apply")]
+        save: bool,
+        /// Device defaults: every device gets them once; users may change
+        /// them.
+        #[arg(long, group = "apply")]
+        push: bool,
+        /// Device defaults: every device gets them; neither users nor orgs
+        /// below may change them.
+        #[arg(long, group = "apply")]
+        lock: bool,
         #[arg(long)]
         json: bool,
     },
@@ -149,7 +161,21 @@ async fn settings(client: &Client, command: SettingsCommand) -> anyhow::Result<(
             }
             print_settings(&s);
         }
-        SettingsCommand::Set { org, values, json } => {
+        SettingsCommand::Set {
+            org,
+            values,
+            save: _,
+            push,
+            lock,
+            json,
+        } => {
+            let mode = if lock {
+                Some("lock".to_string())
+            } else if push {
+                Some("push".to_string())
+            } else {
+                None
+            };
             // One change per group, in the order first named.
             let mut groups: Vec<(String, SetOrgSettings)> = Vec::new();
             for kv in &values {
@@ -167,6 +193,7 @@ async fn settings(client: &Client, command: SettingsCommand) -> anyhow::Result<(
                             SetOrgSettings {
                                 group: g.to_string(),
                                 values: Default::default(),
+                                mode: mode.clone(),
                             },
                         ));
                         groups.len() - 1
@@ -190,7 +217,10 @@ async fn settings(client: &Client, command: SettingsCommand) -> anyhow::Result<(
                 }
                 for k in req.values.keys() {
                     if let Some(v) = c.settings.groups.get(g).and_then(|x| x.values.get(k)) {
-                        println!("{g}.{k} = {}", v.text);
+                        match &v.mode {
+                            Some(m) => println!("{g}.{k} = {} ({m})", v.text),
+                            None => println!("{g}.{k} = {}", v.text),
+                        }
                     }
                 }
             }
@@ -234,7 +264,11 @@ fn print_settings(s: &OrgSettingsInfo) {
                     } else {
                         v.text.clone()
                     },
-                    v.from.clone(),
+                    match (&v.mode, &v.locked_by) {
+                        (_, Some(by)) => format!("{} (locked)", by),
+                        (Some(m), None) if m != "save" => format!("{} ({m})", v.from),
+                        _ => v.from.clone(),
+                    },
                     if info.inherit { "yes" } else { "no" }.into(),
                 ]
             })
