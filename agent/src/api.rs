@@ -25,6 +25,37 @@ pub struct Api {
     base: String,
     token: String,
     pub archive: String,
+    /// Paces uploads to `device_defaults.bandwidth_limit`.
+    throttle: Option<std::sync::Arc<Throttle>>,
+}
+
+/// Uploads at most `rate` bytes per second on average: each upload waits
+/// until the bytes before it have had their time.
+#[derive(Debug)]
+pub struct Throttle {
+    rate: u64,
+    next: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Throttle {
+    pub fn new(bytes_per_sec: u64) -> Self {
+        Self {
+            rate: bytes_per_sec.max(1),
+            next: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    /// Wait for the turn of `n` bytes.
+    pub async fn take(&self, n: usize) {
+        let start = {
+            let mut next = self.next.lock().await;
+            let now = tokio::time::Instant::now();
+            let start = (*next).max(now);
+            *next = start + Duration::from_secs_f64(n as f64 / self.rate as f64);
+            start
+        };
+        tokio::time::sleep_until(start).await;
+    }
 }
 
 /// An error answer from the server.
@@ -86,6 +117,7 @@ impl Api {
             base: server.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
             archive: String::new(),
+            throttle: None,
         };
         let who: serde_json::Value = api.call(Method::GET, "/v1/whoami", None).await?;
         api.archive = who["archive"]
@@ -93,6 +125,29 @@ impl Api {
             .context("whoami answer has no archive")?
             .to_owned();
         Ok(api)
+    }
+
+    /// Pace uploads to `bytes_per_sec` (0: no limit).
+    pub fn set_bandwidth_limit(&mut self, bytes_per_sec: u64) {
+        self.throttle =
+            (bytes_per_sec > 0).then(|| std::sync::Arc::new(Throttle::new(bytes_per_sec)));
+    }
+
+    /// The device defaults the server gives this device; None from a server
+    /// that has none (older than `GET /v1/settings`).
+    pub async fn settings(&self) -> anyhow::Result<Option<coffer_types::wire::DeviceSettings>> {
+        let (status, bytes) = self
+            .send(Method::GET, "/v1/settings", None, false, &[])
+            .await?;
+        if status.as_u16() == 404 {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(server_error(status, &bytes)).context("read this device's settings");
+        }
+        Ok(Some(
+            serde_json::from_slice(&bytes).context("read this device's settings")?,
+        ))
     }
 
     fn path(&self, rest: &str) -> String {
@@ -254,6 +309,9 @@ impl Api {
         blob: Bytes,
         session: Option<&str>,
     ) -> anyhow::Result<()> {
+        if let Some(t) = &self.throttle {
+            t.take(blob.len()).await;
+        }
         let headers: Vec<(&str, &str)> =
             session.map(|s| ("coffer-session", s)).into_iter().collect();
         let (status, bytes) = self
@@ -286,6 +344,9 @@ impl Api {
         let mut body = Vec::with_capacity(size);
         for (id, b) in blocks {
             push_record(&mut body, id, Some(b));
+        }
+        if let Some(t) = &self.throttle {
+            t.take(body.len()).await;
         }
         let headers: Vec<(&str, &str)> =
             session.map(|s| ("coffer-session", s)).into_iter().collect();

@@ -13,6 +13,7 @@ use crate::restore::RestoreOptions;
 use crate::api::Api;
 use crate::profile::Profile;
 use crate::progress::Progress;
+use crate::settings;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -68,10 +69,19 @@ enum Command {
         /// Do not descend into other filesystems.
         #[arg(long)]
         one_file_system: bool,
-        /// Uploads in flight on the one HTTP/2 connection.
-        #[arg(long, default_value_t = 16)]
-        streams: usize,
+        /// Uploads in flight on the one HTTP/2 connection (default 16, or
+        /// the org's device_defaults.streams).
+        #[arg(long)]
+        streams: Option<usize>,
+        /// Send at most this many bytes per second ("5MiB"; 0 = no limit;
+        /// default: the org's device_defaults.bandwidth_limit).
+        #[arg(long, value_parser = parse_rate)]
+        bandwidth_limit: Option<u64>,
     },
+    /// The device defaults in effect for this device: each value and where
+    /// it comes from (the server's org settings, a push, a lock, the
+    /// profile).
+    Settings,
     /// List the archive's backups.
     Backups,
     /// Restore a backup (default: the latest) into a directory.
@@ -157,6 +167,15 @@ pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
     }
 }
 
+/// A rate as people write it: "5MiB", "500KiB", a byte count.
+fn parse_rate(t: &str) -> Result<u64, String> {
+    t.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|_| {
+            format!("{t:?} is not a size per second; write it like \"5MiB\" or a byte count")
+        })
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let profile_path = cli.profile.clone().unwrap_or_else(Profile::default_path);
     let flags = Profile {
@@ -167,6 +186,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ca_cert: cli.ca_cert.clone(),
         insecure: cli.insecure,
         cache_dir: cli.cache_dir.clone(),
+        settings: Default::default(),
     };
     let profile = Profile::load(&profile_path)?.overlay(flags);
     let api = Api::connect(
@@ -176,6 +196,57 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         profile.insecure,
     )
     .await?;
+    // The device defaults, at the start of every command but init (which
+    // has no profile yet): pushes are applied to the profile once, a lock
+    // refuses what contradicts it.
+    let (resolved, mut api) = if matches!(cli.command, Command::Init) {
+        (None, api)
+    } else {
+        let given = match &cli.command {
+            Command::Backup {
+                exclude,
+                one_file_system,
+                streams,
+                bandwidth_limit,
+                ..
+            } => settings::Local {
+                excludes: (!exclude.is_empty()).then(|| exclude.clone()),
+                one_file_system: one_file_system.then_some(true),
+                streams: *streams,
+                bandwidth_limit: *bandwidth_limit,
+                ..settings::Local::default()
+            },
+            _ => settings::Local::default(),
+        };
+        let server = api.settings().await?;
+        let mut own = profile.settings.clone();
+        let (r, changed) = settings::resolve(server.as_ref(), &mut own, &given)?;
+        if changed {
+            // Only the settings change in the file: flags stay out of it.
+            let mut stored = Profile::load(&profile_path)?;
+            stored.settings = own;
+            stored.save(&profile_path)?;
+        }
+        (Some(r), api)
+    };
+    if let (Command::Settings, Some(r)) = (&cli.command, &resolved) {
+        if cli.json {
+            let v: serde_json::Map<String, serde_json::Value> = r
+                .origin
+                .iter()
+                .map(|(k, (v, from))| (k.clone(), serde_json::json!({"value": v, "from": from})))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            for (k, (v, from)) in &r.origin {
+                println!("{k:<16} {v:<24} {from}");
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(r) = &resolved {
+        api.set_bandwidth_limit(r.bandwidth_limit);
+    }
     let passphrase = profile.passphrase()?;
 
     if let Command::Init = cli.command {
@@ -206,14 +277,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let progress = Progress::new(cli.json);
     match cli.command {
         Command::Init => unreachable!("handled above"),
-        Command::Backup {
-            paths,
-            exclude,
-            one_file_system,
-            streams,
-        } => {
+        Command::Settings => unreachable!("handled above"),
+        Command::Backup { paths, .. } => {
+            let r = resolved.expect("resolved for every command but init");
             let s = agent
-                .backup(paths, exclude, one_file_system, streams, progress)
+                .backup(paths, r.excludes, r.one_file_system, r.streams, progress)
                 .await?;
             if cli.json {
                 print_summary(None, &s);

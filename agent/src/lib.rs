@@ -14,3 +14,4 @@ pub mod manifest;
 pub mod profile;
 pub mod progress;
 pub mod restore;
+pub mod settings;

@@ -19,6 +19,10 @@ pub struct Profile {
     pub insecure: bool,
     /// Where the file cache lives (default: next to the profile).
     pub cache_dir: Option<PathBuf>,
+    /// This device's own choices of the device defaults, and the pushes
+    /// from the server it applied (see `crate::settings`).
+    #[serde(default, skip_serializing_if = "crate::settings::Local::is_empty")]
+    pub settings: crate::settings::Local,
 }
 
 impl Profile {

@@ -327,3 +327,87 @@ async fn a_backup_over_its_quota_stops_at_once_naming_the_quota() {
         "{m}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_applies_pushed_and_locked_settings_and_keeps_to_the_bandwidth_limit() {
+    let (server, enrolled) = tls_server_with_device().await;
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let src = work.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("big.bin"), block_bytes(400, 24 << 20)).unwrap();
+    std::fs::write(src.join("skip.tmp"), b"not wanted").unwrap();
+    init(work, &server, &enrolled);
+    let set = |kv: &str, mode: &str| {
+        cli_ok(&server.cli(&["org", "settings", "set", "acme", kv, mode]));
+    };
+    set("device_defaults.streams=4", "--push");
+    set("device_defaults.excludes=*.tmp", "--push");
+    set("device_defaults.bandwidth_limit=8MiB", "--lock");
+
+    // `settings` shows each value and where it comes from; the pushes are
+    // now the profile's own choices.
+    let o = ok(agent(work).arg("settings").output().unwrap());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("bandwidth_limit") && out.contains("locked by org acme"),
+        "{out}"
+    );
+    assert!(out.contains("pushed by org acme"), "{out}");
+    let profile = std::fs::read_to_string(work.join("agent.toml")).unwrap();
+    assert!(profile.contains("streams = 4"), "{profile}");
+
+    // A flag against the lock is refused, naming it and the org.
+    let o = agent(work)
+        .args(["backup", "--bandwidth-limit", "0"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("device_defaults.bandwidth_limit is locked at 8MiB by org acme"),
+        "{err}"
+    );
+
+    // The backup keeps to 8 MiB/s: 24 MiB cannot take less than about 2.5 s
+    // (the first block goes at once). The excluded file stays out.
+    let started = Instant::now();
+    let o = ok(agent(work)
+        .args(["backup", "--json"])
+        .arg(&src)
+        .output()
+        .unwrap());
+    let took = started.elapsed();
+    let s = summary(&o)["summary"].clone();
+    assert_eq!(s["files"], 1, "{s}");
+    assert!(
+        took >= Duration::from_millis(2500),
+        "24 MiB at 8 MiB/s in {took:?}"
+    );
+    eprintln!(
+        "bandwidth limit 8 MiB/s: {} MiB uploaded in {:.2} s",
+        s["bytes_uploaded"].as_u64().unwrap() >> 20,
+        took.as_secs_f64()
+    );
+
+    // A local change after the push is kept until the next push.
+    let mut p: toml::Table = toml::from_str(&profile).unwrap();
+    p["settings"]["streams"] = toml::Value::Integer(2);
+    std::fs::write(work.join("agent.toml"), toml::to_string(&p).unwrap()).unwrap();
+    let o = ok(agent(work).arg("settings").output().unwrap());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("streams") && l.contains(" 2 ") && l.ends_with("profile")),
+        "{out}"
+    );
+    set("device_defaults.streams=6", "--push");
+    let o = ok(agent(work).arg("settings").output().unwrap());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("streams") && l.contains(" 6 ")),
+        "{out}"
+    );
+}
