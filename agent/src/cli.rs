@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -15,7 +16,7 @@ use crate::profile::Profile;
 use crate::progress::Progress;
 use crate::settings;
 
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(
     name = "coffer-agent",
     version,
@@ -53,7 +54,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 enum Command {
     /// Store the settings in the profile (mode 0600) and create the archive
     /// key (or check the passphrase against an existing one).
@@ -75,6 +76,29 @@ enum Command {
         streams: Option<usize>,
         /// Send at most this many bytes per second ("5MiB"; 0 = no limit;
         /// default: the org's device_defaults.bandwidth_limit).
+        #[arg(long, value_parser = parse_rate)]
+        bandwidth_limit: Option<u64>,
+    },
+    /// Back up PATHS again and again, every device_defaults.backup_interval
+    /// (or --every), until stopped (SIGINT, SIGTERM) or --count backups are
+    /// done. A failed round (the server unreachable, say) is tried again
+    /// after a backoff that doubles from 5 s up to the interval.
+    Run {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Time between backups ("15m", "1h"); default: the org's
+        /// device_defaults.backup_interval.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        every: Option<std::time::Duration>,
+        /// Stop after this many backups.
+        #[arg(long)]
+        count: Option<u64>,
+        #[arg(long)]
+        exclude: Vec<String>,
+        #[arg(long)]
+        one_file_system: bool,
+        #[arg(long)]
+        streams: Option<usize>,
         #[arg(long, value_parser = parse_rate)]
         bandwidth_limit: Option<u64>,
     },
@@ -176,7 +200,142 @@ fn parse_rate(t: &str) -> Result<u64, String> {
         })
 }
 
+/// `coffer-agent run`: a backup round, again and again.
+async fn scheduled(cli: Cli) -> anyhow::Result<ExitCode> {
+    let Command::Run {
+        paths,
+        every,
+        count,
+        exclude,
+        one_file_system,
+        streams,
+        bandwidth_limit,
+    } = cli.command.clone()
+    else {
+        unreachable!("called for run only")
+    };
+    let round = Cli {
+        command: Command::Backup {
+            paths,
+            exclude,
+            one_file_system,
+            streams,
+            bandwidth_limit,
+        },
+        ..cli.clone()
+    };
+    let mut done = 0u64;
+    let mut backoff = Duration::from_secs(5);
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    loop {
+        let started = tokio::time::Instant::now();
+        let outcome = match interval(&cli, every).await {
+            Ok(i) => Box::pin(run(round.clone())).await.map(|code| (i, code)),
+            Err(e) => Err(e),
+        };
+        let wait = match outcome {
+            Ok((i, code)) => {
+                done += 1;
+                backoff = Duration::from_secs(5);
+                eprintln!(
+                    "run: backup {done} {}; the next in {}",
+                    if code == ExitCode::SUCCESS {
+                        "done"
+                    } else {
+                        "done with files skipped"
+                    },
+                    humantime::format_duration(i)
+                );
+                if count.is_some_and(|c| done >= c) {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                i.saturating_sub(started.elapsed())
+            }
+            Err(e) if !transient(&e) => return Err(e),
+            Err(e) => {
+                let cap = every.unwrap_or(Duration::from_secs(3600));
+                let w = backoff.min(cap);
+                eprintln!(
+                    "run: this round failed: {e:#}; trying again in {}",
+                    humantime::format_duration(w)
+                );
+                backoff = (backoff * 2).min(cap);
+                w
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = &mut stop => {
+                eprintln!("run: stopped after {done} backups");
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+}
+
+/// Whether a failed round can succeed later: the server could not be
+/// reached, or answered that it cannot serve now. Anything else (a lock
+/// refused, a wrong passphrase, a quota) stops `run`.
+fn transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<reqwest::Error>().is_some()
+            || c.downcast_ref::<crate::api::ServerError>()
+                .is_some_and(|s| {
+                    (s.status == 429 || s.status >= 500)
+                        && s.body.as_ref().is_none_or(|b| b.error.retryable)
+                })
+    })
+}
+
+/// SIGINT or SIGTERM.
+async fn stop_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// The time between two backups of `run`: `--every`, else the device's
+/// `backup_interval` from the server (refusing `--every` against a lock).
+async fn interval(cli: &Cli, every: Option<Duration>) -> anyhow::Result<Duration> {
+    let profile_path = cli.profile.clone().unwrap_or_else(Profile::default_path);
+    let profile = Profile::load(&profile_path)?;
+    let api = Api::connect(
+        cli.server.as_deref().map_or_else(|| profile.server(), Ok)?,
+        cli.token.as_deref().map_or_else(|| profile.token(), Ok)?,
+        cli.ca_cert.as_deref().or(profile.ca_cert.as_deref()),
+        cli.insecure || profile.insecure,
+    )
+    .await?;
+    let server = api.settings().await?;
+    let s = server
+        .as_ref()
+        .and_then(|s| s.values.get("backup_interval"));
+    match (s, every) {
+        (Some(s), Some(e)) if s.locked && s.value.as_u64() != Some(e.as_secs()) => {
+            anyhow::bail!(
+                "device_defaults.backup_interval is locked at {} by org {}: --every {} is \
+                 refused; drop it",
+                s.text,
+                s.locked_by.as_deref().unwrap_or(&s.from),
+                humantime::format_duration(e)
+            )
+        }
+        (_, Some(e)) => Ok(e),
+        (Some(s), None) => Ok(Duration::from_secs(s.value.as_u64().unwrap_or(3600).max(1))),
+        (None, None) => Ok(Duration::from_secs(3600)),
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if matches!(cli.command, Command::Run { .. }) {
+        return Box::pin(scheduled(cli)).await;
+    }
     let profile_path = cli.profile.clone().unwrap_or_else(Profile::default_path);
     let flags = Profile {
         server: cli.server.clone(),
@@ -277,7 +436,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let progress = Progress::new(cli.json);
     match cli.command {
         Command::Init => unreachable!("handled above"),
-        Command::Settings => unreachable!("handled above"),
+        Command::Settings | Command::Run { .. } => unreachable!("handled above"),
         Command::Backup { paths, .. } => {
             let r = resolved.expect("resolved for every command but init");
             let s = agent

@@ -411,3 +411,76 @@ async fn the_agent_applies_pushed_and_locked_settings_and_keeps_to_the_bandwidth
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_backs_up_every_backup_interval_and_waits_out_an_unreachable_server() {
+    let (mut server, enrolled) = tls_server_with_device().await;
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let src = work.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"first").unwrap();
+    init(work, &server, &enrolled);
+    cli_ok(&server.cli(&[
+        "org",
+        "settings",
+        "set",
+        "acme",
+        "device_defaults.backup_interval=2s",
+        "--push",
+    ]));
+    // Two rounds, the org's interval apart.
+    let started = Instant::now();
+    let o = ok(agent(work)
+        .args(["run", "--count", "2"])
+        .arg(&src)
+        .output()
+        .unwrap());
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("run: backup").count(), 2, "{err}");
+    assert!(err.contains("the next in 2s"), "{err}");
+    assert!(took >= Duration::from_millis(1900), "{took:?}");
+    let admin = server.admin_api().await;
+    let d = admin.device(&enrolled.device).await.unwrap();
+    assert_eq!(d.backup_count, 2);
+
+    // The server goes away for longer than one request's own retries (about
+    // 6 s): the round fails, is tried again after a backoff, and succeeds
+    // once the server is back.
+    server.kill9();
+    let mut child = agent(work)
+        .args(["run", "--count", "1", "--every", "1h"])
+        .arg(&src)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    server.restart_on_same_port();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run did not finish after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains("this round failed") && err.contains("trying again in 5s"),
+        "{err}"
+    );
+    assert!(err.contains("run: backup 1 done"), "{err}");
+    let d = server
+        .admin_api()
+        .await
+        .device(&enrolled.device)
+        .await
+        .unwrap();
+    assert_eq!(d.backup_count, 3);
+}

@@ -93,6 +93,10 @@ impl TestServer {
     }
 
     fn spawn(&mut self) {
+        self.spawn_on("127.0.0.1:0")
+    }
+
+    fn spawn_on(&mut self, listen: &str) {
         let mut cmd = match self.opts.nofile {
             // prlimit sets the limit and execs the server: the same process.
             Some(n) => {
@@ -106,7 +110,7 @@ impl TestServer {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--listen")
-            .arg("127.0.0.1:0");
+            .arg(listen);
         if !self.opts.tls {
             cmd.arg("--insecure-h2c");
         }
@@ -203,6 +207,20 @@ impl TestServer {
     pub fn restart(&mut self) {
         self.kill9();
         self.spawn();
+    }
+
+    /// Start again on the same data directory and the same port, as a
+    /// server that came back would (clients keep their URL).
+    pub fn restart_on_same_port(&mut self) {
+        self.kill9();
+        let port = self
+            .url
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .trim_end_matches('/')
+            .to_string();
+        self.spawn_on(&format!("127.0.0.1:{port}"));
     }
 
     pub fn ca_cert(&self) -> PathBuf {
