@@ -54,6 +54,28 @@ struct Cli {
     command: Command,
 }
 
+/// What to back up and how: `backup` and `run`.
+#[derive(Debug, Clone, clap::Args)]
+struct BackupArgs {
+    /// Files and directories to back up
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Skip paths matching this glob (full path or file name); repeatable.
+    #[arg(long)]
+    exclude: Vec<String>,
+    /// Do not descend into other filesystems.
+    #[arg(long)]
+    one_file_system: bool,
+    /// Uploads in flight on the one HTTP/2 connection (default 16, or the
+    /// org's device_defaults.streams).
+    #[arg(long)]
+    streams: Option<usize>,
+    /// Send at most this many bytes per second ("5MiB"; 0 = no limit;
+    /// default: the org's device_defaults.bandwidth_limit).
+    #[arg(long, value_parser = parse_rate)]
+    bandwidth_limit: Option<u64>,
+}
+
 #[derive(Debug, Clone, Subcommand)]
 enum Command {
     /// Store the settings in the profile (mode 0600) and create the archive
@@ -61,31 +83,16 @@ enum Command {
     Init,
     /// Back up files and directories.
     Backup {
-        /// Files and directories to back up
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// Skip paths matching this glob (full path or file name); repeatable.
-        #[arg(long)]
-        exclude: Vec<String>,
-        /// Do not descend into other filesystems.
-        #[arg(long)]
-        one_file_system: bool,
-        /// Uploads in flight on the one HTTP/2 connection (default 16, or
-        /// the org's device_defaults.streams).
-        #[arg(long)]
-        streams: Option<usize>,
-        /// Send at most this many bytes per second ("5MiB"; 0 = no limit;
-        /// default: the org's device_defaults.bandwidth_limit).
-        #[arg(long, value_parser = parse_rate)]
-        bandwidth_limit: Option<u64>,
+        #[command(flatten)]
+        what: BackupArgs,
     },
     /// Back up PATHS again and again, every device_defaults.backup_interval
     /// (or --every), until stopped (SIGINT, SIGTERM) or --count backups are
     /// done. A failed round (the server unreachable, say) is tried again
     /// after a backoff that doubles from 5 s up to the interval.
     Run {
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        what: BackupArgs,
         /// Time between backups ("15m", "1h"); default: the org's
         /// device_defaults.backup_interval.
         #[arg(long, value_parser = humantime::parse_duration)]
@@ -93,14 +100,6 @@ enum Command {
         /// Stop after this many backups.
         #[arg(long)]
         count: Option<u64>,
-        #[arg(long)]
-        exclude: Vec<String>,
-        #[arg(long)]
-        one_file_system: bool,
-        #[arg(long)]
-        streams: Option<usize>,
-        #[arg(long, value_parser = parse_rate)]
-        bandwidth_limit: Option<u64>,
     },
     /// The device defaults in effect for this device: each value and where
     /// it comes from (the server's org settings, a push, a lock, the
@@ -202,26 +201,11 @@ fn parse_rate(t: &str) -> Result<u64, String> {
 
 /// `coffer-agent run`: a backup round, again and again.
 async fn scheduled(cli: Cli) -> anyhow::Result<ExitCode> {
-    let Command::Run {
-        paths,
-        every,
-        count,
-        exclude,
-        one_file_system,
-        streams,
-        bandwidth_limit,
-    } = cli.command.clone()
-    else {
+    let Command::Run { what, every, count } = cli.command.clone() else {
         unreachable!("called for run only")
     };
     let round = Cli {
-        command: Command::Backup {
-            paths,
-            exclude,
-            one_file_system,
-            streams,
-            bandwidth_limit,
-        },
+        command: Command::Backup { what },
         ..cli.clone()
     };
     let mut done = 0u64;
@@ -362,17 +346,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         (None, api)
     } else {
         let given = match &cli.command {
-            Command::Backup {
-                exclude,
-                one_file_system,
-                streams,
-                bandwidth_limit,
-                ..
-            } => settings::Local {
-                excludes: (!exclude.is_empty()).then(|| exclude.clone()),
-                one_file_system: one_file_system.then_some(true),
-                streams: *streams,
-                bandwidth_limit: *bandwidth_limit,
+            Command::Backup { what: w } => settings::Local {
+                excludes: (!w.exclude.is_empty()).then(|| w.exclude.clone()),
+                one_file_system: w.one_file_system.then_some(true),
+                streams: w.streams,
+                bandwidth_limit: w.bandwidth_limit,
                 ..settings::Local::default()
             },
             _ => settings::Local::default(),
@@ -437,10 +415,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Init => unreachable!("handled above"),
         Command::Settings | Command::Run { .. } => unreachable!("handled above"),
-        Command::Backup { paths, .. } => {
+        Command::Backup { what } => {
             let r = resolved.expect("resolved for every command but init");
             let s = agent
-                .backup(paths, r.excludes, r.one_file_system, r.streams, progress)
+                .backup(
+                    what.paths,
+                    r.excludes,
+                    r.one_file_system,
+                    r.streams,
+                    progress,
+                )
                 .await?;
             if cli.json {
                 print_summary(None, &s);

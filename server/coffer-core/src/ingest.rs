@@ -202,7 +202,11 @@ impl Coffer {
         }
         let created = self.meta.insert_block(archive, &id, &rec, pin.as_ref())?;
         if created {
-            self.count_stored(archive, size)?;
+            // The block is stored: a failure to count it is logged, never
+            // the upload's failure (the counts are read again at start).
+            if let Err(e) = self.count_stored(archive, size) {
+                tracing::warn!(archive = %archive, block = %id, error = %e, "could not count a stored block against its quotas");
+            }
         }
         self.settle_pins(archive, pin.as_ref()).await?;
         self.meta.durable().await?;

@@ -14,7 +14,7 @@
 //! size when the client sent no length), so concurrent uploads can pass a
 //! quota by at most what they have in flight.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use coffer_meta::QuotaWarningRecord;
@@ -86,6 +86,9 @@ pub(crate) struct QuotaState {
     usage: Mutex<Usage>,
     /// Effective quotas by org, until a setting or the tree changes.
     cache: Mutex<HashMap<Name, Quotas>>,
+    /// The scopes with a warning recorded (the `quota_warnings` tree, read
+    /// once), so a block counted below every level costs no read.
+    warned: Mutex<Option<HashSet<String>>>,
 }
 
 fn iec(n: u64) -> String {
@@ -268,14 +271,29 @@ impl Coffer {
         let warn_at = self.quotas_of(&o.org)?.warn_at;
         let scopes = self.scopes(&u, &o)?;
         drop(u);
+        let mut warned = self.quota.warned.lock().unwrap_or_else(|e| e.into_inner());
+        if warned.is_none() {
+            *warned = Some(
+                self.meta
+                    .quota_warnings()?
+                    .into_iter()
+                    .map(|w| w.scope)
+                    .collect(),
+            );
+        }
+        let warned = warned.as_mut().expect("loaded above");
         for s in scopes {
             if s.quota == 0 || (s.used as f64) < warn_at * s.quota as f64 {
                 // Below the level (the quota was raised or removed).
-                if self.meta.quota_warning(&s.key)?.is_some() {
+                if warned.remove(&s.key) {
                     self.meta.clear_quota_warning(&s.key)?;
                 }
                 continue;
             }
+            if warned.contains(&s.key) {
+                continue;
+            }
+            warned.insert(s.key.clone());
             let w = QuotaWarningRecord {
                 scope: s.key.clone(),
                 used: s.used,

@@ -5,7 +5,7 @@
 use coffer_types::UnixMillis;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{enc, engine, get, scan};
+use crate::engine::{enc, engine, scan};
 use crate::{MetaStore, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,11 +20,6 @@ pub struct QuotaWarningRecord {
 }
 
 impl MetaStore {
-    /// The warning of `scope`, if one is recorded.
-    pub fn quota_warning(&self, scope: &str) -> Result<Option<QuotaWarningRecord>> {
-        get(&self.t.quota_warnings, scope.as_bytes(), "quota warning")
-    }
-
     /// Record (true if there was none) the warning of its scope.
     pub fn record_quota_warning(&self, w: &QuotaWarningRecord) -> Result<bool> {
         let old = self
