@@ -539,3 +539,79 @@ async fn save_reaches_new_devices_push_and_lock_every_device_and_a_lock_holds_be
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_restore_and_enhanced_security_are_refused_together_with_the_orgs_named() {
+    let server = TestServer::h2c().await;
+    for (org, parent) in [
+        ("acme", None),
+        ("acme-eu", Some("acme")),
+        ("acme-eu-sales", Some("acme-eu")),
+    ] {
+        let mut args = vec!["org", "create", org];
+        if let Some(p) = parent {
+            args.extend(["--parent", p]);
+        }
+        cli_ok(&server.cli(&args));
+    }
+    let set = |org: &str, kv: &str| server.cli(&["org", "settings", "set", org, kv]);
+    cli_ok(&set("acme-eu-sales", "security.archive_security=enhanced"));
+
+    // admin_restore on where a child org uses enhanced security: refused,
+    // in the seed's words, naming it.
+    let out = set("acme-eu", "security.admin_restore=on");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("archive_security_conflict")
+            && err.contains(
+                "Your changes cannot be applied because this organization or child \
+                 organizations use upgraded encryption settings: acme-eu-sales"
+            ),
+        "{err}"
+    );
+    // At the top of the tree, the system-wide wording.
+    let out = set("acme", "security.admin_restore=on");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("one or more organizations use upgraded encryption settings: acme-eu-sales"),
+        "{err}"
+    );
+    assert_eq!(
+        value(&server, "acme-eu", "security", "admin_restore"),
+        pair("off", "default")
+    );
+
+    // The other way round: admin_restore on in acme-eu (sales back to
+    // standard first), then enhanced below it is refused — also when it
+    // would come by inheritance.
+    cli_ok(&set("acme-eu-sales", "security.archive_security=standard"));
+    cli_ok(&set("acme-eu", "security.admin_restore=on"));
+    let out = set("acme-eu-sales", "security.archive_security=enhanced");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("upgraded encryption settings: acme-eu-sales"),
+        "{out:?}"
+    );
+    // Turning inheritance of security on in acme-eu-sales would give it
+    // acme-eu's standard: fine. acme (above, admin_restore off) may use
+    // enhanced: acme-eu keeps its own security values.
+    cli_ok(&server.cli(&[
+        "org",
+        "settings",
+        "inherit",
+        "acme-eu-sales",
+        "security",
+        "on",
+    ]));
+    cli_ok(&set("acme", "security.archive_security=enhanced"));
+    // Now admin_restore on at acme meets acme's own enhanced security.
+    let out = set("acme", "security.admin_restore=on");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("archive_security_conflict") && err.contains("settings: acme"),
+        "{err}"
+    );
+    // Changes of other groups are not held up by it.
+    cli_ok(&set("acme-eu", "reporting.warning_after=2d"));
+}

@@ -41,6 +41,9 @@ pub enum CoreError {
     Conflict(String),
     #[error("{0}")]
     SessionClosed(String),
+    /// Seed 000's refusal: admin restore where enhanced security is used.
+    #[error("{0}")]
+    ArchiveSecurityConflict(String),
     #[error("the storage is full ({0}); blocks already stored remain readable")]
     StorageFull(String),
     /// Over a device's, user's or org's quota (the message says which).
@@ -85,6 +88,7 @@ impl CoreError {
             Self::AlreadyExists(_) => ErrorCode::AlreadyExists,
             Self::Conflict(_) => ErrorCode::Conflict,
             Self::SessionClosed(_) => ErrorCode::SessionClosed,
+            Self::ArchiveSecurityConflict(_) => ErrorCode::ArchiveSecurityConflict,
             Self::StorageFull(_) => ErrorCode::StorageFull,
             Self::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
             Self::StorageUnavailable(_) => ErrorCode::StorageUnavailable,

@@ -399,6 +399,73 @@ impl Coffer {
         Ok(target)
     }
 
+    /// Refuse settings for `org` (`next`) under which an org with
+    /// `security.admin_restore` on would have itself or an org below it
+    /// using enhanced archive security (seed 000): administrator restore
+    /// needs the escrowed key that enhanced security never creates.
+    fn check_archive_security(&self, org: &Name, next: &OrgSettings) -> Result<()> {
+        let now = model(&self.meta.org_settings(org)?);
+        if now.own.get(&Group::Security) == next.own.get(&Group::Security) {
+            return Ok(());
+        }
+        let tree = self.org_tree();
+        let mut all: std::collections::HashMap<Name, OrgSettings> = Default::default();
+        for o in tree.orgs() {
+            all.insert(o.clone(), model(&self.meta.org_settings(o)?));
+        }
+        all.insert(org.clone(), next.clone());
+        let security = |o: &Name| {
+            let chain: Vec<(&Name, &OrgSettings)> = tree
+                .ancestors(o)
+                .into_iter()
+                .filter_map(|a| all.get(a).map(|s| (a, s)))
+                .collect();
+            settings::effective(Group::Security, &chain)
+        };
+        let word = |v: &settings::GroupValues, k: &str| {
+            v.get(k)
+                .and_then(|e| e.value.as_str().map(str::to_string))
+                .unwrap_or_default()
+        };
+        let mut enhanced = std::collections::BTreeSet::new();
+        let mut restoring = Vec::new();
+        for o in tree.orgs() {
+            let v = security(o);
+            if word(&v, "archive_security") == "enhanced" {
+                enhanced.insert(o.clone());
+            }
+            if word(&v, "admin_restore") == "on" {
+                restoring.push(o.clone());
+            }
+        }
+        let mut named = std::collections::BTreeSet::new();
+        for r in &restoring {
+            for s in tree.subtree(r) {
+                if enhanced.contains(s) {
+                    named.insert(s.to_string());
+                }
+            }
+        }
+        if named.is_empty() {
+            return Ok(());
+        }
+        let names = named.into_iter().collect::<Vec<_>>().join(", ");
+        Err(CoreError::ArchiveSecurityConflict(
+            // At the top of the tree: the seed's system-wide wording.
+            if tree.parent(org).is_none() {
+                format!(
+                    "Your changes cannot be applied because one or more organizations use \
+                     upgraded encryption settings: {names}"
+                )
+            } else {
+                format!(
+                    "Your changes cannot be applied because this organization or child \
+                     organizations use upgraded encryption settings: {names}"
+                )
+            },
+        ))
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn store_settings(
         &self,
@@ -410,6 +477,7 @@ impl Coffer {
         target: &str,
         details: Vec<(&'static str, String)>,
     ) -> Result<()> {
+        self.check_archive_security(org, s)?;
         let stored = self.meta.set_org_settings(
             org,
             version,

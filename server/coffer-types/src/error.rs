@@ -37,6 +37,10 @@ pub enum ErrorCode {
     Conflict,
     /// The session is committed or aborted and takes no more changes.
     SessionClosed,
+    /// Administrator restore and enhanced archive security would meet: an
+    /// org where `security.admin_restore` is on, with itself or an org
+    /// below it using enhanced security. The message names those orgs.
+    ArchiveSecurityConflict,
     /// The storage has no room; reads keep working.
     StorageFull,
     /// The upload would take a device, user or org over its storage quota;
@@ -81,6 +85,7 @@ impl ErrorCode {
             Self::AlreadyExists => "already_exists",
             Self::Conflict => "conflict",
             Self::SessionClosed => "session_closed",
+            Self::ArchiveSecurityConflict => "archive_security_conflict",
             Self::StorageFull => "storage_full",
             Self::QuotaExceeded => "quota_exceeded",
             Self::StorageUnavailable => "storage_unavailable",
@@ -102,7 +107,11 @@ impl ErrorCode {
             Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
-            Self::MissingBlocks | Self::AlreadyExists | Self::Conflict | Self::SessionClosed => 409,
+            Self::MissingBlocks
+            | Self::AlreadyExists
+            | Self::Conflict
+            | Self::SessionClosed
+            | Self::ArchiveSecurityConflict => 409,
             Self::BlockTooLarge | Self::BodyTooLarge => 413,
             Self::RangeNotSatisfiable => 416,
             Self::Internal | Self::CorruptBlock => 500,
@@ -142,6 +151,7 @@ impl ErrorCode {
         Self::AlreadyExists,
         Self::Conflict,
         Self::SessionClosed,
+        Self::ArchiveSecurityConflict,
         Self::StorageFull,
         Self::QuotaExceeded,
         Self::StorageUnavailable,
