@@ -410,7 +410,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let cache_dir = profile.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    let agent = Agent::open(api, &passphrase, &cache_dir).await?;
+    let compress = resolved.as_ref().is_none_or(|r| r.compression);
+    let agent = Agent::open(api, &passphrase, &cache_dir)
+        .await?
+        .with_compression(compress);
     let progress = Progress::new(cli.json);
     match cli.command {
         Command::Init => unreachable!("handled above"),

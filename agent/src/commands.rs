@@ -41,6 +41,15 @@ impl Agent {
         })
     }
 
+    /// Seal new blocks compressed (the default) or not
+    /// (`device_defaults.compression`).
+    pub fn with_compression(mut self, on: bool) -> Self {
+        if let Some(k) = Arc::get_mut(&mut self.keys) {
+            k.set_compression(on);
+        }
+        self
+    }
+
     pub async fn backup(
         &self,
         paths: Vec<PathBuf>,

@@ -47,9 +47,18 @@ pub struct Keys {
     /// Version 2: each block's AES key is the keyed blake3 of its nonce.
     block_kdk: [u8; 32],
     nonce_key: [u8; 32],
+    /// Compress bodies that gain from it (`device_defaults.compression`).
+    compress: bool,
 }
 
 impl Keys {
+    /// Seal without compressing (`device_defaults.compression = off`). The
+    /// blocks differ from compressed ones, so content already stored
+    /// compressed is uploaded again once.
+    pub fn set_compression(&mut self, on: bool) {
+        self.compress = on;
+    }
+
     /// A fresh random archive key.
     pub fn generate() -> anyhow::Result<Self> {
         let mut master = [0u8; 32];
@@ -66,6 +75,7 @@ impl Keys {
             cipher: XChaCha20Poly1305::new(&enc.into()),
             block_kdk,
             nonce_key,
+            compress: true,
         }
     }
 
@@ -81,7 +91,7 @@ impl Keys {
     pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
         let tag = blake3::keyed_hash(&self.nonce_key, plain);
         let nonce = &tag.as_bytes()[..24];
-        let compressed = worth_compressing(plain)
+        let compressed = (self.compress && worth_compressing(plain))
             .then(|| zstd::bulk::compress(plain, 3).ok())
             .flatten()
             .filter(|c| c.len() + 64 < plain.len());

@@ -28,6 +28,9 @@ pub struct Local {
     /// Bytes per second (0 = none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth_limit: Option<u64>,
+    /// `"on"` or `"off"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
     /// Setting → the `pushed_at` of the last push applied.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub applied: BTreeMap<String, u64>,
@@ -46,16 +49,19 @@ pub struct Resolved {
     pub one_file_system: bool,
     pub streams: usize,
     pub bandwidth_limit: u64,
+    pub compression: bool,
     /// Setting → (value as text, where it came from).
     pub origin: BTreeMap<String, (String, String)>,
 }
 
-/// The keys the agent applies, with the flag that sets each.
-const KEYS: [(&str, &str); 4] = [
+/// The keys the agent applies, with the flag that sets each (compression
+/// has none: the profile's `[settings]` or the server decide).
+const KEYS: [(&str, &str); 5] = [
     ("excludes", "--exclude"),
     ("one_file_system", "--one-file-system"),
     ("streams", "--streams"),
     ("bandwidth_limit", "--bandwidth-limit"),
+    ("compression", "compression"),
 ];
 
 fn get(l: &Local, key: &str) -> Option<Value> {
@@ -64,6 +70,7 @@ fn get(l: &Local, key: &str) -> Option<Value> {
         "one_file_system" => l.one_file_system.map(Value::from),
         "streams" => l.streams.map(Value::from),
         "bandwidth_limit" => l.bandwidth_limit.map(Value::from),
+        "compression" => l.compression.clone().map(Value::from),
         _ => None,
     }
 }
@@ -80,6 +87,7 @@ fn set(l: &mut Local, key: &str, v: &Value) {
         "one_file_system" => l.one_file_system = v.as_bool(),
         "streams" => l.streams = v.as_u64().map(|n| n as usize),
         "bandwidth_limit" => l.bandwidth_limit = v.as_u64(),
+        "compression" => l.compression = v.as_str().map(str::to_string),
         _ => {}
     }
 }
@@ -106,6 +114,7 @@ fn text(v: &Value) -> String {
             .collect::<Vec<_>>()
             .join(","),
         Value::Null => "-".into(),
+        Value::String(t) => t.clone(),
         other => other.to_string(),
     }
 }
@@ -179,6 +188,7 @@ pub fn resolve(
             .as_u64()
             .map_or(16, |n| n.clamp(1, 256) as usize),
         bandwidth_limit: val("bandwidth_limit").as_u64().unwrap_or(0),
+        compression: val("compression").as_str() != Some("off"),
         origin: out
             .iter()
             .map(|(k, (v, from))| (k.clone(), (text(v), from.clone())))

@@ -410,6 +410,28 @@ async fn the_agent_applies_pushed_and_locked_settings_and_keeps_to_the_bandwidth
             .any(|l| l.starts_with("streams") && l.contains(" 6 ")),
         "{out}"
     );
+
+    // Compression, on by default, off when the org says so.
+    let text: Vec<u8> = (0..200_000u32)
+        .flat_map(|i| format!("line {} of a log\n", i % 977).into_bytes())
+        .collect();
+    let uploaded = |name: &str| {
+        let dir = work.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("log.txt"), &text).unwrap();
+        let o = ok(agent(work)
+            .args(["backup", "--json"])
+            .arg(&dir)
+            .output()
+            .unwrap());
+        summary(&o)["summary"]["bytes_uploaded"].as_u64().unwrap()
+    };
+    let on = uploaded("text-on");
+    assert!(on < text.len() as u64 / 4, "{on} of {}", text.len());
+    set("device_defaults.compression=off", "--push");
+    // The same content again: sealed uncompressed, it is new blocks.
+    let off = uploaded("text-off");
+    assert!(off >= text.len() as u64, "{off} of {}", text.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
