@@ -26,6 +26,13 @@ fn value(server: &TestServer, org: &str, group: &str, key: &str) -> (String, Str
     )
 }
 
+/// acme → acme-eu → acme-eu-sales.
+fn three_levels(server: &TestServer) {
+    cli_ok(&server.cli(&["org", "create", "acme"]));
+    cli_ok(&server.cli(&["org", "create", "acme-eu", "--parent", "acme"]));
+    cli_ok(&server.cli(&["org", "create", "acme-eu-sales", "--parent", "acme-eu"]));
+}
+
 fn pair(text: &str, from: &str) -> (String, String) {
     (text.to_string(), from.to_string())
 }
@@ -33,17 +40,7 @@ fn pair(text: &str, from: &str) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_inherit_down_the_org_tree_and_every_change_is_audited() {
     let server = TestServer::h2c().await;
-    for (org, parent) in [
-        ("acme", None),
-        ("acme-eu", Some("acme")),
-        ("acme-eu-sales", Some("acme-eu")),
-    ] {
-        let mut args = vec!["org", "create", org];
-        if let Some(p) = parent {
-            args.extend(["--parent", p]);
-        }
-        cli_ok(&server.cli(&args));
-    }
+    three_levels(&server);
     let leaf = "acme-eu-sales";
     // Nothing set: the defaults, three levels down.
     assert_eq!(
@@ -543,17 +540,7 @@ async fn save_reaches_new_devices_push_and_lock_every_device_and_a_lock_holds_be
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_restore_and_enhanced_security_are_refused_together_with_the_orgs_named() {
     let server = TestServer::h2c().await;
-    for (org, parent) in [
-        ("acme", None),
-        ("acme-eu", Some("acme")),
-        ("acme-eu-sales", Some("acme-eu")),
-    ] {
-        let mut args = vec!["org", "create", org];
-        if let Some(p) = parent {
-            args.extend(["--parent", p]);
-        }
-        cli_ok(&server.cli(&args));
-    }
+    three_levels(&server);
     let set = |org: &str, kv: &str| server.cli(&["org", "settings", "set", org, kv]);
     cli_ok(&set("acme-eu-sales", "security.archive_security=enhanced"));
 

@@ -321,12 +321,20 @@ impl Coffer {
     pub(crate) fn quota_usage(&self, org: &Name) -> Result<QuotaUsage> {
         let tree = self.org_tree();
         let subtree = tree.subtree(org);
-        let bytes_stored = {
+        // The devices of the subtree, from the counts in memory.
+        let (bytes_stored, devices): (u64, HashSet<String>) = {
             let u = self.usage()?;
-            subtree
-                .iter()
-                .map(|s| u.orgs.get(*s).copied().unwrap_or(0))
-                .sum()
+            (
+                subtree
+                    .iter()
+                    .map(|s| u.orgs.get(*s).copied().unwrap_or(0))
+                    .sum(),
+                u.archives
+                    .values()
+                    .filter(|o| subtree.contains(&&o.org))
+                    .map(|o| o.device.to_string())
+                    .collect(),
+            )
         };
         let q = self.quotas_of(org)?;
         let inside = |scope: &str| -> bool {
@@ -338,13 +346,11 @@ impl Coffer {
             org_of.is_some_and(|o| subtree.iter().any(|s| s.as_str() == o))
         };
         let mut warnings = Vec::new();
-        let devices = self.meta.devices()?;
         for w in self.meta.quota_warnings()? {
-            let device_inside = w.scope.strip_prefix("device:").is_some_and(|id| {
-                devices
-                    .iter()
-                    .any(|d| d.id.as_str() == id && subtree.contains(&&d.org))
-            });
+            let device_inside = w
+                .scope
+                .strip_prefix("device:")
+                .is_some_and(|id| devices.contains(id));
             if inside(&w.scope) || device_inside {
                 warnings.push(coffer_types::wire::QuotaWarning {
                     scope: w.scope,
