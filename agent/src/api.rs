@@ -150,6 +150,41 @@ impl Api {
         ))
     }
 
+    /// Store the archive key sealed to the escrow key `public_key`.
+    pub async fn put_escrow(&self, public_key: &str, sealed: &[u8]) -> anyhow::Result<()> {
+        let body = serde_json::to_vec(&coffer_types::wire::EscrowUpload {
+            public_key: public_key.to_string(),
+            sealed: hex::encode(sealed),
+        })?;
+        let (status, bytes) = self
+            .send(
+                Method::PUT,
+                &self.path("escrow"),
+                Some(body.into()),
+                true,
+                &[],
+            )
+            .await?;
+        if !status.is_success() {
+            return Err(server_error(status, &bytes)).context("store the escrowed key");
+        }
+        Ok(())
+    }
+
+    /// The archive's escrowed key, or `None` if the server holds none.
+    pub async fn get_escrow(&self) -> anyhow::Result<Option<coffer_types::wire::EscrowInfo>> {
+        let (status, bytes) = self
+            .send(Method::GET, &self.path("escrow"), None, false, &[])
+            .await?;
+        match status.as_u16() {
+            200 => Ok(Some(
+                serde_json::from_slice(&bytes).context("read the escrowed key")?,
+            )),
+            404 => Ok(None),
+            _ => Err(server_error(status, &bytes)).context("read the escrowed key"),
+        }
+    }
+
     fn path(&self, rest: &str) -> String {
         format!("/v1/archives/{}/{rest}", self.archive)
     }

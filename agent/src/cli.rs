@@ -11,7 +11,10 @@ use clap::{Parser, Subcommand};
 use crate::commands::{self, Agent};
 use crate::restore::RestoreOptions;
 
+use coffer_types::wire::DeviceSecurity;
+
 use crate::api::Api;
+use crate::escrow;
 use crate::profile::Profile;
 use crate::progress::Progress;
 use crate::settings;
@@ -50,6 +53,11 @@ struct Cli {
     /// Machine-readable output: JSON lines of progress, then a JSON summary.
     #[arg(long, global = true)]
     json: bool,
+    /// Open the archive with this escrow private key instead of the
+    /// passphrase (administrator restore: with a restore token as the
+    /// token; for backups, restore and verify).
+    #[arg(long, env = "COFFER_ESCROW_KEY", global = true)]
+    escrow_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -132,6 +140,23 @@ enum Command {
         /// Downloads in flight on the one HTTP/2 connection
         #[arg(long, default_value_t = 16)]
         streams: usize,
+    },
+    /// Key escrow: the operator's escrow key pair.
+    Escrow {
+        #[command(subcommand)]
+        command: EscrowCommand,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+enum EscrowCommand {
+    /// Make an escrow key pair, offline: DIR/escrow.key (mode 0600, the
+    /// private half; keep it away from the server) and DIR/escrow.pub (one
+    /// line: set it with `coffer admin org settings set ORG
+    /// security.escrow_public_key=LINE`).
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -284,9 +309,8 @@ async fn stop_signal() {
     }
 }
 
-/// The time between two backups of `run`: `--every`, else the device's
-/// `backup_interval` from the server (refusing `--every` against a lock).
-async fn interval(cli: &Cli, every: Option<Duration>) -> anyhow::Result<Duration> {
+/// The profile and a connection to the server, flags over the profile.
+async fn connect(cli: &Cli) -> anyhow::Result<(Profile, Api)> {
     let profile_path = cli.profile.clone().unwrap_or_else(Profile::default_path);
     let profile = Profile::load(&profile_path)?;
     let api = Api::connect(
@@ -296,6 +320,13 @@ async fn interval(cli: &Cli, every: Option<Duration>) -> anyhow::Result<Duration
         cli.insecure || profile.insecure,
     )
     .await?;
+    Ok((profile, api))
+}
+
+/// The time between two backups of `run`: `--every`, else the device's
+/// `backup_interval` from the server (refusing `--every` against a lock).
+async fn interval(cli: &Cli, every: Option<Duration>) -> anyhow::Result<Duration> {
+    let (_, api) = connect(cli).await?;
     let server = api.settings().await?;
     let s = server
         .as_ref()
@@ -320,6 +351,40 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if matches!(cli.command, Command::Run { .. }) {
         return Box::pin(scheduled(cli)).await;
     }
+    if let Command::Escrow {
+        command: EscrowCommand::Keygen { out },
+    } = &cli.command
+    {
+        let (key, public, line) = escrow::keygen(out)?;
+        if cli.json {
+            println!(
+                "{}",
+                serde_json::json!({"private_key_file": key, "public_key_file": public, "public_key": line})
+            );
+        } else {
+            println!("{line}");
+            eprintln!(
+                "wrote {} (mode 0600: keep it offline, never on the server) and {}; set the \
+                 public key with\n  coffer admin org settings set ORG \
+                 security.escrow_public_key={line}",
+                key.display(),
+                public.display()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(key) = cli.escrow_key.clone() {
+        if !matches!(
+            cli.command,
+            Command::Backups | Command::Restore { .. } | Command::Verify { .. }
+        ) {
+            anyhow::bail!(
+                "--escrow-key opens an archive for backups, restore and verify only; this \
+                 command needs the device's own token and passphrase"
+            );
+        }
+        return escrowed(cli, &key).await;
+    }
     let profile_path = cli.profile.clone().unwrap_or_else(Profile::default_path);
     let flags = Profile {
         server: cli.server.clone(),
@@ -342,6 +407,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // The device defaults, at the start of every command but init (which
     // has no profile yet): pushes are applied to the profile once, a lock
     // refuses what contradicts it.
+    let mut security = None;
     let (resolved, mut api) = if matches!(cli.command, Command::Init) {
         (None, api)
     } else {
@@ -356,6 +422,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             _ => settings::Local::default(),
         };
         let server = api.settings().await?;
+        security = server.as_ref().and_then(|s| s.security.clone());
         let mut own = profile.settings.clone();
         let (r, changed) = settings::resolve(server.as_ref(), &mut own, &given)?;
         if changed {
@@ -388,6 +455,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
     if let Command::Init = cli.command {
         let created = commands::init(&api, &passphrase).await?;
+        // Escrow at once where the org asks it (the key was just made).
+        if let Some(s) = api.settings().await?.and_then(|s| s.security) {
+            if s.escrow_public_key.is_some() {
+                let cache_dir = profile.cache_dir.clone().unwrap_or_else(default_cache_dir);
+                escrow_now(
+                    &Agent::open(api.clone(), &passphrase, &cache_dir).await?,
+                    &s,
+                )
+                .await;
+            }
+        }
         // Later commands run from anywhere: keep absolute paths.
         let mut profile = profile;
         for p in [&mut profile.ca_cert, &mut profile.passphrase_file]
@@ -414,10 +492,48 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let agent = Agent::open(api, &passphrase, &cache_dir)
         .await?
         .with_compression(compress);
+    if let Some(s) = &security {
+        escrow_now(&agent, s).await;
+    }
+    command(cli, agent, resolved).await
+}
+
+/// Escrow the archive key if the settings ask it (a failure is reported,
+/// and the command goes on: a backup matters more than its escrow).
+async fn escrow_now(agent: &Agent, security: &DeviceSecurity) {
+    match agent.escrow(security).await {
+        Ok(Some(key)) => eprintln!("escrowed the archive key to {key}"),
+        Ok(None) => {}
+        Err(e) => eprintln!("warning: could not escrow the archive key: {e:#}"),
+    }
+}
+
+/// A command run with the escrow private key and a restore token: no
+/// passphrase, no device settings (the token is not the device).
+async fn escrowed(cli: Cli, key: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let secret = escrow::load_secret(key)?;
+    let (profile, api) = connect(&cli).await?;
+    let cache_dir = cli
+        .cache_dir
+        .clone()
+        .or(profile.cache_dir.clone())
+        .unwrap_or_else(default_cache_dir);
+    let agent = Agent::open_escrowed(api, &secret, &cache_dir).await?;
+    command(cli, agent, None).await
+}
+
+/// Run the command of `cli` on an opened archive.
+async fn command(
+    cli: Cli,
+    agent: Agent,
+    resolved: Option<settings::Resolved>,
+) -> anyhow::Result<ExitCode> {
     let progress = Progress::new(cli.json);
     match cli.command {
         Command::Init => unreachable!("handled above"),
-        Command::Settings | Command::Run { .. } => unreachable!("handled above"),
+        Command::Settings | Command::Run { .. } | Command::Escrow { .. } => {
+            unreachable!("handled above")
+        }
         Command::Backup { what } => {
             let r = resolved.expect("resolved for every command but init");
             let s = agent

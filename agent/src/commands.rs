@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use coffer_types::wire::BackupInfo;
+use coffer_types::wire::{BackupInfo, DeviceSecurity};
 use coffer_types::BlockId;
 
 use crate::api::Api;
 use crate::backup;
 use crate::crypto::Keys;
+use crate::escrow;
 use crate::progress::Progress;
 use crate::restore::{self, RestoreOptions, RestoreSummary, VerifySummary};
 
@@ -39,6 +40,60 @@ impl Agent {
             key_block,
             cache_dir: cache_dir.to_path_buf(),
         })
+    }
+
+    /// Open the archive with the escrow private key instead of the
+    /// passphrase (administrator restore, with a restore token): for
+    /// listing, restoring and verifying.
+    pub async fn open_escrowed(
+        api: Api,
+        secret: &crypto_box::SecretKey,
+        cache_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let e = api.get_escrow().await?.with_context(|| {
+            format!(
+                "archive {} has no escrowed key on the server: its agent escrows it at its \
+                 next command once its org has security.escrow_public_key (standard security)",
+                api.archive
+            )
+        })?;
+        let sealed = hex::decode(&e.sealed).context("the escrowed key is not hex")?;
+        let master = escrow::open(&sealed, secret, &api.archive)?;
+        let key_block = api
+            .get_ref("key")
+            .await?
+            .context("the archive has no key reference")?
+            .block;
+        Ok(Self {
+            api,
+            keys: Arc::new(Keys::from_master(master)),
+            key_block,
+            cache_dir: cache_dir.to_path_buf(),
+        })
+    }
+
+    /// Escrow the archive key as `security` asks: under standard security
+    /// with an escrow key in force that the server's copy is not sealed to,
+    /// seal it to that key and store it. Returns the key it was sealed to,
+    /// if it sealed.
+    pub async fn escrow(&self, security: &DeviceSecurity) -> anyhow::Result<Option<String>> {
+        let Some(key) = security
+            .escrow_public_key
+            .as_deref()
+            .filter(|_| security.archive_security == "standard")
+        else {
+            return Ok(None);
+        };
+        if security.escrowed_to.as_deref() == Some(key) {
+            return Ok(None);
+        }
+        let sealed = escrow::seal(
+            self.keys.master(),
+            &self.api.archive,
+            &escrow::parse_public(key)?,
+        )?;
+        self.api.put_escrow(key, &sealed).await?;
+        Ok(Some(key.to_string()))
     }
 
     /// Seal new blocks compressed (the default) or not

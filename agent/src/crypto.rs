@@ -66,7 +66,12 @@ impl Keys {
         Ok(Self::from_master(master))
     }
 
-    fn from_master(master: [u8; 32]) -> Self {
+    /// The archive key itself, for sealing it to an escrow key.
+    pub(crate) fn master(&self) -> &[u8; 32] {
+        &self.master
+    }
+
+    pub(crate) fn from_master(master: [u8; 32]) -> Self {
         let enc = blake3::derive_key("coffer-agent v1 block encryption key", &master);
         let block_kdk = blake3::derive_key("coffer-agent v2 block key derivation key", &master);
         let nonce_key = blake3::derive_key("coffer-agent v1 block nonce key", &master);

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 mod confined;
 pub mod crypto;
+pub mod escrow;
 pub mod manifest;
 pub mod profile;
 pub mod progress;

@@ -48,7 +48,7 @@ fn write(path: &Path, bytes: &[u8]) {
 
 /// Every file, dir and symlink under `a` is under `b` with the same bytes,
 /// mode, mtime and link target.
-fn assert_same_tree(a: &Path, b: &Path) {
+pub(crate) fn assert_same_tree(a: &Path, b: &Path) {
     let mut stack = vec![PathBuf::new()];
     let mut n = 0;
     while let Some(rel) = stack.pop() {
@@ -115,7 +115,7 @@ async fn restore_with(
     dev.restore(None, &opts, &Progress::quiet()).await.unwrap()
 }
 
-fn restored(target: &Path, src: &Path) -> PathBuf {
+pub(crate) fn restored(target: &Path, src: &Path) -> PathBuf {
     target.join(src.strip_prefix("/").unwrap())
 }
 

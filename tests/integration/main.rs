@@ -14,6 +14,7 @@ mod audit;
 mod bad_input;
 mod connections;
 mod durability;
+mod escrow;
 mod holes;
 mod integrity;
 mod lazyfs;

@@ -33,6 +33,17 @@ fn three_levels(server: &TestServer) {
     cli_ok(&server.cli(&["org", "create", "acme-eu-sales", "--parent", "acme-eu"]));
 }
 
+/// `org settings set ORG KV` as the account of `token` is refused: the key
+/// is locked by acme.
+fn assert_locked_for(server: &TestServer, token: &str, org: &str, kv: &str) {
+    let out = server.cli_as(Some(token), &["org", "settings", "set", org, kv]);
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("locked by org acme"),
+        "{out:?}"
+    );
+}
+
 fn pair(text: &str, from: &str) -> (String, String) {
     (text.to_string(), from.to_string())
 }
@@ -470,19 +481,11 @@ async fn save_reaches_new_devices_push_and_lock_every_device_and_a_lock_holds_be
         "{err}"
     );
     let eu_admin = server.account_token("eve", "org-admin", Some("acme-eu"));
-    let out = server.cli_as(
-        Some(&eu_admin),
-        &[
-            "org",
-            "settings",
-            "set",
-            "acme-eu",
-            "device_defaults.bandwidth_limit=0",
-        ],
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("locked by org acme"),
-        "{out:?}"
+    assert_locked_for(
+        &server,
+        &eu_admin,
+        "acme-eu",
+        "device_defaults.bandwidth_limit=0",
     );
     let out = server.cli_as(
         Some(&eu_admin),
@@ -601,4 +604,72 @@ async fn admin_restore_and_enhanced_security_are_refused_together_with_the_orgs_
     );
     // Changes of other groups are not held up by it.
     cli_ok(&set("acme-eu", "reporting.warning_after=2d"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_archive_security_holds_for_every_org_below_until_unlocked_where_it_was_locked() {
+    let server = TestServer::h2c().await;
+    three_levels(&server);
+    let set = |org: &str, kv: &str, mode: &str| {
+        let mut args = vec!["org", "settings", "set", org, kv];
+        if !mode.is_empty() {
+            args.push(mode);
+        }
+        server.cli(&args)
+    };
+    // The seed's step 3–5: standard, locked, system-wide from the top.
+    cli_ok(&set("acme", "security.archive_security=standard", "--lock"));
+    let s = show(&server, "acme-eu-sales");
+    let v = &s["groups"]["security"]["values"]["archive_security"];
+    assert_eq!(
+        (v["text"].clone(), v["mode"].clone(), v["locked_by"].clone()),
+        ("standard".into(), "lock".into(), "acme".into()),
+        "{s}"
+    );
+    // Below, nobody changes it: not the server's admin, not an org-admin,
+    // not by turning inheritance off (the lock still decides).
+    let out = set("acme-eu-sales", "security.archive_security=enhanced", "");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("security.archive_security is locked by org acme, above acme-eu-sales"),
+        "{err}"
+    );
+    let eu_admin = server.account_token("eve", "org-admin", Some("acme-eu"));
+    assert_locked_for(
+        &server,
+        &eu_admin,
+        "acme-eu",
+        "security.archive_security=enhanced",
+    );
+    cli_ok(&server.cli(&["org", "settings", "inherit", "acme-eu", "security", "off"]));
+    cli_ok(&set("acme-eu", "security.admin_restore=on", ""));
+    assert_eq!(
+        value(&server, "acme-eu-sales", "security", "archive_security"),
+        pair("standard", "acme")
+    );
+    // Only a push mode is refused for security; --lock is its only mode.
+    let out = set("acme", "security.archive_security=standard", "--push");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("security keys also take --lock"),
+        "{out:?}"
+    );
+    // Locked enhanced at the top would meet acme-eu's admin_restore: the
+    // seed-000 refusal names the orgs the lock would reach.
+    let out = set("acme", "security.archive_security=enhanced", "--lock");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("archive_security_conflict") && err.contains("acme-eu, acme-eu-sales"),
+        "{err}"
+    );
+    // Setting it again without --lock unlocks it: then acme-eu decides.
+    cli_ok(&set("acme", "security.archive_security=standard", ""));
+    cli_ok(&set("acme-eu", "security.admin_restore=off", ""));
+    cli_ok(&set("acme-eu", "security.archive_security=enhanced", ""));
+    assert_eq!(
+        value(&server, "acme-eu-sales", "security", "archive_security"),
+        pair("enhanced", "acme-eu")
+    );
+    let audit = cli_ok(&server.cli(&["audit", "list", "--json"]));
+    assert!(audit.contains("\"mode\": \"lock\""), "{audit}");
 }

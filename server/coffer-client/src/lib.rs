@@ -241,6 +241,16 @@ impl Client {
         self.post_empty(&paths::device_rotate(device)).await
     }
 
+    /// A read-only, expiring token for the device's archive
+    /// (administrator restore).
+    pub async fn restore_token(
+        &self,
+        device: &str,
+        req: &IssueRestoreToken,
+    ) -> Result<RestoreToken> {
+        self.post(&paths::device_restore_token(device), req).await
+    }
+
     // ---- admin: accounts and tokens ----
 
     pub async fn list_accounts(&self) -> Result<AccountList> {

@@ -95,6 +95,10 @@ pub fn backups(a: &str) -> String {
 pub fn backup(a: &str, b: &str) -> String {
     format!("{}/backups/{}", archive(a), seg(b))
 }
+/// PUT stores, GET reads the archive's escrowed key.
+pub fn escrow(a: &str) -> String {
+    format!("{}/escrow", archive(a))
+}
 /// PUT sets, GET reads a named reference.
 pub fn named_ref(a: &str, name: &str) -> String {
     format!("{}/refs/{}", archive(a), seg(name))
@@ -140,6 +144,9 @@ pub fn device_revoke(d: &str) -> String {
 }
 pub fn device_rotate(d: &str) -> String {
     format!("{}/rotate", device(d))
+}
+pub fn device_restore_token(d: &str) -> String {
+    format!("{}/restore-token", device(d))
 }
 /// GET lists, POST creates.
 pub fn accounts() -> String {

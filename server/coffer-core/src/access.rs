@@ -81,12 +81,16 @@ impl Principal {
     }
 }
 
-/// A device authenticated by its token: it may reach its own archive only.
+/// A device authenticated by its token (or a restore token issued for
+/// it): it may reach its own archive only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceAuth {
     pub device: Name,
     pub archive: Name,
     pub org: Name,
+    /// Set when a restore token stands for the device: it lists and reads
+    /// the archive, never writes (`None` for the device's own token).
+    pub restore_token: Option<Name>,
 }
 
 /// What an operation needs, by kind. Each route of the admin API declares
@@ -108,10 +112,13 @@ pub enum Permission {
     ReadServer,
     /// Enable, disable and reload plugins (unscoped roles only).
     ManageServer,
+    /// Issue restore tokens: read an archive with its escrowed key
+    /// (administrator restore).
+    RestoreArchive,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 7] = [
+    pub const ALL: [Permission; 8] = [
         Permission::ReadInventory,
         Permission::ManageInventory,
         Permission::ReadAccounts,
@@ -119,6 +126,7 @@ impl Permission {
         Permission::ReadAudit,
         Permission::ReadServer,
         Permission::ManageServer,
+        Permission::RestoreArchive,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -130,6 +138,7 @@ impl Permission {
             Permission::ReadAudit => "read-audit",
             Permission::ReadServer => "read-server",
             Permission::ManageServer => "manage-server",
+            Permission::RestoreArchive => "restore-archive",
         }
     }
 
@@ -137,7 +146,10 @@ impl Permission {
     pub fn is_change(self) -> bool {
         matches!(
             self,
-            Permission::ManageInventory | Permission::ManageAccounts | Permission::ManageServer
+            Permission::ManageInventory
+                | Permission::ManageAccounts
+                | Permission::ManageServer
+                | Permission::RestoreArchive
         )
     }
 
@@ -166,7 +178,7 @@ pub fn role_allows(role: Role, p: Permission) -> bool {
         Role::Admin => true,
         Role::OrgAdmin => matches!(
             p,
-            ReadInventory | ManageInventory | ReadAccounts | ManageAccounts
+            ReadInventory | ManageInventory | ReadAccounts | ManageAccounts | RestoreArchive
         ),
         Role::LegalHoldAdmin => matches!(p, ReadInventory | ReadAudit),
         Role::ReadOnly => matches!(p, ReadInventory | ReadAccounts | ReadServer),
@@ -297,7 +309,19 @@ impl Coffer {
         target: &str,
         message: String,
     ) -> CoreError {
-        let e = CoreError::Forbidden(message);
+        self.refused(p, action, target, CoreError::Forbidden(message))
+            .await
+    }
+
+    /// A refusal of `action` that the state decides (`409`, …): `e`,
+    /// audited.
+    pub(crate) async fn refused(
+        &self,
+        p: &Principal,
+        action: &str,
+        target: &str,
+        e: CoreError,
+    ) -> CoreError {
         self.audit_refusal(p, action, target, &e).await;
         e
     }
@@ -314,7 +338,13 @@ mod tests {
             (Role::Admin, &Permission::ALL[..]),
             (
                 Role::OrgAdmin,
-                &[ReadInventory, ManageInventory, ReadAccounts, ManageAccounts][..],
+                &[
+                    ReadInventory,
+                    ManageInventory,
+                    ReadAccounts,
+                    ManageAccounts,
+                    RestoreArchive,
+                ][..],
             ),
             (Role::LegalHoldAdmin, &[ReadInventory, ReadAudit][..]),
             (

@@ -290,7 +290,7 @@ impl Coffer {
     }
 
     /// A device `p` may see, or the same 404 as an absent one.
-    async fn seen_device(
+    pub(crate) async fn seen_device(
         &self,
         p: &Principal,
         id: &Name,

@@ -31,6 +31,13 @@ pub(crate) fn new_device_token() -> Result<(String, [u8; 32])> {
 impl Coffer {
     /// The device a token belongs to; revoked or unknown tokens are refused.
     pub fn authenticate_device(&self, token: &str) -> Result<DeviceAuth> {
+        if token.starts_with(crate::escrow::RESTORE_PREFIX) {
+            return Err(CoreError::Forbidden(
+                "a restore token lists and reads its archive, never writes: this request needs \
+                 the device's own token"
+                    .into(),
+            ));
+        }
         if !token.starts_with(DEVICE_PREFIX) {
             return Err(CoreError::Unauthorized);
         }
@@ -46,6 +53,17 @@ impl Coffer {
             device: device.id,
             archive: device.archive,
             org: device.org,
+            restore_token: None,
         })
+    }
+
+    /// A device token, or a restore token issued for a device: what the
+    /// read-only routes of the agent protocol take.
+    pub fn authenticate_reader(&self, token: &str) -> Result<DeviceAuth> {
+        if token.starts_with(crate::escrow::RESTORE_PREFIX) {
+            self.authenticate_restore(token)
+        } else {
+            self.authenticate_device(token)
+        }
     }
 }

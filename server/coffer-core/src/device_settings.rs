@@ -124,6 +124,7 @@ pub fn modes_copied(chain: &[(&Name, &OrgSettings)]) -> BTreeMap<String, KeyMode
         .map(|(_, s)| {
             s.modes
                 .iter()
+                .filter(|(k, _)| settings::mode_of_group(group, k))
                 .map(|(k, m)| {
                     let mode = match m.mode {
                         Mode::Lock => Mode::Push,

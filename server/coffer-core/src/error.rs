@@ -44,6 +44,9 @@ pub enum CoreError {
     /// Seed 000's refusal: admin restore where enhanced security is used.
     #[error("{0}")]
     ArchiveSecurityConflict(String),
+    /// An escrow upload for an archive under enhanced security.
+    #[error("{0}")]
+    EscrowRefused(String),
     #[error("the storage is full ({0}); blocks already stored remain readable")]
     StorageFull(String),
     /// Over a device's, user's or org's quota (the message says which).
@@ -89,6 +92,7 @@ impl CoreError {
             Self::Conflict(_) => ErrorCode::Conflict,
             Self::SessionClosed(_) => ErrorCode::SessionClosed,
             Self::ArchiveSecurityConflict(_) => ErrorCode::ArchiveSecurityConflict,
+            Self::EscrowRefused(_) => ErrorCode::EscrowRefused,
             Self::StorageFull(_) => ErrorCode::StorageFull,
             Self::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
             Self::StorageUnavailable(_) => ErrorCode::StorageUnavailable,

@@ -12,9 +12,11 @@ mod admin;
 mod audit;
 mod auth;
 mod clock;
+mod destroy;
 pub mod device_settings;
 pub mod duration;
 mod error;
+mod escrow;
 pub mod events;
 mod ingest;
 mod org_settings;
@@ -132,6 +134,9 @@ pub struct Coffer {
     pub(crate) scrub: Arc<std::sync::Mutex<scrub::ScrubProgress>>,
     /// Bytes stored by device, user and org, and the quotas in effect.
     pub(crate) quota: Arc<quota::QuotaState>,
+    /// An escrow upload's check and store, against the destruction of
+    /// escrowed keys after a switch to enhanced security.
+    pub(crate) escrow_lock: Arc<std::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Coffer {
@@ -163,9 +168,15 @@ impl Coffer {
             org_lock: Arc::default(),
             scrub: Arc::default(),
             quota: Arc::default(),
+            escrow_lock: Arc::default(),
         };
         c.refresh_org_tree()?;
         c.load_usage()?;
+        // A crash between a switch to enhanced security and the destruction
+        // of the escrowed keys it dooms: finish it now.
+        if c.destroy_escrow_under_enhanced(&access::Principal::system())? > 0 {
+            c.meta.durable_blocking()?;
+        }
         Ok(c)
     }
 

@@ -57,6 +57,14 @@ fn to_record(s: &OrgSettings) -> OrgSettingsRecord {
     }
 }
 
+/// The device defaults' modes an org takes over when it turns their
+/// inheritance off (its locks of other groups stay).
+fn copy_modes(mine: &mut OrgSettings, chain: &[(&Name, &OrgSettings)]) {
+    mine.modes
+        .retain(|k, _| !settings::mode_of_group(Group::DeviceDefaults, k));
+    mine.modes.extend(device_settings::modes_copied(chain));
+}
+
 /// Where a value comes from, as the wire says it.
 fn source(s: &Source) -> String {
     match s {
@@ -68,7 +76,7 @@ fn source(s: &Source) -> String {
 impl Coffer {
     /// `org` and each org above it, with what each holds, and the version
     /// of `org`'s own record.
-    fn settings_chain(&self, org: &Name) -> Result<(Vec<(Name, OrgSettings)>, u64)> {
+    pub(crate) fn settings_chain(&self, org: &Name) -> Result<(Vec<(Name, OrgSettings)>, u64)> {
         let tree = self.org_tree();
         let mut chain = Vec::new();
         let mut version = 0;
@@ -105,6 +113,17 @@ impl Coffer {
                             version: None,
                             locked_by: None,
                         };
+                        if g == Group::Security {
+                            if let Some((org, value)) =
+                                device_settings::lock(&refs, &settings::mode_key(g, &k))
+                            {
+                                v.text = spec.text(value);
+                                v.value = value.clone();
+                                v.from = org.to_string();
+                                v.mode = Some(Mode::Lock.as_str().to_string());
+                                v.locked_by = Some(org.to_string());
+                            }
+                        }
                         if g == Group::DeviceDefaults {
                             let m = owner.and_then(|s| s.modes.get(&k)).cloned();
                             let m = m.unwrap_or_default();
@@ -175,10 +194,11 @@ impl Coffer {
             None => Mode::Save,
             Some(m) => Mode::parse(m).map_err(CoreError::InvalidRequest)?,
         };
-        if group != Group::DeviceDefaults && mode != Mode::Save {
+        let security_lock = group == Group::Security && mode == Mode::Lock;
+        if group != Group::DeviceDefaults && mode != Mode::Save && !security_lock {
             return Err(CoreError::InvalidRequest(format!(
                 "{group} settings take effect at once; the apply modes (save, push, lock) are for \
-                 device_defaults"
+                 device_defaults (security keys also take --lock: no org below may change them)"
             )));
         }
         let mut parsed = BTreeMap::new();
@@ -195,10 +215,12 @@ impl Coffer {
         }
         let (chain, version) = self.settings_chain(org)?;
         let refs: Vec<(&Name, &OrgSettings)> = chain.iter().map(|(n, s)| (n, s)).collect();
-        if group == Group::DeviceDefaults {
+        if settings::lockable(group) {
             // An org above that locked a key decides it for its subtree.
             for k in parsed.keys() {
-                if let Some((by, _)) = device_settings::lock(&refs[1..], k) {
+                if let Some((by, _)) =
+                    device_settings::lock(&refs[1..], &settings::mode_key(group, k))
+                {
                     return Err(CoreError::Conflict(format!(
                         "{group}.{k} is locked by org {by}, above {org}: it can only be changed \
                          or unlocked there"
@@ -209,7 +231,7 @@ impl Coffer {
         let mut mine = chain.first().map(|(_, s)| s.clone()).unwrap_or_default();
         let turned_off = !mine.own.contains_key(&group);
         if turned_off && group == Group::DeviceDefaults {
-            mine.modes = device_settings::modes_copied(&refs);
+            copy_modes(&mut mine, &refs);
         }
         let vals = mine
             .own
@@ -225,6 +247,23 @@ impl Coffer {
         }
         if let Some(why) = settings::check_group(group, vals) {
             return Err(CoreError::InvalidRequest(why));
+        }
+        if group == Group::Security {
+            // A lock is kept with its value; setting the key again without
+            // --lock unlocks it.
+            let now = self.now();
+            for (k, (_, v)) in &parsed {
+                let mk = settings::mode_key(group, k);
+                if mode == Mode::Lock {
+                    let pushed = Some(Pushed {
+                        value: v.clone(),
+                        at: now,
+                    });
+                    mine.modes.insert(mk, KeyMode { mode, pushed });
+                } else {
+                    mine.modes.remove(&mk);
+                }
+            }
         }
         if group == Group::DeviceDefaults {
             let now = self.now();
@@ -248,7 +287,7 @@ impl Coffer {
             .map(|(k, (spec, v))| format!("{k}={}", spec.text(v)))
             .collect();
         details.push(("set", set.join(" ")));
-        if group == Group::DeviceDefaults {
+        if settings::lockable(group) {
             details.push(("mode", mode.as_str().into()));
         }
         self.store_settings(p, org, version, &mine, action, &target, details)?;
@@ -306,9 +345,8 @@ impl Coffer {
                 });
             }
             mine.own.remove(&group);
-            if group == Group::DeviceDefaults {
-                mine.modes.clear();
-            }
+            // Its modes (and locks) go with its own values.
+            mine.modes.retain(|k, _| !settings::mode_of_group(group, k));
             let list: Vec<String> = dropped
                 .iter()
                 .map(|d| format!("{}={}", d.key, d.text))
@@ -321,7 +359,7 @@ impl Coffer {
                 settings::own_from_effective(&settings::effective(group, &refs)),
             );
             if group == Group::DeviceDefaults {
-                mine.modes = device_settings::modes_copied(&refs);
+                copy_modes(&mut mine, &refs);
             }
         }
         self.store_settings(p, org, version, &mine, action, &target, details)?;
@@ -381,6 +419,7 @@ impl Coffer {
             org: d.org.clone(),
             version: values.values().map(|v| v.pushed_at).max().unwrap_or(0),
             values,
+            security: Some(self.device_security(d)?),
         })
     }
 
@@ -403,10 +442,11 @@ impl Coffer {
     /// `security.admin_restore` on would have itself or an org below it
     /// using enhanced archive security (seed 000): administrator restore
     /// needs the escrowed key that enhanced security never creates.
-    fn check_archive_security(&self, org: &Name, next: &OrgSettings) -> Result<()> {
+    /// Whether the security group changes at all.
+    fn check_archive_security(&self, org: &Name, next: &OrgSettings) -> Result<bool> {
         let now = model(&self.meta.org_settings(org)?);
         if now.own.get(&Group::Security) == next.own.get(&Group::Security) {
-            return Ok(());
+            return Ok(false);
         }
         let tree = self.org_tree();
         let mut all: std::collections::HashMap<Name, OrgSettings> = Default::default();
@@ -420,21 +460,16 @@ impl Coffer {
                 .into_iter()
                 .filter_map(|a| all.get(a).map(|s| (a, s)))
                 .collect();
-            settings::effective(Group::Security, &chain)
-        };
-        let word = |v: &settings::GroupValues, k: &str| {
-            v.get(k)
-                .and_then(|e| e.value.as_str().map(str::to_string))
-                .unwrap_or_default()
+            settings::effective_locked(Group::Security, &chain)
         };
         let mut enhanced = std::collections::BTreeSet::new();
         let mut restoring = Vec::new();
         for o in tree.orgs() {
-            let v = security(o);
-            if word(&v, "archive_security") == "enhanced" {
+            let s = crate::escrow::Security::of(&security(o));
+            if s.enhanced {
                 enhanced.insert(o.clone());
             }
-            if word(&v, "admin_restore") == "on" {
+            if s.admin_restore {
                 restoring.push(o.clone());
             }
         }
@@ -447,7 +482,7 @@ impl Coffer {
             }
         }
         if named.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let names = named.into_iter().collect::<Vec<_>>().join(", ");
         Err(CoreError::ArchiveSecurityConflict(
@@ -477,7 +512,7 @@ impl Coffer {
         target: &str,
         details: Vec<(&'static str, String)>,
     ) -> Result<()> {
-        self.check_archive_security(org, s)?;
+        let security_changed = self.check_archive_security(org, s)?;
         let stored = self.meta.set_org_settings(
             org,
             version,
@@ -490,6 +525,9 @@ impl Coffer {
             )));
         }
         self.quotas_changed();
+        if security_changed {
+            self.destroy_escrow_under_enhanced(p)?;
+        }
         Ok(())
     }
 }

@@ -162,14 +162,7 @@ impl Coffer {
         {
             return Ok(*q);
         }
-        let tree = self.org_tree();
-        let mut chain: Vec<(Name, OrgSettings)> = Vec::new();
-        for o in tree.ancestors(org) {
-            chain.push((
-                o.clone(),
-                crate::org_settings::model(&self.meta.org_settings(o)?),
-            ));
-        }
+        let (chain, _) = self.settings_chain(org)?;
         let refs: Vec<(&Name, &OrgSettings)> = chain.iter().map(|(n, s)| (n, s)).collect();
         let v = settings::effective(Group::Quotas, &refs);
         let n = |k: &str| v.get(k).and_then(|e| e.value.as_u64()).unwrap_or(0);

@@ -121,6 +121,9 @@ pub enum Kind {
     Emails,
     /// Free text on one line (empty allowed).
     Text,
+    /// An escrow public key (`coffer-escrow-v1:` and 64 hex digits), or
+    /// empty for none.
+    EscrowKey,
 }
 
 /// One setting: its key, how it is written, its default (as a person
@@ -220,7 +223,7 @@ const SECURITY: &[Spec] = &[
     },
     Spec {
         key: "escrow_public_key",
-        kind: Kind::Text,
+        kind: Kind::EscrowKey,
         default: "",
         about:
             "the public half of the escrow key agents seal their archive key to (standard security)",
@@ -352,6 +355,12 @@ impl Spec {
             Kind::Text => {
                 if t.chars().any(char::is_control) || t.len() > 4096 {
                     return Err(bad("one line of at most 4 096 bytes".into()));
+                }
+                Value::from(t)
+            }
+            Kind::EscrowKey => {
+                if !t.is_empty() {
+                    crate::escrow::check_public_key(t).map_err(bad)?;
                 }
                 Value::from(t)
             }
@@ -549,6 +558,63 @@ pub fn effective(group: Group, chain: &[(&Name, &OrgSettings)]) -> GroupValues {
                 },
             };
             (spec.key.to_string(), e)
+        })
+        .collect()
+}
+
+/// Whether keys of `group` can be locked: device defaults (seed 002's
+/// table) and security (no org below may change a locked key).
+pub fn lockable(group: Group) -> bool {
+    matches!(group, Group::DeviceDefaults | Group::Security)
+}
+
+/// The key under which `group.key`'s mode is kept in
+/// [`OrgSettings::modes`]: a device default by its own key, a security key
+/// as `security.KEY` (device default keys have no dot).
+pub fn mode_key(group: Group, key: &str) -> String {
+    match group {
+        Group::DeviceDefaults => key.to_string(),
+        g => format!("{g}.{key}"),
+    }
+}
+
+/// Whether a key of [`OrgSettings::modes`] is `group`'s.
+pub fn mode_of_group(group: Group, mode_key: &str) -> bool {
+    match group {
+        Group::DeviceDefaults => !mode_key.contains('.'),
+        g => mode_key
+            .strip_prefix(g.as_str())
+            .is_some_and(|k| k.starts_with('.')),
+    }
+}
+
+/// [`effective`] with the locks of a group other than the device defaults
+/// applied (devices apply those themselves): the topmost org on the chain
+/// that locked a key decides it, also below an org with inheritance off.
+/// Each locked key comes with the org that locked it.
+pub fn effective_locked(
+    group: Group,
+    chain: &[(&Name, &OrgSettings)],
+) -> BTreeMap<String, (Effective, Option<Name>)> {
+    effective(group, chain)
+        .into_iter()
+        .map(|(k, e)| {
+            if group == Group::DeviceDefaults {
+                return (k, (e, None));
+            }
+            match crate::device_settings::lock(chain, &mode_key(group, &k)) {
+                Some((org, v)) => (
+                    k,
+                    (
+                        Effective {
+                            value: v.clone(),
+                            from: Source::Org(org.clone()),
+                        },
+                        Some(org.clone()),
+                    ),
+                ),
+                None => (k, (e, None)),
+            }
         })
         .collect()
 }

@@ -90,8 +90,13 @@ async fn check(
 ) -> Result<(), CoreError> {
     match meta.access {
         Access::Public => {}
-        Access::Device => {
-            let device = app.core.authenticate_device(bearer(req.headers())?)?;
+        Access::Device | Access::Reader => {
+            let token = bearer(req.headers())?;
+            let device = if meta.access == Access::Reader {
+                app.core.authenticate_reader(token)?
+            } else {
+                app.core.authenticate_device(token)?
+            };
             if let Some((_, archive)) = params.iter().find(|(k, _)| *k == "archive") {
                 let own = app.core.archive_of(&device, archive)?;
                 req.extensions_mut().insert(OwnArchive(own));

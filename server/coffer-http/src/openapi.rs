@@ -23,6 +23,18 @@ pub(crate) fn document(routes: &[Route]) -> OpenApi {
             ),
         )
         .security_scheme(
+            "restore_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A restore token (`cfr_…`) from `coffer admin device restore-token`: \
+                         lists and reads one archive until it expires, never writes",
+                    ))
+                    .build(),
+            ),
+        )
+        .security_scheme(
             "admin_token",
             SecurityScheme::Http(
                 HttpBuilder::new()

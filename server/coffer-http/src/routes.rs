@@ -34,6 +34,9 @@ pub(crate) enum Access {
     Public,
     /// A device token; an `{archive}` in the path must be the device's.
     Device,
+    /// What only reads: a device token, or a restore token issued for the
+    /// device (administrator restore); the archive is checked the same way.
+    Reader,
     /// An admin token whose role holds the permission.
     Admin(Permission),
 }
@@ -131,7 +134,7 @@ macro_rules! table {
 
 /// Every route the server serves.
 pub(crate) fn table() -> Vec<Route> {
-    use Access::{Admin, Device, Public};
+    use Access::{Admin, Device, Public, Reader};
     use Limit::*;
     use Permission::*;
     table![
@@ -141,24 +144,26 @@ pub(crate) fn table() -> Vec<Route> {
         ops::metrics => Public, Json;
         ops::openapi => Public, Json;
         // ---- the agent protocol ----
-        agent::whoami => Device, Json;
-        agent::device_settings => Device, Json;
+        agent::whoami => Reader, Json;
+        agent::device_settings => Reader, Json;
         agent::missing_blocks => Device, Missing;
         agent::put_bundle => Device, Bundle;
-        agent::fetch_blocks => Device, Fetch;
+        agent::fetch_blocks => Reader, Fetch;
         agent::put_block => Device, Block;
-        agent::get_block => Device, Json;
-        agent::head_block => Device, Json;
+        agent::get_block => Reader, Json;
+        agent::head_block => Reader, Json;
         agent::open_session => Device, Json;
         agent::get_session => Device, Json;
         agent::abort_session => Device, Json;
         agent::delete_session => Device, Json;
         agent::progress => Device, Json;
         agent::commit => Device, BlockList;
-        agent::list_backups => Device, Json;
-        agent::get_backup => Device, Json;
+        agent::list_backups => Reader, Json;
+        agent::get_backup => Reader, Json;
         agent::set_ref => Device, Json;
-        agent::get_ref => Device, Json;
+        agent::get_ref => Reader, Json;
+        agent::put_escrow => Device, Json;
+        agent::get_escrow => Reader, Json;
         // ---- the admin API ----
         admin::whoami => Admin(ReadInventory), Json;
         admin::orgs::list => Admin(ReadInventory), Json;
@@ -173,6 +178,7 @@ pub(crate) fn table() -> Vec<Route> {
         admin::devices::get => Admin(ReadInventory), Json;
         admin::devices::revoke => Admin(ManageInventory), Json;
         admin::devices::rotate => Admin(ManageInventory), Json;
+        admin::devices::restore_token => Admin(RestoreArchive), Json;
         admin::accounts::list => Admin(ReadAccounts), Json;
         admin::accounts::create => Admin(ManageAccounts), Json;
         admin::accounts::get => Admin(ReadAccounts), Json;
@@ -281,19 +287,21 @@ mod tests {
                         r.id
                     );
                 }
-                Access::Device => {
-                    let scheme = if r.access == Access::Device {
-                        "device_token"
+                Access::Device | Access::Reader => {
+                    let schemes: &[&str] = if r.access == Access::Device {
+                        &["device_token"]
                     } else {
-                        "admin_token"
+                        &["device_token", "restore_token"]
                     };
-                    assert!(
-                        op["security"]
-                            .as_array()
-                            .is_some_and(|s| s.iter().any(|x| x.get(scheme).is_some())),
-                        "{}: security {scheme} is not documented",
-                        r.id
-                    );
+                    for scheme in schemes {
+                        assert!(
+                            op["security"]
+                                .as_array()
+                                .is_some_and(|s| s.iter().any(|x| x.get(scheme).is_some())),
+                            "{}: security {scheme} is not documented",
+                            r.id
+                        );
+                    }
                 }
             }
             documented += 1;
@@ -313,6 +321,40 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), routes.len());
+    }
+
+    /// A restore token reaches only what reads: the routes it may call are
+    /// these, and none of them stores or changes anything.
+    #[test]
+    fn restore_tokens_reach_only_the_reading_routes() {
+        let mut readers: Vec<&str> = table()
+            .iter()
+            .filter(|r| r.access == Access::Reader)
+            .map(|r| r.id)
+            .collect();
+        readers.sort();
+        assert_eq!(
+            readers,
+            [
+                "device_settings",
+                "fetch_blocks",
+                "get_backup",
+                "get_block",
+                "get_escrow",
+                "get_ref",
+                "head_block",
+                "list_backups",
+                "whoami"
+            ]
+        );
+        for r in table().iter().filter(|r| r.access == Access::Reader) {
+            // fetch is a POST only for its id list.
+            assert!(
+                r.method == Method::GET || r.method == Method::HEAD || r.id == "fetch_blocks",
+                "{}",
+                r.id
+            );
+        }
     }
 
     #[test]

@@ -64,6 +64,10 @@ pub(crate) struct Trees {
     pub(crate) quota_warnings: sled::Tree,
     /// Device → the device defaults it received at enrollment.
     pub(crate) device_settings: sled::Tree,
+    /// Archive → its key sealed to an escrow public key.
+    pub(crate) escrow: sled::Tree,
+    /// blake3 of a restore token → the token's record.
+    pub(crate) restore_tokens: sled::Tree,
 }
 
 impl Trees {
@@ -93,6 +97,8 @@ impl Trees {
             org_settings: db.open_tree("org_settings")?,
             quota_warnings: db.open_tree("quota_warnings")?,
             device_settings: db.open_tree("device_settings")?,
+            escrow: db.open_tree("escrow")?,
+            restore_tokens: db.open_tree("restore_tokens")?,
         })
     }
 }

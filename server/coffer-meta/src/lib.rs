@@ -10,7 +10,8 @@
 //!   the wire types) and methods: `orgs` (orgs and users), `accounts` (admin
 //!   accounts and API tokens), `devices` (with their indexes), `archives`,
 //!   `blocks` (with pins), `sessions`, `backups` (with the commit), `refs`,
-//!   `plugins` (kv data and state), `audit` (the hash-chained log).
+//!   `escrow` (escrowed keys and restore tokens), `plugins` (kv data and
+//!   state), `audit` (the hash-chained log).
 //!
 //! Two things matter beyond plain storage:
 //!
@@ -30,6 +31,7 @@ mod blocks;
 mod devices;
 mod durability;
 mod engine;
+mod escrow;
 mod migrate;
 mod orgs;
 mod plugins;
@@ -44,6 +46,7 @@ pub use audit::{AuditBreak, AuditDraft, AuditFilter, AuditRecord, AuditVerdict};
 pub use backups::{BackupRecord, BackupStatsRecord, CommitOutcome};
 pub use blocks::{BlockRecord, Damage, DamagedBlock, StoredBlock};
 pub use devices::DeviceRecord;
+pub use escrow::{EscrowRecord, RestoreTokenRecord};
 pub use migrate::SCHEMA_VERSION;
 pub use orgs::{OrgRecord, OrgSettingsRecord, UserRecord};
 pub use plugins::PluginStateRecord;

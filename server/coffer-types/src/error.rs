@@ -41,6 +41,9 @@ pub enum ErrorCode {
     /// org where `security.admin_restore` is on, with itself or an org
     /// below it using enhanced security. The message names those orgs.
     ArchiveSecurityConflict,
+    /// The archive's org uses enhanced archive security: only the
+    /// passphrase opens the archive, and no escrowed key is taken.
+    EscrowRefused,
     /// The storage has no room; reads keep working.
     StorageFull,
     /// The upload would take a device, user or org over its storage quota;
@@ -86,6 +89,7 @@ impl ErrorCode {
             Self::Conflict => "conflict",
             Self::SessionClosed => "session_closed",
             Self::ArchiveSecurityConflict => "archive_security_conflict",
+            Self::EscrowRefused => "escrow_refused",
             Self::StorageFull => "storage_full",
             Self::QuotaExceeded => "quota_exceeded",
             Self::StorageUnavailable => "storage_unavailable",
@@ -111,7 +115,8 @@ impl ErrorCode {
             | Self::AlreadyExists
             | Self::Conflict
             | Self::SessionClosed
-            | Self::ArchiveSecurityConflict => 409,
+            | Self::ArchiveSecurityConflict
+            | Self::EscrowRefused => 409,
             Self::BlockTooLarge | Self::BodyTooLarge => 413,
             Self::RangeNotSatisfiable => 416,
             Self::Internal | Self::CorruptBlock => 500,
@@ -152,6 +157,7 @@ impl ErrorCode {
         Self::Conflict,
         Self::SessionClosed,
         Self::ArchiveSecurityConflict,
+        Self::EscrowRefused,
         Self::StorageFull,
         Self::QuotaExceeded,
         Self::StorageUnavailable,

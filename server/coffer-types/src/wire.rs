@@ -318,6 +318,56 @@ pub struct DeviceSettings {
     /// The newest `pushed_at` of its values.
     pub version: u64,
     pub values: std::collections::BTreeMap<String, DeviceSetting>,
+    /// The archive security in force for the device, and its escrow.
+    /// Absent from servers before key escrow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<DeviceSecurity>,
+}
+
+/// The part of `security` an agent acts on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceSecurity {
+    /// `standard` or `enhanced`.
+    pub archive_security: String,
+    /// The escrow public key in force (`coffer-escrow-v1:…`), under
+    /// standard security; the agent seals its archive key to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escrow_public_key: Option<String>,
+    /// The public key the archive's escrowed key is sealed to, if the
+    /// server holds one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escrowed_to: Option<String>,
+}
+
+/// The prefix of an escrow public key's text: `coffer-escrow-v1:` and 64
+/// lowercase hex digits (an X25519 public key).
+pub const ESCROW_PUBLIC_KEY_PREFIX: &str = "coffer-escrow-v1:";
+
+/// The most bytes a sealed archive key may take.
+pub const ESCROW_SEALED_MAX: usize = 1024;
+
+/// `PUT /v1/archives/{archive}/escrow`: the archive key sealed to the
+/// escrow public key (an X25519 sealed box the server cannot open), and
+/// that key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EscrowUpload {
+    pub public_key: String,
+    /// The sealed box, in hex.
+    pub sealed: String,
+}
+
+/// `GET /v1/archives/{archive}/escrow`: the archive's escrowed key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EscrowInfo {
+    pub archive: Name,
+    pub public_key: String,
+    /// The sealed box, in hex.
+    pub sealed: String,
+    pub stored_at: UnixMillis,
 }
 
 /// One device default for a device.
@@ -476,6 +526,32 @@ pub struct DeviceToken {
     pub device: Name,
     pub archive: Name,
     pub token: String,
+}
+
+/// `POST /admin/v1/devices/{device}/restore-token`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct IssueRestoreToken {
+    /// How long the token works (`"1h"`, `"90s"`; default 1h, at most 7d).
+    #[serde(default)]
+    pub expires: Option<String>,
+}
+
+/// A restore token: lists and reads the one archive, never writes, until
+/// `expires_at`. Shown once: the server keeps only its hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RestoreToken {
+    /// Names the token in the audit log.
+    pub id: Name,
+    pub device: Name,
+    pub archive: Name,
+    pub token: String,
+    pub expires_at: UnixMillis,
+    /// The escrow public key the archive's key is sealed to: the private
+    /// half of this key opens it.
+    pub escrow_public_key: String,
 }
 
 /// A device and the server-stamped health facts of its archive.

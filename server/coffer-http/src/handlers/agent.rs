@@ -10,9 +10,9 @@ use axum::extract::State;
 use axum::response::Response;
 use coffer_core::{CoreError, DeviceAuth};
 use coffer_types::wire::{
-    AbortRequest, BackupInfo, BackupList, CommitRequest, DeviceSettings, ErrorBody, FetchRequest,
-    MissingRequest, MissingResponse, ProgressRequest, PutBlockResponse, PutBundleResponse, RefInfo,
-    SessionInfo, SetRef,
+    AbortRequest, BackupInfo, BackupList, CommitRequest, DeviceSettings, ErrorBody, EscrowInfo,
+    EscrowUpload, FetchRequest, MissingRequest, MissingResponse, ProgressRequest, PutBlockResponse,
+    PutBundleResponse, RefInfo, SessionInfo, SetRef,
 };
 use futures::{StreamExt, TryStreamExt};
 use http::{header, HeaderMap, StatusCode};
@@ -41,7 +41,7 @@ fn session_header(headers: &HeaderMap) -> Result<Option<String>, CoreError> {
 
 /// The device and archive a token stands for.
 #[utoipa::path(get, path = "/v1/whoami", tag = "agent", operation_id = "whoami",
-    security(("device_token" = [])),
+    security(("device_token" = []), ("restore_token" = [])),
     responses((status = 200, description = "`{\"device\", \"archive\"}`"),
               (status = "default", body = ErrorBody, description = ERROR)))]
 pub(crate) async fn whoami(Gated(d): Gated<DeviceAuth>) -> Response {
@@ -54,7 +54,7 @@ pub(crate) async fn whoami(Gated(d): Gated<DeviceAuth>) -> Response {
 /// The device defaults this device applies: each value, whether it is
 /// locked (and by which org), and when it was pushed.
 #[utoipa::path(get, path = "/v1/settings", tag = "agent", operation_id = "device_settings",
-    security(("device_token" = [])),
+    security(("device_token" = []), ("restore_token" = [])),
     responses((status = 200, body = DeviceSettings),
               (status = "default", body = ErrorBody, description = ERROR)))]
 pub(crate) async fn device_settings(
@@ -118,7 +118,7 @@ pub(crate) async fn put_bundle(
 /// Whole blocks in one answer (records in the bundle format, in the order
 /// asked; an absent block has the length `0xFFFFFFFF`).
 #[utoipa::path(post, path = "/v1/archives/{archive}/blocks/fetch", tag = "agent",
-    operation_id = "fetch_blocks", security(("device_token" = [])),
+    operation_id = "fetch_blocks", security(("device_token" = []), ("restore_token" = [])),
     params(("archive" = String, Path, description = "the device's archive")),
     request_body = FetchRequest,
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
@@ -241,7 +241,7 @@ fn parse_range(h: &str) -> RangeSpec {
 
 /// Read a block, or one byte range of it (`Range: bytes=…`).
 #[utoipa::path(get, path = "/v1/archives/{archive}/blocks/{id}", tag = "agent",
-    operation_id = "get_block", security(("device_token" = [])),
+    operation_id = "get_block", security(("device_token" = []), ("restore_token" = [])),
     params(("archive" = String, Path, description = "the device's archive"),
            ("id" = String, Path, description = "the block's blake3"),
            ("range" = Option<String>, Header, description = "one range, `bytes=first-last`, `bytes=first-` or `bytes=-suffix`")),
@@ -293,7 +293,7 @@ pub(crate) async fn get_block(
 
 /// A block's size, without its bytes.
 #[utoipa::path(head, path = "/v1/archives/{archive}/blocks/{id}", tag = "agent",
-    operation_id = "head_block", security(("device_token" = [])),
+    operation_id = "head_block", security(("device_token" = []), ("restore_token" = [])),
     params(("archive" = String, Path, description = "the device's archive"),
            ("id" = String, Path, description = "the block's blake3")),
     responses((status = 200, description = "stored; `Content-Length` is its size"),
@@ -429,7 +429,7 @@ pub(crate) async fn commit(
 
 /// The archive's committed backups, oldest first.
 #[utoipa::path(get, path = "/v1/archives/{archive}/backups", tag = "agent",
-    operation_id = "list_backups", security(("device_token" = [])),
+    operation_id = "list_backups", security(("device_token" = []), ("restore_token" = [])),
     params(("archive" = String, Path, description = "the device's archive")),
     responses((status = 200, body = BackupList),
               (status = "default", body = ErrorBody, description = ERROR)))]
@@ -447,7 +447,7 @@ pub(crate) async fn list_backups(
 
 /// One backup, with the blocks it references.
 #[utoipa::path(get, path = "/v1/archives/{archive}/backups/{backup}", tag = "agent",
-    operation_id = "get_backup", security(("device_token" = [])),
+    operation_id = "get_backup", security(("device_token" = []), ("restore_token" = [])),
     params(("archive" = String, Path, description = "the device's archive"),
            ("backup" = String, Path, description = "the backup")),
     responses((status = 200, body = BackupInfo),
@@ -511,7 +511,7 @@ pub(crate) async fn set_ref(
 
 /// A named reference.
 #[utoipa::path(get, path = "/v1/archives/{archive}/refs/{name}", tag = "agent",
-    operation_id = "get_ref", security(("device_token" = [])),
+    operation_id = "get_ref", security(("device_token" = []), ("restore_token" = [])),
     params(("archive" = String, Path, description = "the device's archive"),
            ("name" = String, Path, description = "the reference")),
     responses((status = 200, body = RefInfo),
@@ -522,6 +522,37 @@ pub(crate) async fn get_ref(
     Seg((_, name)): Seg<(String, String)>,
 ) -> Handled {
     Ok(json(StatusCode::OK, &app.core.get_ref(&archive, &name)?))
+}
+
+/// Store the archive key sealed to the escrow public key in force
+/// (standard security only: under enhanced, `409 escrow_refused`).
+#[utoipa::path(put, path = "/v1/archives/{archive}/escrow", tag = "agent",
+    operation_id = "put_escrow", security(("device_token" = [])),
+    params(("archive" = String, Path, description = "the device's archive")),
+    request_body = EscrowUpload,
+    responses((status = 200, body = EscrowInfo, description = "stored"),
+              (status = "default", body = ErrorBody, description = ERROR)))]
+pub(crate) async fn put_escrow(
+    State(app): State<Arc<App>>,
+    Gated(d): Gated<DeviceAuth>,
+    Gated(OwnArchive(_)): Gated<OwnArchive>,
+    Json(body): Json<EscrowUpload>,
+) -> Handled {
+    Ok(json(StatusCode::OK, &app.core.put_escrow(&d, &body).await?))
+}
+
+/// The archive's escrowed key (a device token, or a restore token).
+#[utoipa::path(get, path = "/v1/archives/{archive}/escrow", tag = "agent",
+    operation_id = "get_escrow", security(("device_token" = []), ("restore_token" = [])),
+    params(("archive" = String, Path, description = "the device's archive")),
+    responses((status = 200, body = EscrowInfo),
+              (status = "default", body = ErrorBody, description = ERROR)))]
+pub(crate) async fn get_escrow(
+    State(app): State<Arc<App>>,
+    Gated(d): Gated<DeviceAuth>,
+    Gated(OwnArchive(_)): Gated<OwnArchive>,
+) -> Handled {
+    Ok(json(StatusCode::OK, &app.core.escrow(&d)?))
 }
 
 #[cfg(test)]

@@ -384,3 +384,57 @@ async fn after_a_failed_flush_no_write_is_acknowledged_until_a_restart() {
     session(&s, "ar_1", "se_3");
     s.durable().await.unwrap();
 }
+
+#[test]
+fn an_escrowed_key_is_stored_replaced_and_destroyed_with_its_audit_entries() {
+    let (_d, s) = open();
+    let rec = |sealed: &[u8], key: &str| EscrowRecord {
+        archive: name("ar_1"),
+        device: name("dv_1"),
+        sealed: sealed.to_vec(),
+        public_key: key.into(),
+        stored_at: 5,
+    };
+    let head = s.audit_head().unwrap();
+    s.set_escrow(&rec(b"one", "k1"), &draft("escrow.store"))
+        .unwrap();
+    s.set_escrow(&rec(b"two", "k2"), &draft("escrow.store"))
+        .unwrap();
+    assert_eq!(s.escrow(&name("ar_1")).unwrap(), Some(rec(b"two", "k2")));
+    assert_eq!(s.escrows().unwrap().len(), 1);
+    assert!(s
+        .delete_escrow(&name("ar_1"), &draft("escrow.destroy"))
+        .unwrap());
+    assert_eq!(s.escrow(&name("ar_1")).unwrap(), None);
+    // Nothing to destroy: no entry either.
+    assert!(!s
+        .delete_escrow(&name("ar_1"), &draft("escrow.destroy"))
+        .unwrap());
+    assert_eq!(s.audit_head().unwrap(), head + 3);
+}
+
+#[test]
+fn restore_tokens_are_found_by_hash_and_pruned_after_expiry() {
+    let (_d, s) = open();
+    let tok = |id: &str, h: u8, expires_at| RestoreTokenRecord {
+        id: name(id),
+        token_hash: [h; 32],
+        device: name("dv_1"),
+        archive: name("ar_1"),
+        org: name("acme"),
+        issued_by: "root".into(),
+        issued_at: 1,
+        expires_at,
+    };
+    s.add_restore_token(&tok("rt_1", 1, 100), &draft("device.restore_token"))
+        .unwrap();
+    s.add_restore_token(&tok("rt_2", 2, 300), &draft("device.restore_token"))
+        .unwrap();
+    assert_eq!(
+        s.restore_token(&[1; 32]).unwrap(),
+        Some(tok("rt_1", 1, 100))
+    );
+    assert_eq!(s.prune_restore_tokens(200).unwrap(), 1);
+    assert_eq!(s.restore_token(&[1; 32]).unwrap(), None);
+    assert!(s.restore_token(&[2; 32]).unwrap().is_some());
+}

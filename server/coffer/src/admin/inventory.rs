@@ -4,7 +4,8 @@ use anyhow::Context;
 use clap::Subcommand;
 use coffer_client::Client;
 use coffer_types::wire::{
-    AddUser, CreateOrg, DeviceInfo, DeviceToken, EnrollDevice, OrgSettingsInfo, SetOrgSettings,
+    AddUser, CreateOrg, DeviceInfo, DeviceToken, EnrollDevice, IssueRestoreToken, OrgSettingsInfo,
+    SetOrgSettings,
 };
 use coffer_types::Name;
 
@@ -120,6 +121,18 @@ pub(crate) enum DeviceCommand {
     /// Issue a new token for a device; the old one stops working.
     Rotate {
         device: Name,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue a read-only, expiring token for the device's archive
+    /// (administrator restore): with it and the escrow private key,
+    /// `coffer-agent restore --escrow-key` restores without the passphrase.
+    /// Needs security.admin_restore = on for the device's org.
+    RestoreToken {
+        device: Name,
+        /// How long the token works ("1h", "30m", "90s"; at most 7d).
+        #[arg(long, default_value = "1h")]
+        expires: String,
         #[arg(long)]
         json: bool,
     },
@@ -366,6 +379,35 @@ pub(crate) async fn device(client: &Client, command: DeviceCommand) -> anyhow::R
         DeviceCommand::Rotate { device, json } => {
             let t = client.rotate_device(device.as_str()).await?;
             print_token(&t, json)?;
+        }
+        DeviceCommand::RestoreToken {
+            device,
+            expires,
+            json,
+        } => {
+            let t = client
+                .restore_token(
+                    device.as_str(),
+                    &IssueRestoreToken {
+                        expires: Some(expires),
+                    },
+                )
+                .await?;
+            if json {
+                return print_json(&t);
+            }
+            println!(
+                "device:     {}\narchive:    {}\ntoken:      {}\nexpires:    {}\nescrow key: {}",
+                t.device,
+                t.archive,
+                t.token,
+                time(Some(t.expires_at)),
+                t.escrow_public_key
+            );
+            eprintln!(
+                "(read-only, shown only once; restore with\n  COFFER_TOKEN=<token> coffer-agent \
+                 restore --escrow-key DIR/escrow.key --target DIR)"
+            );
         }
     }
     Ok(())

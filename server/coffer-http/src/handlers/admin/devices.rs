@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use coffer_core::Principal;
-use coffer_types::wire::{DeviceInfo, DeviceList, DeviceToken, EnrollDevice, ErrorBody};
+use coffer_types::wire::{
+    DeviceInfo, DeviceList, DeviceToken, EnrollDevice, ErrorBody, IssueRestoreToken, RestoreToken,
+};
 use coffer_types::Name;
 use http::StatusCode;
 
 use crate::app::App;
-use crate::extract::{Gated, Json, Seg};
+use crate::extract::{Gated, Json, OptionalJson, Seg};
 use crate::handlers::ERROR;
 use crate::response::{json, Handled};
 
@@ -91,5 +93,30 @@ pub(crate) async fn rotate(
     Ok(json(
         StatusCode::OK,
         &app.core.rotate_device_token(&p, &device).await?,
+    ))
+}
+
+/// Issue a restore token for a device (administrator restore): it lists and
+/// reads the device's archive, never writes, until it expires. Needs
+/// `security.admin_restore = on` for the device's org, standard archive
+/// security and an escrowed key.
+#[utoipa::path(post, path = "/admin/v1/devices/{device}/restore-token", tag = "devices",
+    operation_id = "admin_device_restore_token",
+    security(("admin_token" = [])),
+    params(("device" = String, Path, description = "the device id")),
+    request_body = IssueRestoreToken,
+    responses((status = 201, body = RestoreToken),
+              (status = "default", body = ErrorBody, description = ERROR)))]
+pub(crate) async fn restore_token(
+    State(app): State<Arc<App>>,
+    Gated(p): Gated<Principal>,
+    Seg(device): Seg<Name>,
+    OptionalJson(b): OptionalJson<IssueRestoreToken>,
+) -> Handled {
+    Ok(json(
+        StatusCode::CREATED,
+        &app.core
+            .issue_restore_token(&p, &device, &b.unwrap_or_default())
+            .await?,
     ))
 }
