@@ -15,6 +15,7 @@ mod bad_input;
 mod connections;
 mod durability;
 mod escrow;
+mod health;
 mod holes;
 mod integrity;
 mod lazyfs;

@@ -241,6 +241,16 @@ impl Client {
         self.post_empty(&paths::device_rotate(device)).await
     }
 
+    /// Park (`true`) or unpark a device.
+    pub async fn park_device(&self, device: &str, parked: bool) -> Result<DeviceInfo> {
+        let path = if parked {
+            paths::device_park(device)
+        } else {
+            paths::device_unpark(device)
+        };
+        self.post_empty(&path).await
+    }
+
     /// A read-only, expiring token for the device's archive
     /// (administrator restore).
     pub async fn restore_token(

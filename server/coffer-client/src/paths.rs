@@ -145,6 +145,12 @@ pub fn device_revoke(d: &str) -> String {
 pub fn device_rotate(d: &str) -> String {
     format!("{}/rotate", device(d))
 }
+pub fn device_park(d: &str) -> String {
+    format!("{}/park", device(d))
+}
+pub fn device_unpark(d: &str) -> String {
+    format!("{}/unpark", device(d))
+}
 pub fn device_restore_token(d: &str) -> String {
     format!("{}/restore-token", device(d))
 }

@@ -17,7 +17,7 @@ pub(crate) fn org_missing(org: &Name) -> CoreError {
     CoreError::NotFound(format!("org {org} does not exist"))
 }
 
-fn device_missing(id: &Name) -> CoreError {
+pub(crate) fn device_missing(id: &Name) -> CoreError {
     CoreError::NotFound(format!("device {id} does not exist"))
 }
 
@@ -227,6 +227,7 @@ impl Coffer {
             enrolled_at: now,
             last_connection: None,
             agent_version: None,
+            parked: false,
         };
         let ar = ArchiveRecord::new(archive.clone(), device.clone(), now);
         let audit = self.draft(
@@ -323,7 +324,7 @@ impl Coffer {
     }
 
     /// The device info of `id` as the server itself sees it (for events).
-    fn device_now(&self, id: &Name) -> Result<DeviceInfo> {
+    pub(crate) fn device_now(&self, id: &Name) -> Result<DeviceInfo> {
         let d = self.meta.device(id)?.ok_or_else(|| device_missing(id))?;
         let a = self.meta.archive(&d.archive)?;
         self.with_damage(device_info(d, a))
@@ -337,6 +338,7 @@ impl Coffer {
             damaged_blocks: bad.len() as u64,
             damaged_backups: per.len() as u64,
             quota_bytes: self.device_quota(&info.org),
+            health: Some(self.health_of(&info)?),
             ..info
         })
     }
@@ -422,5 +424,7 @@ pub(crate) fn device_info(d: DeviceRecord, a: Option<ArchiveRecord>) -> DeviceIn
         damaged_blocks: 0,
         damaged_backups: 0,
         quota_bytes: 0,
+        parked: d.parked,
+        health: None,
     }
 }

@@ -192,6 +192,8 @@ mod tests {
                     damaged_blocks: 0,
                     damaged_backups: 0,
                     quota_bytes: 0,
+                    parked: false,
+                    health: None,
                 },
             },
         }

@@ -18,7 +18,9 @@ pub mod duration;
 mod error;
 mod escrow;
 pub mod events;
+pub mod health;
 mod ingest;
+mod monitor;
 mod org_settings;
 pub mod orgtree;
 pub mod plugins;
@@ -137,6 +139,8 @@ pub struct Coffer {
     /// An escrow upload's check and store, against the destruction of
     /// escrowed keys after a switch to enhanced security.
     pub(crate) escrow_lock: Arc<std::sync::Mutex<()>>,
+    /// Health thresholds per org and connection stamps.
+    pub(crate) monitor: Arc<monitor::MonitorState>,
 }
 
 impl std::fmt::Debug for Coffer {
@@ -169,6 +173,7 @@ impl Coffer {
             scrub: Arc::default(),
             quota: Arc::default(),
             escrow_lock: Arc::default(),
+            monitor: Arc::default(),
         };
         c.refresh_org_tree()?;
         c.load_usage()?;

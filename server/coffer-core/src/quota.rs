@@ -144,6 +144,7 @@ impl Coffer {
 
     /// Forget the cached effective quotas (a setting or the tree changed).
     pub(crate) fn quotas_changed(&self) {
+        self.thresholds_changed();
         self.quota
             .cache
             .lock()

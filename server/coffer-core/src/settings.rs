@@ -162,7 +162,7 @@ const REPORTING: &[Spec] = &[
         about: "a critical alert is sent after this long without new data",
     },
     Spec {
-        key: "alert_recipients",
+        key: "recipients",
         kind: Kind::Emails,
         default: "",
         about: "who receives the org's alert mails",
@@ -814,7 +814,7 @@ mod tests {
             (Group::Quotas, "user_bytes", "lots", "is not a size"),
             (
                 Group::Reporting,
-                "alert_recipients",
+                "recipients",
                 "ops",
                 "\"ops\" is not a mail address",
             ),

@@ -97,6 +97,7 @@ async fn check(
             } else {
                 app.core.authenticate_device(token)?
             };
+            app.core.device_seen(&device);
             if let Some((_, archive)) = params.iter().find(|(k, _)| *k == "archive") {
                 let own = app.core.archive_of(&device, archive)?;
                 req.extensions_mut().insert(OwnArchive(own));

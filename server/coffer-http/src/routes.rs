@@ -179,6 +179,8 @@ pub(crate) fn table() -> Vec<Route> {
         admin::devices::revoke => Admin(ManageInventory), Json;
         admin::devices::rotate => Admin(ManageInventory), Json;
         admin::devices::restore_token => Admin(RestoreArchive), Json;
+        admin::devices::park => Admin(ManageInventory), Json;
+        admin::devices::unpark => Admin(ManageInventory), Json;
         admin::accounts::list => Admin(ReadAccounts), Json;
         admin::accounts::create => Admin(ManageAccounts), Json;
         admin::accounts::get => Admin(ReadAccounts), Json;

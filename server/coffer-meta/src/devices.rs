@@ -24,6 +24,9 @@ pub struct DeviceRecord {
     pub enrolled_at: UnixMillis,
     pub last_connection: Option<UnixMillis>,
     pub agent_version: Option<String>,
+    /// Parked (on leave, retired): shown as such, raises no alerts.
+    #[serde(default)]
+    pub parked: bool,
 }
 
 impl MetaStore {
@@ -135,6 +138,29 @@ impl MetaStore {
                 Ok(Some(dev))
             })
             .map_err(tx_err("replace device token"))
+    }
+
+    /// Park or unpark a device, with the audit entry; the updated device,
+    /// or `None` if there is no such device.
+    pub fn set_device_parked(
+        &self,
+        id: &Name,
+        parked: bool,
+        audit: &AuditDraft,
+    ) -> Result<Option<DeviceRecord>> {
+        let t = &self.t;
+        let k = id.as_str().as_bytes();
+        (&t.devices, &t.meta, &t.audit)
+            .transaction(|(devices, meta, log)| {
+                let Some(mut dev) = tx_get::<DeviceRecord>(devices, k, "device")? else {
+                    return Ok(None);
+                };
+                dev.parked = parked;
+                devices.insert(k, enc(&dev))?;
+                append_in(meta, log, audit)?;
+                Ok(Some(dev))
+            })
+            .map_err(tx_err("park a device"))
     }
 
     /// Note that the device connected at `now`, with its agent version.

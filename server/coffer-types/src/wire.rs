@@ -588,6 +588,31 @@ pub struct DeviceInfo {
     /// The `quotas.device_bytes` in effect for it (0 = none).
     #[serde(default)]
     pub quota_bytes: u64,
+    /// Parked (on leave, retired): shown as `parked`, raises no alerts.
+    #[serde(default)]
+    pub parked: bool,
+    /// Its health now (absent from servers before health).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<DeviceHealth>,
+}
+
+/// A device's health: the state (`ok`, `warning`, `critical`, `parked`)
+/// from the org's `reporting.warning_after` / `critical_after` without new
+/// data, the reason, when it began, the alert level (from
+/// `alert_warning_after` / `alert_critical_after`), and when any of them
+/// next changes if nothing arrives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceHealth {
+    pub state: String,
+    /// `ok`, `never_backed_up`, `not_connecting`, `connecting_no_new_data`
+    /// or `not_completing`.
+    pub reason: String,
+    pub since: UnixMillis,
+    pub alert: String,
+    pub alert_since: UnixMillis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_change: Option<UnixMillis>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

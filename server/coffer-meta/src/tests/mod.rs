@@ -37,6 +37,7 @@ pub(crate) fn draft(action: &str) -> AuditDraft {
 
 pub(crate) fn device(dev: &str, ar: &str, org: &str) -> DeviceRecord {
     DeviceRecord {
+        parked: false,
         id: name(dev),
         name: "laptop".into(),
         org: name(org),

@@ -124,6 +124,19 @@ pub(crate) enum DeviceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Park a device (on leave, retired): it shows as parked and raises no
+    /// alerts until unparked.
+    Park {
+        device: Name,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unpark a device: its health counts again.
+    Unpark {
+        device: Name,
+        #[arg(long)]
+        json: bool,
+    },
     /// Issue a read-only, expiring token for the device's archive
     /// (administrator restore): with it and the escrow private key,
     /// `coffer-agent restore --escrow-key` restores without the passphrase.
@@ -380,6 +393,8 @@ pub(crate) async fn device(client: &Client, command: DeviceCommand) -> anyhow::R
             let t = client.rotate_device(device.as_str()).await?;
             print_token(&t, json)?;
         }
+        DeviceCommand::Park { device, json } => park(client, &device, true, json).await?,
+        DeviceCommand::Unpark { device, json } => park(client, &device, false, json).await?,
         DeviceCommand::RestoreToken {
             device,
             expires,
@@ -413,6 +428,23 @@ pub(crate) async fn device(client: &Client, command: DeviceCommand) -> anyhow::R
     Ok(())
 }
 
+async fn park(client: &Client, device: &Name, parked: bool, json: bool) -> anyhow::Result<()> {
+    let d = client.park_device(device.as_str(), parked).await?;
+    if json {
+        return print_json(&d);
+    }
+    println!(
+        "device {} is {}",
+        d.device,
+        if parked {
+            "parked: it raises no alerts until unparked"
+        } else {
+            "unparked: its health counts again"
+        }
+    );
+    Ok(())
+}
+
 fn print_token(t: &DeviceToken, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(t);
@@ -439,6 +471,7 @@ fn device_table(devices: &[DeviceInfo]) {
             "LAST ACTIVITY",
             "LAST COMPLETED",
             "COMPLETE",
+            "HEALTH",
             "STATE",
         ],
         devices.iter().map(|d| {
@@ -459,6 +492,13 @@ fn device_table(devices: &[DeviceInfo]) {
                 time(d.last_completed),
                 d.percent_complete
                     .map_or("-".into(), |p| format!("{p:.1}%")),
+                d.health.as_ref().map_or("-".into(), |h| {
+                    if h.reason == "ok" {
+                        h.state.clone()
+                    } else {
+                        format!("{} ({})", h.state, h.reason)
+                    }
+                }),
                 match (d.revoked, d.damaged_backups) {
                     (true, _) => "revoked".into(),
                     (false, 0) => "active".into(),

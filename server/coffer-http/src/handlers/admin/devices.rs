@@ -120,3 +120,38 @@ pub(crate) async fn restore_token(
             .await?,
     ))
 }
+
+/// Park a device (on leave, retired): it shows as `parked` and raises no
+/// alerts until unparked.
+#[utoipa::path(post, path = "/admin/v1/devices/{device}/park", tag = "devices", operation_id = "admin_park_device",
+    security(("admin_token" = [])),
+    params(("device" = String, Path, description = "the device id")),
+    responses((status = 200, body = DeviceInfo),
+              (status = "default", body = ErrorBody, description = ERROR)))]
+pub(crate) async fn park(
+    State(app): State<Arc<App>>,
+    Gated(p): Gated<Principal>,
+    Seg(device): Seg<Name>,
+) -> Handled {
+    Ok(json(
+        StatusCode::OK,
+        &app.core.park_device(&p, &device, true).await?,
+    ))
+}
+
+/// Unpark a device: its health counts again.
+#[utoipa::path(post, path = "/admin/v1/devices/{device}/unpark", tag = "devices", operation_id = "admin_unpark_device",
+    security(("admin_token" = [])),
+    params(("device" = String, Path, description = "the device id")),
+    responses((status = 200, body = DeviceInfo),
+              (status = "default", body = ErrorBody, description = ERROR)))]
+pub(crate) async fn unpark(
+    State(app): State<Arc<App>>,
+    Gated(p): Gated<Principal>,
+    Seg(device): Seg<Name>,
+) -> Handled {
+    Ok(json(
+        StatusCode::OK,
+        &app.core.park_device(&p, &device, false).await?,
+    ))
+}

@@ -1,0 +1,146 @@
+//! Device health as the server answers it: the `reporting` thresholds in
+//! force per org (cached until a setting or the org tree changes), the
+//! `health` object of every device answer, parking, and the connection
+//! stamp of every authenticated request. The rules are in
+//! [`crate::health`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use coffer_types::wire::{DeviceHealth, DeviceInfo};
+use coffer_types::{Name, UnixMillis};
+
+use crate::access::{DeviceAuth, Permission, Principal};
+use crate::admin::device_missing;
+use crate::health::{self, Facts, Thresholds};
+use crate::settings::Group;
+use crate::{Coffer, Result};
+
+/// A device's connection is written at most this often (ms), or a tenth
+/// of its org's `warning_after` if that is shorter: every request would
+/// otherwise write the metadata.
+const CONNECTION_STAMP_EVERY: u64 = 5_000;
+
+/// What the health answers keep in memory.
+#[derive(Debug, Default)]
+pub(crate) struct MonitorState {
+    /// The thresholds in force per org.
+    thresholds: Mutex<HashMap<Name, Thresholds>>,
+    /// When each device's connection was last written.
+    stamped: Mutex<HashMap<Name, UnixMillis>>,
+}
+
+impl Coffer {
+    /// Forget the cached thresholds (a setting or the tree changed).
+    pub(crate) fn thresholds_changed(&self) {
+        self.monitor
+            .thresholds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// The `reporting` thresholds in force for `org`.
+    pub(crate) fn thresholds(&self, org: &Name) -> Result<Thresholds> {
+        if let Some(t) = self
+            .monitor
+            .thresholds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(org)
+        {
+            return Ok(*t);
+        }
+        let (chain, _) = self.settings_chain(org)?;
+        let refs: Vec<_> = chain.iter().map(|(n, s)| (n, s)).collect();
+        let v = crate::settings::effective(Group::Reporting, &refs);
+        let d = Thresholds::default();
+        let ms = |k: &str, dflt: u64| {
+            v.get(k)
+                .and_then(|e| e.value.as_u64())
+                .map_or(dflt, |s| s.saturating_mul(1000))
+        };
+        let t = Thresholds {
+            warning_after: ms("warning_after", d.warning_after),
+            critical_after: ms("critical_after", d.critical_after),
+            alert_warning_after: ms("alert_warning_after", d.alert_warning_after),
+            alert_critical_after: ms("alert_critical_after", d.alert_critical_after),
+        };
+        self.monitor
+            .thresholds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(org.clone(), t);
+        Ok(t)
+    }
+
+    /// The health object of a device answer, at the server's time now.
+    pub(crate) fn health_of(&self, d: &DeviceInfo) -> Result<DeviceHealth> {
+        let facts = Facts {
+            enrolled_at: d.enrolled_at,
+            last_connection: d.last_connection,
+            last_activity: d.last_activity,
+            last_completed: d.last_completed,
+            parked: d.parked,
+        };
+        let h = health::evaluate(&facts, &self.thresholds(&d.org)?, self.now());
+        Ok(DeviceHealth {
+            state: h.state.as_str().into(),
+            reason: h.reason.as_str().into(),
+            since: h.since,
+            alert: h.alert.as_str().into(),
+            alert_since: h.alert_since,
+            next_change: h.next_change,
+        })
+    }
+
+    /// Park (`true`) or unpark a device: a parked device (on leave,
+    /// retired) shows as `parked` and raises no alerts. Audited.
+    pub async fn park_device(&self, p: &Principal, id: &Name, parked: bool) -> Result<DeviceInfo> {
+        let action = if parked {
+            "device.park"
+        } else {
+            "device.unpark"
+        };
+        self.seen_device(p, id, Permission::ManageInventory, action)
+            .await?;
+        self.meta
+            .set_device_parked(
+                id,
+                parked,
+                &self.draft(p, action, format!("device:{id}"), []),
+            )?
+            .ok_or_else(|| device_missing(id))?;
+        self.meta.durable().await?;
+        tracing::info!(device = %id, parked, by = %p.account(), "device parking changed");
+        self.device_now(id)
+    }
+
+    /// Note a request of `d` (its own token, not a restore token): its last
+    /// connection, written at most every few seconds.
+    pub fn device_seen(&self, d: &DeviceAuth) {
+        if d.restore_token.is_some() {
+            return;
+        }
+        let now = self.now();
+        let every = self.thresholds(&d.org).map_or(CONNECTION_STAMP_EVERY, |t| {
+            CONNECTION_STAMP_EVERY.min(t.warning_after / 10)
+        });
+        {
+            let mut stamped = self
+                .monitor
+                .stamped
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match stamped.get(&d.device) {
+                Some(t) if now.saturating_sub(*t) < every => return,
+                _ => {
+                    stamped.insert(d.device.clone(), now);
+                }
+            }
+        }
+        if let Err(e) = self.meta.touch_device(&d.device, now, None) {
+            tracing::warn!(device = %d.device, error = %e, "could not record a connection");
+        }
+    }
+}
