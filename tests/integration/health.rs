@@ -1,6 +1,7 @@
 //! Device health through the real server and `coffer admin device list`,
 //! with thresholds of seconds: states and reasons as time passes and facts
-//! arrive, thresholds inherited down the org tree, parked devices.
+//! arrive, thresholds inherited down the org tree, parked devices, and the
+//! alert log: each change of alert level recorded once.
 
 use std::time::{Duration, Instant};
 
@@ -113,6 +114,51 @@ async fn states_and_reasons_follow_the_facts_and_the_inherited_thresholds() {
     cli_ok(&server.cli(&["device", "unpark", dan.device.as_str()]));
     let table = cli_ok(&server.cli(&["device", "list"]));
     assert!(table.contains("critical (never_backed_up)"), "{table}");
+    // The alert log: each change of alert level once. The evaluator ticks
+    // every second; wait (bounded) for the unparked device's alert.
+    let ids: std::collections::BTreeMap<String, String> = {
+        let l: DeviceList =
+            serde_json::from_str(&cli_ok(&server.cli(&["device", "list", "--json"]))).unwrap();
+        l.devices
+            .into_iter()
+            .map(|d| (d.device.to_string(), d.name))
+            .collect()
+    };
+    let alerts = |server: &TestServer| {
+        let l: coffer_types::wire::AlertList =
+            serde_json::from_str(&cli_ok(&server.cli(&["alerts", "--json"]))).unwrap();
+        let mut by: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for a in l.alerts {
+            by.entry(ids[a.device.as_str()].clone())
+                .or_default()
+                .push(format!("{}->{}", a.from, a.to));
+        }
+        by
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !alerts(&server).contains_key("parked") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let by = alerts(&server);
+    assert_eq!(by["fresh"], ["ok->warning", "warning->critical"], "{by:?}");
+    // Parked through its warning and critical times: one alert, on unpark.
+    assert_eq!(by["parked"], ["parked->critical"], "{by:?}");
+    // `done` went yellow (perhaps red), recovered with its backup, and
+    // (3 s after it) went yellow again.
+    let done_log = &by["done"];
+    assert_eq!(done_log[0], "ok->warning", "{by:?}");
+    assert!(
+        done_log
+            .iter()
+            .any(|t| t == "warning->ok" || t == "critical->ok"),
+        "{by:?}"
+    );
+    assert!(!by.contains_key("other"), "{by:?}");
+    let table = cli_ok(&server.cli(&["alerts"]));
+    assert!(
+        table.contains("warning") && table.contains("never_backed_up"),
+        "{table}"
+    );
     let audit = cli_ok(&server.cli(&["audit", "list", "--json"]));
     assert!(
         audit.contains("device.park") && audit.contains("device.unpark"),

@@ -241,6 +241,11 @@ impl Client {
         self.post_empty(&paths::device_rotate(device)).await
     }
 
+    /// Health alert transitions after `after`.
+    pub async fn alerts(&self, after: Option<u64>, limit: Option<usize>) -> Result<AlertList> {
+        self.get(&paths::alerts(after, limit)).await
+    }
+
     /// Park (`true`) or unpark a device.
     pub async fn park_device(&self, device: &str, parked: bool) -> Result<DeviceInfo> {
         let path = if parked {

@@ -145,6 +145,16 @@ pub fn device_revoke(d: &str) -> String {
 pub fn device_rotate(d: &str) -> String {
     format!("{}/rotate", device(d))
 }
+/// Health alert transitions, a page after `after`.
+pub fn alerts(after: Option<u64>, limit: Option<usize>) -> String {
+    format!(
+        "{ADMIN}/alerts{}",
+        query([
+            ("after", after.map(|v| v.to_string())),
+            ("limit", limit.map(|v| v.to_string())),
+        ])
+    )
+}
 pub fn device_park(d: &str) -> String {
     format!("{}/park", device(d))
 }

@@ -362,7 +362,6 @@ impl Coffer {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use coffer_types::wire::SetOrgSettings;
     use coffer_types::{ErrorCode, Role};
@@ -579,13 +578,7 @@ mod tests {
                 &c.draft(&admin, "escrow.store", "test", []),
             )
             .unwrap();
-        let again = Coffer::new(
-            c.meta.clone(),
-            c.storage.clone(),
-            Arc::new(f.clock.clone()),
-            crate::Limits::default(),
-        )
-        .unwrap();
+        let again = f.restarted();
         assert_eq!(again.meta.escrow(&d.archive).unwrap(), None);
     }
 }

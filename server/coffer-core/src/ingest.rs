@@ -207,6 +207,7 @@ impl Coffer {
             if let Err(e) = self.count_stored(archive, size) {
                 tracing::warn!(archive = %archive, block = %id, error = %e, "could not count a stored block against its quotas");
             }
+            self.health_touched(archive);
         }
         self.settle_pins(archive, pin.as_ref()).await?;
         self.meta.durable().await?;

@@ -9,6 +9,7 @@
 mod access;
 mod accounts;
 mod admin;
+mod alerts;
 mod audit;
 mod auth;
 mod clock;
@@ -37,6 +38,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 pub use access::{role_allows, DeviceAuth, Permission, Principal};
 pub use accounts::DEFAULT_TOKEN_LIFETIME;
+pub use alerts::ALERT_PAGE_MAX;
 pub use audit::{AuditQuery, AUDIT_PAGE_MAX};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::CoreError;

@@ -4,7 +4,8 @@
 //! stamp of every authenticated request. The rules are in
 //! [`crate::health`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use coffer_types::wire::{DeviceHealth, DeviceInfo};
@@ -22,17 +23,34 @@ use crate::{Coffer, Result};
 const CONNECTION_STAMP_EVERY: u64 = 5_000;
 
 /// What the health answers keep in memory.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct MonitorState {
     /// The thresholds in force per org.
     thresholds: Mutex<HashMap<Name, Thresholds>>,
     /// When each device's connection was last written.
     stamped: Mutex<HashMap<Name, UnixMillis>>,
+    /// Archives that received data since the evaluator's last tick.
+    pub(crate) dirty: Mutex<HashSet<Name>>,
+    /// The next tick evaluates every device (at start; after a settings or
+    /// org-tree change).
+    pub(crate) full_pass: AtomicBool,
+}
+
+impl Default for MonitorState {
+    fn default() -> Self {
+        Self {
+            thresholds: Mutex::default(),
+            stamped: Mutex::default(),
+            dirty: Mutex::default(),
+            full_pass: AtomicBool::new(true),
+        }
+    }
 }
 
 impl Coffer {
     /// Forget the cached thresholds (a setting or the tree changed).
     pub(crate) fn thresholds_changed(&self) {
+        self.monitor.full_pass.store(true, Ordering::SeqCst);
         self.monitor
             .thresholds
             .lock()
@@ -104,7 +122,8 @@ impl Coffer {
         };
         self.seen_device(p, id, Permission::ManageInventory, action)
             .await?;
-        self.meta
+        let d = self
+            .meta
             .set_device_parked(
                 id,
                 parked,
@@ -112,6 +131,7 @@ impl Coffer {
             )?
             .ok_or_else(|| device_missing(id))?;
         self.meta.durable().await?;
+        self.health_touched(&d.archive);
         tracing::info!(device = %id, parked, by = %p.account(), "device parking changed");
         self.device_now(id)
     }

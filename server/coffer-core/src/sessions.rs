@@ -128,6 +128,7 @@ impl Coffer {
             return Err(closed(&updated));
         }
         self.meta.record_activity(archive, now, Some(p.percent))?;
+        self.health_touched(archive);
         self.session_info(updated)
     }
 
@@ -197,6 +198,7 @@ impl Coffer {
                     device,
                     backup,
                 });
+                self.health_touched(archive);
                 Ok((info, true))
             }
             CommitOutcome::AlreadyCommitted(b) if b.manifest == manifest => {

@@ -56,6 +56,18 @@ impl Fixture {
         Self { core, clock, dir }
     }
 
+    /// A new core over the same metadata and storage, as after a restart
+    /// (what a start does runs again).
+    pub fn restarted(&self) -> Coffer {
+        Coffer::new(
+            self.core.meta.clone(),
+            self.core.storage.clone(),
+            Arc::new(self.clock.clone()),
+            Limits::default(),
+        )
+        .expect("restart the core")
+    }
+
     /// The unscoped admin the server itself acts as.
     pub fn admin(&self) -> Principal {
         Principal::system()

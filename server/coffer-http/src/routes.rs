@@ -181,6 +181,7 @@ pub(crate) fn table() -> Vec<Route> {
         admin::devices::restore_token => Admin(RestoreArchive), Json;
         admin::devices::park => Admin(ManageInventory), Json;
         admin::devices::unpark => Admin(ManageInventory), Json;
+        admin::devices::alerts => Admin(ReadInventory), Json;
         admin::accounts::list => Admin(ReadAccounts), Json;
         admin::accounts::create => Admin(ManageAccounts), Json;
         admin::accounts::get => Admin(ReadAccounts), Json;

@@ -68,6 +68,13 @@ pub(crate) struct Trees {
     pub(crate) escrow: sled::Tree,
     /// blake3 of a restore token → the token's record.
     pub(crate) restore_tokens: sled::Tree,
+    /// Device → its alert level as last evaluated.
+    pub(crate) alert_state: sled::Tree,
+    /// `due (big-endian ms) device` → nothing: when each device is next
+    /// due for evaluation.
+    pub(crate) alert_due: sled::Tree,
+    /// Sequence number (big-endian) → alert transition.
+    pub(crate) alert_outbox: sled::Tree,
 }
 
 impl Trees {
@@ -99,6 +106,9 @@ impl Trees {
             device_settings: db.open_tree("device_settings")?,
             escrow: db.open_tree("escrow")?,
             restore_tokens: db.open_tree("restore_tokens")?,
+            alert_state: db.open_tree("alert_state")?,
+            alert_due: db.open_tree("alert_due")?,
+            alert_outbox: db.open_tree("alert_outbox")?,
         })
     }
 }

@@ -10,7 +10,8 @@
 //!   the wire types) and methods: `orgs` (orgs and users), `accounts` (admin
 //!   accounts and API tokens), `devices` (with their indexes), `archives`,
 //!   `blocks` (with pins), `sessions`, `backups` (with the commit), `refs`,
-//!   `escrow` (escrowed keys and restore tokens), `plugins` (kv data and
+//!   `escrow` (escrowed keys and restore tokens), `alerts` (alert levels,
+//!   the due index and the outbox), `plugins` (kv data and
 //!   state), `audit` (the hash-chained log).
 //!
 //! Two things matter beyond plain storage:
@@ -24,6 +25,7 @@
 //!   the same transaction as the change, so both are durable together.
 
 mod accounts;
+mod alerts;
 mod archives;
 mod audit;
 mod backups;
@@ -41,6 +43,7 @@ mod sessions;
 mod store;
 
 pub use accounts::{AccountRecord, AccountRole, AdminTokenRecord, BOOTSTRAP_ACCOUNT};
+pub use alerts::{AlertRecord, AlertStateRecord};
 pub use archives::ArchiveRecord;
 pub use audit::{AuditBreak, AuditDraft, AuditFilter, AuditRecord, AuditVerdict};
 pub use backups::{BackupRecord, BackupStatsRecord, CommitOutcome};

@@ -596,6 +596,29 @@ pub struct DeviceInfo {
     pub health: Option<DeviceHealth>,
 }
 
+/// One alert transition of a device's alert level, as recorded once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AlertInfo {
+    pub seq: u64,
+    pub at: UnixMillis,
+    pub device: Name,
+    pub org: Name,
+    /// `ok`, `warning`, `critical` or `parked`.
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+}
+
+/// `GET /admin/v1/alerts`: transitions oldest first; `next_after` pages on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AlertList {
+    pub alerts: Vec<AlertInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<u64>,
+}
+
 /// A device's health: the state (`ok`, `warning`, `critical`, `parked`)
 /// from the org's `reporting.warning_after` / `critical_after` without new
 /// data, the reason, when it began, the alert level (from

@@ -118,12 +118,16 @@ pub struct WorkersConfig {
     /// (left by a crash, or abandoned for an hour). Default 21600 (6 h);
     /// the first sweep runs at start.
     pub spool_sweep_secs: u64,
+    /// Milliseconds between ticks of the health evaluator (it looks only at
+    /// the devices that are due, or received data). Default 1000.
+    pub health_tick_ms: u64,
 }
 
 impl Default for WorkersConfig {
     fn default() -> Self {
         Self {
             spool_sweep_secs: 6 * 3600,
+            health_tick_ms: 1000,
         }
     }
 }
@@ -447,6 +451,9 @@ impl WorkersConfig {
     fn validate(&self) -> Result<(), String> {
         if self.spool_sweep_secs == 0 {
             return Err("workers.spool_sweep_secs must be at least 1".into());
+        }
+        if self.health_tick_ms == 0 {
+            return Err("workers.health_tick_ms must be at least 1".into());
         }
         Ok(())
     }

@@ -203,8 +203,10 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::register(&mut registry));
 
     // Background work, all under the one supervisor.
-    let mut workers: Vec<Arc<dyn Worker>> =
-        vec![core.spool_sweep_worker(std::time::Duration::from_secs(cfg.workers.spool_sweep_secs))];
+    let mut workers: Vec<Arc<dyn Worker>> = vec![
+        core.spool_sweep_worker(std::time::Duration::from_secs(cfg.workers.spool_sweep_secs)),
+        core.health_worker(std::time::Duration::from_millis(cfg.workers.health_tick_ms)),
+    ];
     if cfg.scrub.enabled {
         workers.push(core.scrub_worker(coffer_core::ScrubSettings {
             bytes_per_sec: cfg.scrub.bytes_per_sec,

@@ -438,3 +438,64 @@ fn restore_tokens_are_found_by_hash_and_pruned_after_expiry() {
     assert_eq!(s.restore_token(&[1; 32]).unwrap(), None);
     assert!(s.restore_token(&[2; 32]).unwrap().is_some());
 }
+
+#[test]
+fn an_alert_state_is_reindexed_by_due_time_and_its_transition_appended_once() {
+    let (_d, s) = open();
+    let st = |level: &str, due: Option<u64>| AlertStateRecord {
+        level: level.into(),
+        since: 1,
+        reason: "ok".into(),
+        due,
+    };
+    let tr = |to: &str| AlertRecord {
+        seq: 0,
+        at: 5,
+        device: name("dv_1"),
+        org: name("acme"),
+        from: "ok".into(),
+        to: to.into(),
+        reason: "never_backed_up".into(),
+    };
+    assert_eq!(
+        s.record_alert_state(&name("dv_1"), &st("ok", Some(100)), None)
+            .unwrap(),
+        None
+    );
+    s.record_alert_state(&name("dv_2"), &st("ok", Some(50)), None)
+        .unwrap();
+    assert_eq!(s.devices_due(49, 10).unwrap(), Vec::<Name>::new());
+    assert_eq!(
+        s.devices_due(100, 10).unwrap(),
+        [name("dv_2"), name("dv_1")]
+    );
+    assert_eq!(s.devices_due(100, 1).unwrap(), [name("dv_2")]);
+    // Re-recorded with a later due time: the old index entry goes.
+    let seq = s
+        .record_alert_state(
+            &name("dv_1"),
+            &st("warning", Some(300)),
+            Some(&tr("warning")),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.devices_due(299, 10).unwrap(), [name("dv_2")]);
+    let seq2 = s
+        .record_alert_state(&name("dv_1"), &st("critical", None), Some(&tr("critical")))
+        .unwrap()
+        .unwrap();
+    assert!(seq2 > seq);
+    assert_eq!(s.devices_due(u64::MAX - 1, 10).unwrap(), [name("dv_2")]);
+    let log = s.alerts(0, 10).unwrap();
+    assert_eq!(
+        log.iter()
+            .map(|a| (a.seq, a.to.as_str()))
+            .collect::<Vec<_>>(),
+        [(seq, "warning"), (seq2, "critical")]
+    );
+    assert_eq!(s.alerts(seq, 10).unwrap().len(), 1);
+    assert_eq!(
+        s.alert_state(&name("dv_1")).unwrap().unwrap().level,
+        "critical"
+    );
+}

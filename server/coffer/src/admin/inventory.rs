@@ -428,6 +428,33 @@ pub(crate) async fn device(client: &Client, command: DeviceCommand) -> anyhow::R
     Ok(())
 }
 
+pub(crate) async fn alerts(
+    client: &Client,
+    after: Option<u64>,
+    limit: Option<usize>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let l = client.alerts(after, limit).await?;
+    if json {
+        return print_json(&l);
+    }
+    table(
+        &["SEQ", "AT", "DEVICE", "ORG", "FROM", "TO", "REASON"],
+        l.alerts.iter().map(|a| {
+            vec![
+                a.seq.to_string(),
+                time(Some(a.at)),
+                a.device.to_string(),
+                a.org.to_string(),
+                a.from.clone(),
+                a.to.clone(),
+                a.reason.clone(),
+            ]
+        }),
+    );
+    Ok(())
+}
+
 async fn park(client: &Client, device: &Name, parked: bool, json: bool) -> anyhow::Result<()> {
     let d = client.park_device(device.as_str(), parked).await?;
     if json {

@@ -65,6 +65,17 @@ enum AdminCommand {
         #[command(subcommand)]
         command: inventory::DeviceCommand,
     },
+    /// Health alerts: each device's change of alert level (warning,
+    /// critical, recovery), recorded once, oldest first.
+    Alerts {
+        /// Only alerts after this sequence number.
+        #[arg(long)]
+        after: Option<u64>,
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Admin accounts and their roles.
     Account {
         #[command(subcommand)]
@@ -158,6 +169,9 @@ async fn run_async(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Org { command } => inventory::org(&client, command).await,
         AdminCommand::User { command } => inventory::user(&client, command).await,
         AdminCommand::Device { command } => inventory::device(&client, command).await,
+        AdminCommand::Alerts { after, limit, json } => {
+            inventory::alerts(&client, after, limit, json).await
+        }
         AdminCommand::Account { command } => accounts::account(&client, command).await,
         AdminCommand::Token { command } => accounts::token(&client, command).await,
         AdminCommand::Whoami { json } => accounts::whoami(&client, json).await,

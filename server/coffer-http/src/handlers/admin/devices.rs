@@ -6,13 +6,14 @@ use std::sync::Arc;
 use axum::extract::State;
 use coffer_core::Principal;
 use coffer_types::wire::{
-    DeviceInfo, DeviceList, DeviceToken, EnrollDevice, ErrorBody, IssueRestoreToken, RestoreToken,
+    AlertList, DeviceInfo, DeviceList, DeviceToken, EnrollDevice, ErrorBody, IssueRestoreToken,
+    RestoreToken,
 };
 use coffer_types::Name;
 use http::StatusCode;
 
 use crate::app::App;
-use crate::extract::{Gated, Json, OptionalJson, Seg};
+use crate::extract::{Gated, Json, OptionalJson, Query, Seg};
 use crate::handlers::ERROR;
 use crate::response::{json, Handled};
 
@@ -153,5 +154,36 @@ pub(crate) async fn unpark(
     Ok(json(
         StatusCode::OK,
         &app.core.park_device(&p, &device, false).await?,
+    ))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AlertsQuery {
+    /// Alerts after this sequence number (the previous page's
+    /// `next_after`).
+    after: Option<u64>,
+    /// At most this many (default 100, at most 1000).
+    limit: Option<usize>,
+}
+
+/// Health alert transitions in the caller's scope, oldest first: each
+/// device's change of alert level (warning, critical, recovery), recorded
+/// once.
+#[utoipa::path(get, path = "/admin/v1/alerts", tag = "devices", operation_id = "admin_list_alerts",
+    security(("admin_token" = [])),
+    params(AlertsQuery),
+    responses((status = 200, body = AlertList),
+              (status = "default", body = ErrorBody, description = ERROR)))]
+pub(crate) async fn alerts(
+    State(app): State<Arc<App>>,
+    Gated(p): Gated<Principal>,
+    Query(q): Query<AlertsQuery>,
+) -> Handled {
+    Ok(json(
+        StatusCode::OK,
+        &app.core
+            .alerts(&p, q.after.unwrap_or(0), q.limit.unwrap_or(100))
+            .await?,
     ))
 }
