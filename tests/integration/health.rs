@@ -159,6 +159,25 @@ async fn states_and_reasons_follow_the_facts_and_the_inherited_thresholds() {
         table.contains("warning") && table.contains("never_backed_up"),
         "{table}"
     );
+    // /metrics: devices per org and state, no device labels.
+    let m = server
+        .client()
+        .await
+        .get(&coffer_client::paths::metrics())
+        .await
+        .unwrap();
+    let m = String::from_utf8_lossy(&m.body).to_string();
+    for line in [
+        "coffer_devices{org=\"acme-eu\",state=\"critical\"} 1",
+        "coffer_devices{org=\"acme-eu\",state=\"ok\"} 0",
+        "coffer_devices{org=\"beta\",state=\"ok\"} 1",
+        "coffer_devices{org=\"acme\",state=\"parked\"} 0",
+    ] {
+        assert!(m.lines().any(|l| l == line), "{line} not in\n{m}");
+    }
+    assert!(!m
+        .lines()
+        .any(|l| l.starts_with("coffer_devices{") && l.contains("dv_")));
     let audit = cli_ok(&server.cli(&["audit", "list", "--json"]));
     assert!(
         audit.contains("device.park") && audit.contains("device.unpark"),

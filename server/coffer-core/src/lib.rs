@@ -43,6 +43,7 @@ pub use audit::{AuditQuery, AUDIT_PAGE_MAX};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::CoreError;
 pub use ingest::{BlockRead, PutBlock};
+pub use monitor::HealthMetrics;
 pub use orgtree::OrgTree;
 pub use scrub::ScrubSettings;
 

@@ -13,7 +13,7 @@ use coffer_types::{Name, UnixMillis};
 
 use crate::access::{DeviceAuth, Permission, Principal};
 use crate::admin::device_missing;
-use crate::health::{self, Facts, Thresholds};
+use crate::health::{self, Facts, State, Thresholds};
 use crate::settings::Group;
 use crate::{Coffer, Result};
 
@@ -162,5 +162,66 @@ impl Coffer {
         if let Err(e) = self.meta.touch_device(&d.device, now, None) {
             tracing::warn!(device = %d.device, error = %e, "could not record a connection");
         }
+    }
+}
+
+impl Coffer {
+    /// Devices per org and health state, now: every state of every org
+    /// that has devices (0 where none is in it).
+    pub fn devices_per_state(&self) -> Result<std::collections::BTreeMap<(Name, State), u64>> {
+        let mut out = std::collections::BTreeMap::new();
+        let now = self.now();
+        for d in self.meta.devices()? {
+            let a = self.meta.archive(&d.archive)?;
+            let info = crate::admin::device_info(d, a);
+            let facts = Facts {
+                enrolled_at: info.enrolled_at,
+                last_connection: info.last_connection,
+                last_activity: info.last_activity,
+                last_completed: info.last_completed,
+                parked: info.parked,
+            };
+            let h = health::evaluate(&facts, &self.thresholds(&info.org)?, now);
+            for s in [State::Ok, State::Warning, State::Critical, State::Parked] {
+                *out.entry((info.org.clone(), s)).or_insert(0) += u64::from(s == h.state);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `/metrics`: `coffer_devices{org, state}`, devices per org and health
+/// state (orgs only: no device labels, so the series stay few).
+#[derive(Debug)]
+pub struct HealthMetrics(pub Coffer);
+
+impl prometheus_client::collector::Collector for HealthMetrics {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::result::Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::family::Family;
+        use prometheus_client::metrics::gauge::Gauge;
+        let devices = Family::<Vec<(String, String)>, Gauge>::default();
+        match self.0.devices_per_state() {
+            Ok(counts) => {
+                for ((org, state), n) in counts {
+                    devices
+                        .get_or_create(&vec![
+                            ("org".to_string(), org.to_string()),
+                            ("state".to_string(), state.as_str().to_string()),
+                        ])
+                        .set(n as i64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not count devices per health state"),
+        }
+        devices.encode(encoder.encode_descriptor(
+            "devices",
+            "Devices per org and health state (ok, warning, critical, parked)",
+            None,
+            devices.metric_type(),
+        )?)
     }
 }

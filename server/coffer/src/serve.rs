@@ -224,6 +224,7 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    registry.register_collector(Box::new(coffer_core::HealthMetrics(core.clone())));
     let supervisor = Supervisor::start(workers, Arc::new(SystemClock), Backoff::default());
     registry.register_collector(Box::new(supervisor.clone()));
     core.set_supervisor(supervisor.clone());
