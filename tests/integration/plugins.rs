@@ -327,6 +327,28 @@ config = {{ daily = "1", weekly = "0", monthly = "0", yearly = "0" }}
         assert_eq!(m["archive"], dev.archive.as_str());
     }
 
+    // A device that never backs up, in an org below acme with thresholds
+    // of a second: red by the time the report runs.
+    assert!(
+        admin_cli(&server, &["org", "create", "acme-idle", "--parent", "acme"])
+            .status
+            .success()
+    );
+    let o = admin_cli(
+        &server,
+        &[
+            "org",
+            "settings",
+            "set",
+            "acme-idle",
+            "reporting.warning_after=1s",
+            "reporting.critical_after=2s",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let idle = server.enroll("acme-idle", "ivy", "idle").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+
     // Reports, through the CLI, for the org that has the plugin.
     let o = admin_cli(&server, &["report", "run", "csv-report", "--org", "acme"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
@@ -337,6 +359,16 @@ config = {{ daily = "1", weekly = "0", monthly = "0", yearly = "0" }}
         "{csv}"
     );
     assert!(!csv.contains("desktop"), "another org's device: {csv}");
+    // The health column comes from the server's health (inventory.health):
+    // the device backed up just now is green, the idle one red.
+    assert!(
+        csv.contains(&format!("acme-eu,ann,laptop,{},green,", dev.device)),
+        "{csv}"
+    );
+    assert!(
+        csv.contains(&format!("acme-idle,ivy,idle,{},red,", idle.device)),
+        "{csv}"
+    );
     let o = admin_cli(&server, &["report", "run", "csv-report", "--org", "other"]);
     assert!(!o.status.success());
     assert!(

@@ -532,7 +532,7 @@ impl PluginAdmin for Manager {
                     .iter()
                     .map(|(a, b)| (a.to_string(), b.iter().map(backup_summary).collect()))
                     .collect(),
-                ..Inventory::default()
+                health: inventory.devices.iter().filter_map(health_facts).collect(),
             });
             let info = CallInfo {
                 org: req.org.to_string(),
@@ -737,6 +737,23 @@ fn backup_summary(b: &BackupInfo) -> types::BackupSummary {
         block_count: b.block_count,
         pinned: false,
     }
+}
+
+/// A device's health as the contract has it: green, yellow or red (the
+/// state); a parked device is not judged and is left out.
+fn health_facts(d: &DeviceInfo) -> Option<types::HealthFacts> {
+    let state = match d.health.as_ref()?.state.as_str() {
+        "ok" => types::HealthState::Green,
+        "warning" => types::HealthState::Yellow,
+        "critical" => types::HealthState::Red,
+        _ => return None,
+    };
+    Some(types::HealthFacts {
+        device: d.device.to_string(),
+        state,
+        last_data_ms: d.last_activity,
+        last_backup_ms: d.last_completed,
+    })
 }
 
 fn device(d: &DeviceInfo) -> types::Device {
