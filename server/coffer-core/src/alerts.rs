@@ -24,7 +24,7 @@ use coffer_types::Name;
 
 use crate::access::{Permission, Principal};
 use crate::admin::device_info;
-use crate::health::{self, Facts, State};
+use crate::health::State;
 use crate::workers::{StepFuture, Worker};
 use crate::{Coffer, CoreError, Result};
 
@@ -94,14 +94,7 @@ impl Coffer {
         };
         let a = self.meta.archive(&d.archive)?;
         let info = device_info(d, a);
-        let facts = Facts {
-            enrolled_at: info.enrolled_at,
-            last_connection: info.last_connection,
-            last_activity: info.last_activity,
-            last_completed: info.last_completed,
-            parked: info.parked,
-        };
-        let h = health::evaluate(&facts, &self.thresholds(&info.org)?, now);
+        let h = self.health_at(&info, now)?;
         let old = self.meta.alert_state(id)?;
         let from = old.as_ref().map_or("ok", |o| o.level.as_str()).to_string();
         let to = h.alert.as_str();

@@ -201,11 +201,21 @@ impl Coffer {
     pub(crate) fn destroy_escrow_under_enhanced(&self, p: &Principal) -> Result<usize> {
         let _one = self.escrow_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut n = 0;
+        // Orgs' security, worked out once each (this runs at every start).
+        let mut enhanced: std::collections::HashMap<Name, bool> = Default::default();
         for e in self.meta.escrows()? {
             let Some(dev) = self.meta.device_of_archive(&e.archive)? else {
                 continue;
             };
-            if self.security(&dev.org)?.enhanced
+            let under_enhanced = match enhanced.get(&dev.org) {
+                Some(x) => *x,
+                None => {
+                    let x = self.security(&dev.org)?.enhanced;
+                    enhanced.insert(dev.org.clone(), x);
+                    x
+                }
+            };
+            if under_enhanced
                 && self.destroy(
                     p,
                     Doomed::EscrowKey {

@@ -92,8 +92,9 @@ impl Coffer {
         Ok(t)
     }
 
-    /// The health object of a device answer, at the server's time now.
-    pub(crate) fn health_of(&self, d: &DeviceInfo) -> Result<DeviceHealth> {
+    /// The health of the device `d` describes, at `now`, under its org's
+    /// thresholds.
+    pub(crate) fn health_at(&self, d: &DeviceInfo, now: UnixMillis) -> Result<health::Health> {
         let facts = Facts {
             enrolled_at: d.enrolled_at,
             last_connection: d.last_connection,
@@ -101,7 +102,12 @@ impl Coffer {
             last_completed: d.last_completed,
             parked: d.parked,
         };
-        let h = health::evaluate(&facts, &self.thresholds(&d.org)?, self.now());
+        Ok(health::evaluate(&facts, &self.thresholds(&d.org)?, now))
+    }
+
+    /// The health object of a device answer, at the server's time now.
+    pub(crate) fn health_of(&self, d: &DeviceInfo) -> Result<DeviceHealth> {
+        let h = self.health_at(d, self.now())?;
         Ok(DeviceHealth {
             state: h.state.as_str().into(),
             reason: h.reason.as_str().into(),
@@ -174,14 +180,7 @@ impl Coffer {
         for d in self.meta.devices()? {
             let a = self.meta.archive(&d.archive)?;
             let info = crate::admin::device_info(d, a);
-            let facts = Facts {
-                enrolled_at: info.enrolled_at,
-                last_connection: info.last_connection,
-                last_activity: info.last_activity,
-                last_completed: info.last_completed,
-                parked: info.parked,
-            };
-            let h = health::evaluate(&facts, &self.thresholds(&info.org)?, now);
+            let h = self.health_at(&info, now)?;
             for s in [State::Ok, State::Warning, State::Critical, State::Parked] {
                 *out.entry((info.org.clone(), s)).or_insert(0) += u64::from(s == h.state);
             }

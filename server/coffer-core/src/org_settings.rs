@@ -113,29 +113,22 @@ impl Coffer {
                             version: None,
                             locked_by: None,
                         };
-                        if g == Group::Security {
-                            if let Some((org, value)) =
-                                device_settings::lock(&refs, &settings::mode_key(g, &k))
-                            {
-                                v.text = spec.text(value);
-                                v.value = value.clone();
-                                v.from = org.to_string();
-                                v.mode = Some(Mode::Lock.as_str().to_string());
-                                v.locked_by = Some(org.to_string());
-                            }
-                        }
                         if g == Group::DeviceDefaults {
                             let m = owner.and_then(|s| s.modes.get(&k)).cloned();
                             let m = m.unwrap_or_default();
                             v.mode = Some(m.mode.as_str().to_string());
                             v.version = Some(m.pushed.as_ref().map_or(0, |p| p.at));
-                            if let Some((org, value)) = device_settings::lock(&refs, &k) {
-                                v.text = spec.text(value);
-                                v.value = value.clone();
-                                v.from = org.to_string();
-                                v.mode = Some(Mode::Lock.as_str().to_string());
-                                v.locked_by = Some(org.to_string());
-                            }
+                        }
+                        // The topmost lock above decides a lockable key.
+                        let lock = settings::lockable(g)
+                            .then(|| device_settings::lock(&refs, &settings::mode_key(g, &k)))
+                            .flatten();
+                        if let Some((org, value)) = lock {
+                            v.text = spec.text(value);
+                            v.value = value.clone();
+                            v.from = org.to_string();
+                            v.mode = Some(Mode::Lock.as_str().to_string());
+                            v.locked_by = Some(org.to_string());
                         }
                         (k, v)
                     })
