@@ -721,3 +721,199 @@ impl Drop for S3Server {
         self.stop();
     }
 }
+
+/// The aiosmtpd version the mail tests run.
+const AIOSMTPD: &str = "aiosmtpd==1.4.6";
+
+/// A real SMTP server on loopback (aiosmtpd, installed from PyPI with pip
+/// under the tools directory on first use), keeping what it receives in a
+/// Maildir.
+pub struct SmtpServer {
+    child: Option<Child>,
+    pub port: u16,
+    maildir: tempfile::TempDir,
+}
+
+/// One message as the SMTP server stored it.
+#[derive(Debug, Clone)]
+pub struct ReceivedMail {
+    pub headers: Vec<(String, String)>,
+    pub raw: String,
+}
+
+impl ReceivedMail {
+    /// The whole message with quoted-printable undone (soft line breaks
+    /// joined, `=XX` decoded), to search its parts' text.
+    pub fn decoded(&self) -> String {
+        let joined = self.raw.replace("=\r\n", "").replace("=\n", "");
+        let b = joined.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'=' && i + 2 < b.len() {
+                if let Ok(v) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(b[i]);
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// The first header named `name` (case-insensitive), unfolded.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn aiosmtpd_dir() -> PathBuf {
+    let dir = tools_dir().join(AIOSMTPD.replace("==", "-"));
+    let _g = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if !dir.join("aiosmtpd").exists() {
+        python_with_pip();
+        let st = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&dir)
+            .arg(AIOSMTPD)
+            .status()
+            .expect("run python3 -m pip");
+        assert!(
+            st.success(),
+            "pip install {AIOSMTPD} into {} failed (it downloads from PyPI)",
+            dir.display()
+        );
+    }
+    dir
+}
+
+impl SmtpServer {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut s = Self {
+            child: None,
+            port,
+            maildir: tempfile::tempdir().unwrap(),
+        };
+        s.resume();
+        s
+    }
+
+    /// Stop answering (connections are refused) until [`SmtpServer::resume`].
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start (again) on the same port and Maildir.
+    pub fn resume(&mut self) {
+        let dir = aiosmtpd_dir();
+        let mut child = Command::new("python3")
+            .env("PYTHONPATH", &dir)
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{}", self.port))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            // A Maildir that does not exist yet: aiosmtpd makes it whole.
+            .arg(self.maildir.path().join("box"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn aiosmtpd");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                // Ready once it greets.
+                let mut b = [0u8; 3];
+                if std::io::Read::read_exact(&mut c, &mut b).is_ok() && &b == b"220" {
+                    self.child = Some(child);
+                    return;
+                }
+            }
+            if let Some(st) = child.try_wait().unwrap() {
+                panic!("aiosmtpd exited at start: {st}");
+            }
+            // (Not started yet: try again.)
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("aiosmtpd did not start on port {}", self.port);
+    }
+
+    /// Server environment for mail through this server (plain SMTP).
+    pub fn server_env(&self, opts: Opts) -> Opts {
+        opts.env("COFFER__MAIL__HOST", "127.0.0.1")
+            .env("COFFER__MAIL__PORT", self.port)
+            .env("COFFER__MAIL__TLS", "none")
+            .env("COFFER__MAIL__FROM", "Coffer <coffer@coffer.test>")
+            .env("COFFER__MAIL__TIMEOUT_SECS", 5)
+    }
+
+    /// Every message received so far.
+    pub fn messages(&self) -> Vec<ReceivedMail> {
+        let mut files: Vec<PathBuf> = ["new", "cur"]
+            .iter()
+            .filter_map(|d| std::fs::read_dir(self.maildir.path().join("box").join(d)).ok())
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        files
+            .into_iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .map(|raw| {
+                let mut headers: Vec<(String, String)> = Vec::new();
+                for line in raw.lines() {
+                    if line.is_empty() {
+                        break;
+                    }
+                    if line.starts_with([' ', '\t']) {
+                        if let Some(last) = headers.last_mut() {
+                            last.1.push(' ');
+                            last.1.push_str(line.trim());
+                        }
+                    } else if let Some((k, v)) = line.split_once(':') {
+                        headers.push((k.trim().to_string(), v.trim().to_string()));
+                    }
+                }
+                ReceivedMail { headers, raw }
+            })
+            .collect()
+    }
+
+    /// Wait (at most `timeout`) until `n` messages arrived; them.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<ReceivedMail> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.messages();
+            if m.len() >= n || Instant::now() > deadline {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -242,6 +242,21 @@ impl Client {
     }
 
     /// Health alert transitions after `after`.
+    pub async fn mail_test(&self, to: &str) -> Result<MailTestResult> {
+        self.post(&paths::mail_test(), &MailTest { to: to.into() })
+            .await
+    }
+
+    /// One page of a health report.
+    pub async fn report(&self, report: &str, q: &ReportQuery) -> Result<ReportPage> {
+        self.get(&paths::report(report, q, "json")).await
+    }
+
+    /// A whole health report as CSV.
+    pub async fn report_csv(&self, report: &str, q: &ReportQuery) -> Result<Bytes> {
+        Ok(check(self.http.get(&paths::report(report, q, "csv")).await?)?.body)
+    }
+
     pub async fn alerts(&self, after: Option<u64>, limit: Option<usize>) -> Result<AlertList> {
         self.get(&paths::alerts(after, limit)).await
     }

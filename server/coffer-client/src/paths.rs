@@ -145,6 +145,28 @@ pub fn device_revoke(d: &str) -> String {
 pub fn device_rotate(d: &str) -> String {
     format!("{}/rotate", device(d))
 }
+pub fn mail_test() -> String {
+    format!("{ADMIN}/mail/test")
+}
+
+/// A health report (`device-status`, `orgs`, `users`), as JSON or CSV.
+pub fn report(report: &str, q: &coffer_types::wire::ReportQuery, format: &str) -> String {
+    format!(
+        "{ADMIN}/reports/{}{}",
+        seg(report),
+        query([
+            ("org", q.org.clone()),
+            ("state", q.state.clone()),
+            ("reason", q.reason.clone()),
+            ("sort", q.sort.clone()),
+            ("desc", q.desc.map(|d| d.to_string())),
+            ("after", q.after.clone()),
+            ("limit", q.limit.map(|v| v.to_string())),
+            ("format", Some(format.to_string())),
+        ])
+    )
+}
+
 /// Health alert transitions, a page after `after`.
 pub fn alerts(after: Option<u64>, limit: Option<usize>) -> String {
     format!(

@@ -105,7 +105,7 @@ impl Coffer {
     }
 
     /// The names of the orgs `p` may see (its subtree, or every org).
-    fn orgs_in_scope(&self, p: &Principal) -> Vec<Name> {
+    pub(crate) fn orgs_in_scope(&self, p: &Principal) -> Vec<Name> {
         let tree = self.org_tree();
         match p.org() {
             None => tree.orgs().cloned().collect(),
@@ -247,6 +247,9 @@ impl Coffer {
         self.meta
             .set_device_settings(&device, &self.enrollment_snapshot(&dev.org)?)?;
         self.meta.durable().await?;
+        // Evaluated at the next tick, and from then on by the due index: a
+        // device that never sends anything still goes yellow and red.
+        self.health_touched(&archive);
         tracing::info!(%device, %archive, by = %p.account(), "device enrolled");
         let info = device_info(dev, Some(ar));
         self.events.publish(Event {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffer_meta::{AlertRecord, AlertStateRecord};
-use coffer_types::wire::{AlertInfo, AlertList};
+use coffer_types::wire::{AlertInfo, AlertList, DeliveryInfo};
 use coffer_types::Name;
 
 use crate::access::{Permission, Principal};
@@ -31,6 +31,8 @@ use crate::{Coffer, CoreError, Result};
 /// Most devices one tick evaluates from the due index (the rest wait for
 /// the next tick).
 const DUE_PER_TICK: usize = 10_000;
+/// The delivery channels an alert's deliveries are listed from.
+const CHANNELS: &[&str] = &["mail", "webhook"];
 /// Most alerts a page lists.
 pub const ALERT_PAGE_MAX: usize = 1000;
 
@@ -99,6 +101,30 @@ impl Coffer {
         let from = old.as_ref().map_or("ok", |o| o.level.as_str()).to_string();
         let to = h.alert.as_str();
         let changed = from != to;
+        let silent = h.alert == State::Parked || (from == "parked" && h.alert == State::Ok);
+        // Still critical: a reminder every `remind_every`, counted from the
+        // last entry about the device.
+        let remind = (h.alert == State::Critical)
+            .then(|| self.thresholds(&info.org))
+            .transpose()?
+            .and_then(|t| t.remind_every);
+        let last_notice = old
+            .as_ref()
+            .and_then(|o| o.notified.or(Some(o.since)))
+            .unwrap_or(h.alert_since);
+        let reminder_due = remind.map(|e| last_notice.saturating_add(e));
+        let reminder = !changed && reminder_due.is_some_and(|t| t <= now);
+        let record = (changed && !silent) || reminder;
+        let notified = if record {
+            Some(now)
+        } else {
+            old.as_ref().and_then(|o| o.notified)
+        };
+        let next_reminder = remind.map(|e| notified.unwrap_or(last_notice).saturating_add(e));
+        let due = match (h.next_change, next_reminder) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let state = AlertStateRecord {
             level: to.to_string(),
             since: if changed {
@@ -107,13 +133,13 @@ impl Coffer {
                 old.as_ref().map_or(h.alert_since, |o| o.since)
             },
             reason: h.reason.as_str().to_string(),
-            due: h.next_change,
+            due,
+            notified,
         };
         if old.as_ref() == Some(&state) {
             return Ok(false);
         }
-        let silent = h.alert == State::Parked || (from == "parked" && h.alert == State::Ok);
-        let transition = (changed && !silent).then(|| AlertRecord {
+        let transition = record.then(|| AlertRecord {
             seq: 0,
             at: now,
             device: id.clone(),
@@ -121,6 +147,7 @@ impl Coffer {
             from: from.clone(),
             to: to.to_string(),
             reason: state.reason.clone(),
+            reminder,
         });
         let seq = self
             .meta
@@ -157,6 +184,8 @@ impl Coffer {
                         from: a.from,
                         to: a.to,
                         reason: a.reason,
+                        reminder: a.reminder,
+                        deliveries: Vec::new(),
                     }),
             );
             if out.len() >= limit || !full {
@@ -164,6 +193,28 @@ impl Coffer {
             }
         }
         out.truncate(limit);
+        for a in &mut out {
+            a.deliveries = self
+                .meta
+                .deliveries_of(CHANNELS, a.seq)?
+                .into_iter()
+                .map(|d| DeliveryInfo {
+                    state: if d.delivered_at.is_some() {
+                        "delivered"
+                    } else {
+                        "pending"
+                    }
+                    .into(),
+                    next_attempt: d.delivered_at.is_none().then_some(d.next_attempt),
+                    channel: d.channel,
+                    target: d.target,
+                    attempts: d.attempts,
+                    last_error: d.last_error,
+                    delivered_at: d.delivered_at,
+                    outcome: d.outcome,
+                })
+                .collect();
+        }
         Ok(AlertList {
             next_after: (out.len() == limit)
                 .then(|| out.last().map(|a| a.seq))

@@ -68,6 +68,9 @@ pub enum CoreError {
     TooManyRequests(String),
     #[error("{0}")]
     PluginFailed(String),
+    /// A mail server or webhook receiver refused or was unreachable.
+    #[error("{0}")]
+    DeliveryFailed(String),
     /// The stored copy of a block is damaged (found on read): recorded, and
     /// asked again of its device at its next backup.
     #[error("{0}")]
@@ -100,6 +103,7 @@ impl CoreError {
             Self::Busy(_) => ErrorCode::ServerBusy,
             Self::TooManyRequests(_) => ErrorCode::TooManyRequests,
             Self::PluginFailed(_) => ErrorCode::PluginFailed,
+            Self::DeliveryFailed(_) => ErrorCode::DeliveryFailed,
             Self::CorruptBlock(_) => ErrorCode::CorruptBlock,
             Self::Internal(_) => ErrorCode::Internal,
         }

@@ -103,6 +103,8 @@ pub struct Thresholds {
     pub critical_after: u64,
     pub alert_warning_after: u64,
     pub alert_critical_after: u64,
+    /// While the alert level is critical, remind this often (`None`: off).
+    pub remind_every: Option<u64>,
 }
 
 impl Default for Thresholds {
@@ -114,6 +116,7 @@ impl Default for Thresholds {
             critical_after: 7 * DAY,
             alert_warning_after: 3 * DAY,
             alert_critical_after: 5 * DAY,
+            remind_every: None,
         }
     }
 }
@@ -351,6 +354,7 @@ mod tests {
             critical_after: 4_000,
             alert_warning_after: 2_000,
             alert_critical_after: 3_000,
+            remind_every: None,
         };
         let f = facts(Some(T0), Some(T0), Some(T0));
         let s = |ms| evaluate(&f, &t, T0 + ms);

@@ -22,10 +22,12 @@ pub mod events;
 pub mod health;
 mod ingest;
 mod monitor;
+pub mod notify;
 mod org_settings;
 pub mod orgtree;
 pub mod plugins;
 mod quota;
+pub mod reports;
 mod scrub;
 mod sessions;
 pub mod settings;
@@ -130,6 +132,8 @@ pub struct Coffer {
     pub(crate) limits: Limits,
     pub(crate) events: Arc<events::EventBus>,
     pub(crate) plugins: Arc<OnceLock<Arc<dyn plugins::PluginAdmin>>>,
+    /// The mail channel, when `[mail]` is configured (for test mails).
+    pub(crate) mailer: Arc<OnceLock<Arc<dyn notify::Channel>>>,
     pub(crate) workers: Arc<OnceLock<Arc<workers::Supervisor>>>,
     /// The org tree as stored, replaced after each org creation.
     orgs: Arc<RwLock<Arc<OrgTree>>>,
@@ -170,6 +174,7 @@ impl Coffer {
             limits,
             events: Arc::default(),
             plugins: Arc::default(),
+            mailer: Arc::default(),
             workers: Arc::default(),
             orgs: Arc::default(),
             org_lock: Arc::default(),

@@ -83,6 +83,10 @@ impl Coffer {
             critical_after: ms("critical_after", d.critical_after),
             alert_warning_after: ms("alert_warning_after", d.alert_warning_after),
             alert_critical_after: ms("alert_critical_after", d.alert_critical_after),
+            remind_every: v
+                .get("remind_every")
+                .and_then(|e| e.value.as_u64())
+                .map(|s| s.saturating_mul(1000).max(1000)),
         };
         self.monitor
             .thresholds

@@ -104,6 +104,10 @@ pub enum Kind {
     Duration,
     /// A duration, or `"forever"` (stored as `null`).
     DurationOrForever,
+    /// A duration, or `"off"` (stored as `null`).
+    DurationOrOff,
+    /// A time of day, `"HH:MM"` in UTC; stored as minutes after midnight.
+    TimeOfDay,
     /// `true` / `false` (also `on` / `off`).
     Bool,
     /// A whole number in `min..=max`.
@@ -119,6 +123,8 @@ pub enum Kind {
     Globs,
     /// A list of mail addresses.
     Emails,
+    /// A list of `http://` or `https://` URLs.
+    Urls,
     /// Free text on one line (empty allowed).
     Text,
     /// An escrow public key (`coffer-escrow-v1:` and 64 hex digits), or
@@ -168,10 +174,34 @@ const REPORTING: &[Spec] = &[
         about: "who receives the org's alert mails",
     },
     Spec {
-        key: "report_every",
-        kind: Kind::Duration,
-        default: "7d",
-        about: "how often the org's status report is sent",
+        key: "remind_every",
+        kind: Kind::DurationOrOff,
+        default: "off",
+        about: "while a device stays critical, the alert is sent again this often",
+    },
+    Spec {
+        key: "digest",
+        kind: Kind::Choice(&["off", "daily", "weekly"]),
+        default: "off",
+        about: "a summary of the org's devices that need attention, by mail",
+    },
+    Spec {
+        key: "digest_time",
+        kind: Kind::TimeOfDay,
+        default: "08:00",
+        about: "when the digest goes out (UTC; weekly digests on Mondays)",
+    },
+    Spec {
+        key: "webhooks",
+        kind: Kind::Urls,
+        default: "",
+        about: "URLs each alert is POSTed to as JSON",
+    },
+    Spec {
+        key: "webhook_secret",
+        kind: Kind::Text,
+        default: "",
+        about: "the key of the HMAC-SHA256 signature of webhook posts",
     },
 ];
 
@@ -298,6 +328,33 @@ impl Spec {
         Ok(match self.kind {
             Kind::Duration => Value::from(crate::duration::parse(t).map_err(bad)?.as_secs()),
             Kind::DurationOrForever if t == "forever" => Value::Null,
+            Kind::DurationOrOff if t == "off" => Value::Null,
+            Kind::DurationOrOff => Value::from(
+                crate::duration::parse(t)
+                    .map_err(|e| bad(format!("{e}, or \"off\"")))?
+                    .as_secs(),
+            ),
+            Kind::TimeOfDay => {
+                let hm = t.split_once(':').and_then(|(h, m)| {
+                    let (h, m) = (h.parse::<u64>().ok()?, m.parse::<u64>().ok()?);
+                    (h < 24 && m < 60 && t.len() == 5).then_some(h * 60 + m)
+                });
+                Value::from(hm.ok_or_else(|| {
+                    bad(format!("{t:?} is not a time of day; write it HH:MM (UTC)"))
+                })?)
+            }
+            Kind::Urls => {
+                let list = split_list(t);
+                for u in &list {
+                    let ok = (u.starts_with("http://") || u.starts_with("https://"))
+                        && u.len() <= 2048
+                        && !u.chars().any(|c| c.is_whitespace() || c.is_control());
+                    if !ok {
+                        return Err(bad(format!("{u:?} is not an http:// or https:// URL")));
+                    }
+                }
+                Value::from(list)
+            }
             Kind::DurationOrForever => Value::from(
                 crate::duration::parse(t)
                     .map_err(|e| bad(format!("{e}, or \"forever\"")))?
@@ -372,7 +429,7 @@ impl Spec {
     pub fn from_json(&self, v: &Value) -> Result<Value, String> {
         match (self.kind, v) {
             (_, Value::String(s)) => self.parse(s),
-            (Kind::Globs | Kind::Emails, Value::Array(items)) => {
+            (Kind::Globs | Kind::Emails | Kind::Urls, Value::Array(items)) => {
                 let mut parts = Vec::with_capacity(items.len());
                 for i in items {
                     match i.as_str() {
@@ -388,10 +445,11 @@ impl Spec {
                 self.parse(&parts.join(","))
             }
             (Kind::Bool, Value::Bool(_)) => Ok(v.clone()),
-            (Kind::DurationOrForever, Value::Null) => Ok(Value::Null),
+            (Kind::DurationOrForever | Kind::DurationOrOff, Value::Null) => Ok(Value::Null),
             (
                 Kind::Duration
                 | Kind::DurationOrForever
+                | Kind::DurationOrOff
                 | Kind::Count { .. }
                 | Kind::Size
                 | Kind::Ratio,
@@ -405,7 +463,12 @@ impl Spec {
     /// `"*.tmp,node_modules"`), which [`Spec::parse`] reads back.
     pub fn text(&self, v: &Value) -> String {
         match (self.kind, v) {
-            (Kind::Duration | Kind::DurationOrForever, Value::Number(n)) => {
+            (Kind::TimeOfDay, Value::Number(n)) => {
+                let m = n.as_u64().unwrap_or(0);
+                format!("{:02}:{:02}", m / 60, m % 60)
+            }
+            (Kind::DurationOrOff, Value::Null) => "off".into(),
+            (Kind::Duration | Kind::DurationOrForever | Kind::DurationOrOff, Value::Number(n)) => {
                 crate::duration::format(std::time::Duration::from_secs(n.as_u64().unwrap_or(0)))
             }
             (Kind::DurationOrForever, Value::Null) => "forever".into(),

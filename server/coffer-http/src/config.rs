@@ -13,6 +13,10 @@ pub struct HttpConfig {
     /// serve other machines.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// The address people reach this server at (`https://coffer.example.com`):
+    /// alert mails link to the device's console page under it.
+    #[serde(default)]
+    pub public_url: Option<String>,
     /// On SIGTERM/SIGINT: stop accepting, let in-flight requests finish for up
     /// to this many seconds, then stop. Default 30.
     #[serde(default = "default_grace")]
@@ -111,6 +115,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            public_url: None,
             shutdown_grace_secs: default_grace(),
             max_concurrent_streams: default_streams(),
             max_frame_size: default_frame(),
@@ -130,6 +135,15 @@ impl Default for HttpConfig {
 
 impl HttpConfig {
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(u) = &self.public_url {
+            if !(u.starts_with("https://") || u.starts_with("http://"))
+                || u.contains(char::is_whitespace)
+            {
+                return Err(format!(
+                    "http.public_url {u:?} is not an http:// or https:// URL"
+                ));
+            }
+        }
         if !(16_384..=16_777_215).contains(&self.max_frame_size) {
             return Err(format!(
                 "http.max_frame_size is {}; HTTP/2 allows 16384 to 16777215",

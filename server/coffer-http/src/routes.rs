@@ -182,6 +182,7 @@ pub(crate) fn table() -> Vec<Route> {
         admin::devices::park => Admin(ManageInventory), Json;
         admin::devices::unpark => Admin(ManageInventory), Json;
         admin::devices::alerts => Admin(ReadInventory), Json;
+        admin::reports::get => Admin(ReadInventory), Json;
         admin::accounts::list => Admin(ReadAccounts), Json;
         admin::accounts::create => Admin(ManageAccounts), Json;
         admin::accounts::get => Admin(ReadAccounts), Json;
@@ -197,6 +198,7 @@ pub(crate) fn table() -> Vec<Route> {
         admin::workers::list => Admin(ReadServer), Json;
         admin::workers::scrub_status => Admin(ReadServer), Json;
         admin::workers::scrub_run => Admin(ManageServer), Json;
+        admin::workers::mail_test => Admin(ManageServer), Json;
         admin::plugins::list => Admin(ReadServer), Json;
         admin::plugins::enable => Admin(ManageServer), Json;
         admin::plugins::disable => Admin(ManageServer), Json;

@@ -20,6 +20,9 @@ pub struct AlertStateRecord {
     pub reason: String,
     /// When it is next due for evaluation (its index key).
     pub due: Option<UnixMillis>,
+    /// When its last outbox entry (a change or a reminder) was recorded.
+    #[serde(default)]
+    pub notified: Option<UnixMillis>,
 }
 
 /// One alert transition, in the outbox.
@@ -33,6 +36,9 @@ pub struct AlertRecord {
     pub from: String,
     pub to: String,
     pub reason: String,
+    /// Still critical after `reporting.remind_every` (`from` = `to`).
+    #[serde(default)]
+    pub reminder: bool,
 }
 
 fn due_key(due: UnixMillis, device: &Name) -> Vec<u8> {
@@ -104,6 +110,11 @@ impl MetaStore {
             }
         }
         Ok(out)
+    }
+
+    /// Outbox entry `seq`.
+    pub fn alert(&self, seq: u64) -> Result<Option<AlertRecord>> {
+        get(&self.t.alert_outbox, &seq.to_be_bytes(), "alert")
     }
 
     /// Alert transitions after sequence number `after`, oldest first, at

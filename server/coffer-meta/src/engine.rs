@@ -75,6 +75,13 @@ pub(crate) struct Trees {
     pub(crate) alert_due: sled::Tree,
     /// Sequence number (big-endian) → alert transition.
     pub(crate) alert_outbox: sled::Tree,
+    /// Delivery channel → how far it has read the outbox (JSON number).
+    pub(crate) delivery_cursor: sled::Tree,
+    /// `channel \0 seq (big-endian) target` → a delivery not handed over
+    /// yet.
+    pub(crate) delivery_pending: sled::Tree,
+    /// The same keys → deliveries handed over.
+    pub(crate) delivery_done: sled::Tree,
 }
 
 impl Trees {
@@ -109,6 +116,9 @@ impl Trees {
             alert_state: db.open_tree("alert_state")?,
             alert_due: db.open_tree("alert_due")?,
             alert_outbox: db.open_tree("alert_outbox")?,
+            delivery_cursor: db.open_tree("delivery_cursor")?,
+            delivery_pending: db.open_tree("delivery_pending")?,
+            delivery_done: db.open_tree("delivery_done")?,
         })
     }
 }

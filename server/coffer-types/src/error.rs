@@ -67,6 +67,9 @@ pub enum ErrorCode {
     /// A plugin failed (trapped, ran out of time or memory, returned an
     /// error, or is suspended); the message says which.
     PluginFailed,
+    /// A mail server or webhook receiver refused a message or could not be
+    /// reached; the message says what it answered.
+    DeliveryFailed,
     /// A bug or an unexpected failure; the log has details.
     Internal,
 }
@@ -99,6 +102,7 @@ impl ErrorCode {
             Self::ServerBusy => "server_busy",
             Self::TooManyRequests => "too_many_requests",
             Self::PluginFailed => "plugin_failed",
+            Self::DeliveryFailed => "delivery_failed",
             Self::Internal => "internal",
         }
     }
@@ -123,7 +127,7 @@ impl ErrorCode {
             Self::StorageUnavailable | Self::ShuttingDown | Self::ServerBusy => 503,
             Self::TooManyRequests => 429,
             Self::StorageFull | Self::QuotaExceeded => 507,
-            Self::PluginFailed => 502,
+            Self::PluginFailed | Self::DeliveryFailed => 502,
         }
     }
 
@@ -137,6 +141,7 @@ impl ErrorCode {
                 | Self::TooManyRequests
                 | Self::StorageFull
                 | Self::PluginFailed
+                | Self::DeliveryFailed
                 | Self::Internal
         )
     }
@@ -167,6 +172,7 @@ impl ErrorCode {
         Self::ServerBusy,
         Self::TooManyRequests,
         Self::PluginFailed,
+        Self::DeliveryFailed,
         Self::Internal,
     ];
 }

@@ -608,6 +608,50 @@ pub struct AlertInfo {
     pub from: String,
     pub to: String,
     pub reason: String,
+    /// A reminder that the device is still critical (`from` = `to`).
+    #[serde(default)]
+    pub reminder: bool,
+    /// Its deliveries per channel and target.
+    #[serde(default)]
+    pub deliveries: Vec<DeliveryInfo>,
+}
+
+/// One delivery of an alert: `pending` until the channel handed it over.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeliveryInfo {
+    /// `mail` or `webhook`.
+    pub channel: String,
+    /// The recipients, or the URL.
+    pub target: String,
+    /// `pending` or `delivered`.
+    pub state: String,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt: Option<UnixMillis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<UnixMillis>,
+    /// What the far end answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+}
+
+/// `POST /admin/v1/mail/test`: send a test mail to `to`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MailTest {
+    pub to: String,
+}
+
+/// What the mail server answered a test mail.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MailTestResult {
+    pub to: String,
+    /// The SMTP answer (`250 OK …`).
+    pub answer: String,
 }
 
 /// `GET /admin/v1/alerts`: transitions oldest first; `next_after` pages on.
@@ -991,4 +1035,89 @@ mod tests {
         assert_eq!(record_header(rest), Some((b, FETCH_ABSENT)));
         assert_eq!(record_header(&rest[..BUNDLE_RECORD_HEADER - 1]), None);
     }
+}
+
+/// The query of a health report (`GET /admin/v1/reports/{report}`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReportQuery {
+    /// Only this org and the orgs below it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+    /// Only these states (comma-separated: `warning,critical`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Only these reasons (comma-separated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The column to sort by (the report's `columns`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
+    /// Descending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desc: Option<bool>,
+    /// The previous page's `next_after`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Rows per page (default 1000, at most 10 000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+/// One page of a health report: `rows` are objects keyed by `columns`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReportPage {
+    /// `device-status`, `orgs` or `users`.
+    pub report: String,
+    pub columns: Vec<String>,
+    /// Rows in the whole (filtered) report.
+    pub total: usize,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub rows: Vec<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
+}
+
+/// A row of the device-status report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceStatusRow {
+    pub device: Name,
+    pub name: String,
+    pub user: Name,
+    pub org: Name,
+    pub state: String,
+    pub reason: String,
+    pub percent_complete: Option<f64>,
+    pub last_activity: Option<UnixMillis>,
+    pub last_completed: Option<UnixMillis>,
+    pub last_connection: Option<UnixMillis>,
+    pub agent_version: Option<String>,
+    pub os: Option<String>,
+    pub bytes_stored: u64,
+    pub backups: u64,
+}
+
+/// A row of the orgs report: its own devices (not those of orgs below).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrgReportRow {
+    pub org: Name,
+    pub parent: Option<Name>,
+    pub devices: u64,
+    pub ok: u64,
+    pub warning: u64,
+    pub critical: u64,
+    pub parked: u64,
+    pub users: u64,
+    pub bytes_stored: u64,
+}
+
+/// A row of the users report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserReportRow {
+    pub user: Name,
+    pub org: Name,
+    pub devices: u64,
+    /// The worst state of its devices (none without devices).
+    pub worst_state: Option<String>,
+    pub bytes_stored: u64,
 }

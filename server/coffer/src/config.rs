@@ -39,6 +39,111 @@ pub struct Config {
     pub scrub: ScrubConfig,
     #[serde(default)]
     pub meta: MetaConfig,
+    #[serde(default)]
+    pub mail: MailConfig,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+}
+
+/// `[mail]`: the SMTP server alert mails go through. Mail is on when
+/// `host` is set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailConfig {
+    pub host: Option<String>,
+    /// Default: 587 for `starttls`, 465 for `tls`, 25 for `none`.
+    pub port: Option<u16>,
+    /// `starttls` (default), `tls` (TLS from the first byte) or `none`
+    /// (plain text: only to a relay on the same machine or network).
+    pub tls: MailTls,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// A file holding the password (its first line), instead of
+    /// `password`.
+    pub password_file: Option<PathBuf>,
+    /// The sender, `coffer@example.com` or `Coffer <coffer@example.com>`.
+    pub from: Option<String>,
+    /// PEM certificates to trust besides the system's (a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// Seconds one SMTP exchange may take. Default 30.
+    pub timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailTls {
+    #[default]
+    Starttls,
+    Tls,
+    None,
+}
+
+/// `[alerts]`: how alert deliveries are made and retried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Milliseconds between delivery steps. Default 1000.
+    pub tick_ms: u64,
+    /// The first retry of a failed delivery waits this long (ms), each
+    /// next one twice as long, up to `retry_max_ms`. Default 10 000.
+    pub retry_min_ms: u64,
+    /// Default 3 600 000 (an hour).
+    pub retry_max_ms: u64,
+    /// Hosts (`host` or `host:port`) webhooks may be posted to. Org
+    /// administrators set the URLs, so the operator says where they may
+    /// point; empty (the default) allows none.
+    pub webhook_allowed_hosts: Vec<String>,
+    /// Seconds one webhook post may take. Default 10.
+    pub webhook_timeout_secs: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            tick_ms: 1000,
+            retry_min_ms: 10_000,
+            retry_max_ms: 3_600_000,
+            webhook_allowed_hosts: Vec::new(),
+            webhook_timeout_secs: 10,
+        }
+    }
+}
+
+impl MailConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.host.is_none() {
+            return Ok(());
+        }
+        match &self.from {
+            None => return Err("mail.from is required when mail.host is set (the sender of alert mails, such as \"Coffer <coffer@example.com>\")".into()),
+            Some(f) if f.parse::<lettre::message::Mailbox>().is_err() => {
+                return Err(format!("mail.from {f:?} is not a mail address (write it as coffer@example.com or \"Coffer <coffer@example.com>\")"))
+            }
+            Some(_) => {}
+        }
+        if self.password.is_some() && self.password_file.is_some() {
+            return Err("mail.password and mail.password_file are both set; keep one".into());
+        }
+        if (self.password.is_some() || self.password_file.is_some()) && self.username.is_none() {
+            return Err("mail.username is required with a password".into());
+        }
+        if self.timeout_secs == Some(0) {
+            return Err("mail.timeout_secs must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+impl AlertsConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.tick_ms == 0 || self.retry_min_ms == 0 || self.webhook_timeout_secs == 0 {
+            return Err("alerts.tick_ms, alerts.retry_min_ms and alerts.webhook_timeout_secs must be above 0".into());
+        }
+        if self.retry_max_ms < self.retry_min_ms {
+            return Err("alerts.retry_max_ms must be at least alerts.retry_min_ms".into());
+        }
+        Ok(())
+    }
 }
 
 /// `[meta]`: the metadata database.
@@ -149,6 +254,8 @@ impl Default for Config {
             workers: WorkersConfig::default(),
             scrub: ScrubConfig::default(),
             meta: MetaConfig::default(),
+            mail: MailConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -219,6 +326,8 @@ impl Config {
             self.workers.validate(),
             self.scrub.validate(),
             self.meta.validate(),
+            self.mail.validate(),
+            self.alerts.validate(),
         ];
         for c in checks {
             if let Err(msg) = c {
@@ -296,6 +405,8 @@ mod tests {
         assert_eq!(cfg.limits, defaults.limits);
         assert_eq!(cfg.workers, defaults.workers);
         assert_eq!(cfg.scrub, defaults.scrub);
+        assert_eq!(cfg.alerts, defaults.alerts);
+        assert_eq!(cfg.mail, defaults.mail);
     }
 
     #[test]
@@ -435,6 +546,9 @@ impl Config {
             if s3.secret_access_key.is_some() {
                 s3.secret_access_key = Some(REDACTED.into());
             }
+        }
+        if c.mail.password.is_some() {
+            c.mail.password = Some(REDACTED.into());
         }
         for grant in c.plugins.grants.values_mut() {
             for (k, v) in grant.config.iter_mut() {

@@ -2,6 +2,7 @@
 //! (`coffer config check`) and the admin CLI (`coffer admin …`).
 
 mod admin;
+mod channels;
 mod config;
 mod plugin_cmd;
 mod plugin_env;

@@ -224,6 +224,25 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    // Alert deliveries: mail when `[mail]` names a server, webhooks always
+    // (each org says where, the operator which hosts).
+    let lease_secs = cfg.mail.timeout_secs.unwrap_or(30) + cfg.alerts.webhook_timeout_secs + 30;
+    let policy = coffer_core::notify::DeliveryPolicy {
+        interval: std::time::Duration::from_millis(cfg.alerts.tick_ms),
+        retry_min: std::time::Duration::from_millis(cfg.alerts.retry_min_ms),
+        retry_max: std::time::Duration::from_millis(cfg.alerts.retry_max_ms),
+        lease: std::time::Duration::from_secs(lease_secs),
+        public_url: cfg.http.public_url.clone(),
+    };
+    if let Some(mail) = crate::channels::Mail::new(&cfg.mail)? {
+        let mail = Arc::new(mail);
+        core.set_mailer(mail.clone());
+        workers.push(core.delivery_worker(mail, policy.clone())?);
+    }
+    workers.push(core.delivery_worker(
+        Arc::new(crate::channels::Webhook::new(&cfg.alerts)?),
+        policy,
+    )?);
     registry.register_collector(Box::new(coffer_core::HealthMetrics(core.clone())));
     let supervisor = Supervisor::start(workers, Arc::new(SystemClock), Backoff::default());
     registry.register_collector(Box::new(supervisor.clone()));

@@ -447,6 +447,7 @@ fn an_alert_state_is_reindexed_by_due_time_and_its_transition_appended_once() {
         since: 1,
         reason: "ok".into(),
         due,
+        notified: None,
     };
     let tr = |to: &str| AlertRecord {
         seq: 0,
@@ -456,6 +457,7 @@ fn an_alert_state_is_reindexed_by_due_time_and_its_transition_appended_once() {
         from: "ok".into(),
         to: to.into(),
         reason: "never_backed_up".into(),
+        reminder: false,
     };
     assert_eq!(
         s.record_alert_state(&name("dv_1"), &st("ok", Some(100)), None)
@@ -498,4 +500,66 @@ fn an_alert_state_is_reindexed_by_due_time_and_its_transition_appended_once() {
         s.alert_state(&name("dv_1")).unwrap().unwrap().level,
         "critical"
     );
+}
+
+#[test]
+fn a_channel_takes_each_outbox_entry_in_once_and_a_claim_is_compare_and_set() {
+    use crate::DeliveryRecord;
+    let (_d, s) = open();
+    let st = AlertStateRecord {
+        level: "warning".into(),
+        since: 1,
+        reason: "ok".into(),
+        due: None,
+        notified: Some(1),
+    };
+    let tr = AlertRecord {
+        seq: 0,
+        at: 5,
+        device: name("dv_1"),
+        org: name("acme"),
+        from: "ok".into(),
+        to: "warning".into(),
+        reason: "never_backed_up".into(),
+        reminder: false,
+    };
+    // An entry recorded before the channel existed is not its to send.
+    s.record_alert_state(&name("dv_1"), &st, Some(&tr)).unwrap();
+    assert_eq!(s.start_delivery_channel("mail").unwrap(), 1);
+    assert_eq!(s.start_delivery_channel("mail").unwrap(), 1);
+    let rec = |seq| DeliveryRecord {
+        channel: "mail".into(),
+        seq,
+        target: "ops@x.example".into(),
+        attempts: 0,
+        next_attempt: 5,
+        claimed_until: None,
+        last_error: None,
+        delivered_at: None,
+        outcome: None,
+    };
+    assert!(s.take_into_channel("mail", 1, 2, &[rec(2)]).unwrap());
+    // A second taker that read the same cursor writes nothing.
+    assert!(!s.take_into_channel("mail", 1, 2, &[rec(2)]).unwrap());
+    assert_eq!(s.pending_deliveries("mail", 10).unwrap(), [rec(2)]);
+    let claimed = DeliveryRecord {
+        claimed_until: Some(100),
+        ..rec(2)
+    };
+    assert!(s.update_delivery(&rec(2), &claimed).unwrap());
+    assert!(
+        !s.update_delivery(&rec(2), &claimed).unwrap(),
+        "claimed once"
+    );
+    let done = DeliveryRecord {
+        delivered_at: Some(7),
+        ..claimed.clone()
+    };
+    assert!(s.delivery_done(&claimed, &done).unwrap());
+    assert!(!s.delivery_done(&claimed, &done).unwrap());
+    assert!(s.pending_deliveries("mail", 10).unwrap().is_empty());
+    assert_eq!(s.deliveries_of(&["mail"], 2).unwrap(), [done]);
+    // The store id is made once.
+    assert_eq!(s.store_id().unwrap(), s.store_id().unwrap());
+    assert_eq!(s.store_id().unwrap().len(), 32);
 }

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod audit;
+mod health;
 mod inventory;
 mod output;
 mod plugins;
@@ -76,6 +77,11 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Alert mail.
+    Mail {
+        #[command(subcommand)]
+        command: health::MailCommand,
+    },
     /// Admin accounts and their roles.
     Account {
         #[command(subcommand)]
@@ -111,7 +117,8 @@ enum AdminCommand {
         #[command(subcommand)]
         command: plugins::PluginCommand,
     },
-    /// Reports made by reporter plugins.
+    /// Reports: device status, orgs and users (health), and reporter
+    /// plugins' reports.
     Report {
         #[command(subcommand)]
         command: plugins::ReportCommand,
@@ -172,6 +179,7 @@ async fn run_async(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Alerts { after, limit, json } => {
             inventory::alerts(&client, after, limit, json).await
         }
+        AdminCommand::Mail { command } => health::mail(&client, command).await,
         AdminCommand::Account { command } => accounts::account(&client, command).await,
         AdminCommand::Token { command } => accounts::token(&client, command).await,
         AdminCommand::Whoami { json } => accounts::whoami(&client, json).await,

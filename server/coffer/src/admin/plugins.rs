@@ -30,6 +30,13 @@ pub(crate) enum PluginCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ReportCommand {
+    /// Each device: state, reason, percent complete, last activity, last
+    /// completed backup, last connection, agent, OS, bytes, backups.
+    DeviceStatus(super::health::ReportArgs),
+    /// Each org: parent, devices per state, users, bytes stored.
+    Orgs(super::health::ReportArgs),
+    /// Each user: org, devices, worst state, bytes stored.
+    Users(super::health::ReportArgs),
     /// Run a reporter plugin for an organization and print its report.
     Run {
         plugin: String,
@@ -128,12 +135,19 @@ pub(crate) async fn plugin(client: &Client, command: PluginCommand) -> anyhow::R
 }
 
 pub(crate) async fn report(client: &Client, command: ReportCommand) -> anyhow::Result<()> {
-    let ReportCommand::Run {
-        plugin,
-        org,
-        params,
-        format,
-    } = command;
+    let (plugin, org, params, format) = match command {
+        ReportCommand::DeviceStatus(a) => {
+            return super::health::report(client, "device-status", a).await
+        }
+        ReportCommand::Orgs(a) => return super::health::report(client, "orgs", a).await,
+        ReportCommand::Users(a) => return super::health::report(client, "users", a).await,
+        ReportCommand::Run {
+            plugin,
+            org,
+            params,
+            format,
+        } => (plugin, org, params, format),
+    };
     let params = params
         .iter()
         .map(|p| {

@@ -7,6 +7,7 @@ pub(crate) mod audit;
 pub(crate) mod devices;
 pub(crate) mod orgs;
 pub(crate) mod plugins;
+pub(crate) mod reports;
 pub(crate) mod tokens;
 pub(crate) mod users;
 pub(crate) mod workers;

@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use coffer_core::Principal;
-use coffer_types::wire::{ErrorBody, ScrubStatus, WorkerList};
+use coffer_types::wire::{ErrorBody, MailTest, MailTestResult, ScrubStatus, WorkerList};
 use http::StatusCode;
 
 use crate::app::App;
-use crate::extract::Gated;
+use crate::extract::{Gated, Json};
 use crate::handlers::ERROR;
 use crate::response::{json, Handled};
 
@@ -46,4 +46,21 @@ pub(crate) async fn scrub_status(
               (status = "default", body = ErrorBody, description = ERROR)))]
 pub(crate) async fn scrub_run(State(app): State<Arc<App>>, Gated(p): Gated<Principal>) -> Handled {
     Ok(json(StatusCode::OK, &app.core.scrub_run(&p).await?))
+}
+
+/// Send a test mail through the configured SMTP server now; the answer is
+/// the server's. `502 delivery_failed` says what went wrong, `409` that
+/// `[mail]` is not configured.
+#[utoipa::path(post, path = "/admin/v1/mail/test", tag = "workers", operation_id = "admin_mail_test",
+    security(("admin_token" = [])),
+    request_body = MailTest,
+    responses((status = 200, body = MailTestResult),
+              (status = "default", body = ErrorBody, description = ERROR)))]
+pub(crate) async fn mail_test(
+    State(app): State<Arc<App>>,
+    Gated(p): Gated<Principal>,
+    Json(b): Json<MailTest>,
+) -> Handled {
+    let answer = app.core.test_mail(&p, &b.to).await?;
+    Ok(json(StatusCode::OK, &MailTestResult { to: b.to, answer }))
 }
