@@ -684,7 +684,7 @@ async fn damaged_and_healed_blocks_reach_integrations_and_plugins_built_for_0_1_
             .map(|p| p["contract"].clone())
             .unwrap()
     };
-    assert_eq!(contract("hook-new"), "0.2.0", "{listed}");
+    assert_eq!(contract("hook-new"), "0.3.0", "{listed}");
     assert_eq!(contract("hook-old"), "0.1.0", "{listed}");
     let text = cli_ok(&admin_cli(&server, &["plugin", "list"]));
     assert!(
@@ -749,4 +749,51 @@ async fn damaged_and_healed_blocks_reach_integrations_and_plugins_built_for_0_1_
             .is_err(),
         "nothing more was sent"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_change_reaches_an_integration_plugin_once_it_is_recorded() {
+    use crate::harness::{cli_ok, Opts, TestServer};
+    let plugins = plugins_dir(&["webhook"]);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let config = format!(
+        "[plugins]\ndir = \"{}\"\nbatch_wait_ms = 20\n[plugins.grants.webhook]\norgs = [\"*\"]\n\
+         capabilities = [\"http\"]\nallowed_hosts = [\"127.0.0.1:{port}\"]\n\
+         config = {{ url = \"http://127.0.0.1:{port}/hook\", events = \"health\" }}\n\
+         [workers]\nhealth_tick_ms = 100\n",
+        plugins.path().display()
+    );
+    let server = TestServer::start(Opts {
+        config: Some(config),
+        ..Opts::default()
+    })
+    .await;
+    cli_ok(&server.cli(&["org", "create", "acme"]));
+    cli_ok(&server.cli(&[
+        "org",
+        "settings",
+        "set",
+        "acme",
+        "reporting.warning_after=1s",
+        "reporting.alert_warning_after=1s",
+    ]));
+    let dev = server.enroll("acme", "ann", "ann-laptop").await;
+    let mut rx = hook_bodies(l);
+    let body = next_body(&mut rx).await;
+    let m = &body["messages"];
+    assert_eq!(m.as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(m[0]["event"], "health.changed");
+    assert_eq!(m[0]["device"], dev.device.as_str());
+    assert_eq!(m[0]["name"], "ann-laptop");
+    assert_eq!(
+        (&m[0]["from"], &m[0]["to"]),
+        (&"ok".into(), &"warning".into())
+    );
+    assert_eq!(m[0]["reason"], "never_backed_up");
+    // The same change is in the outbox, once.
+    let alerts: coffer_types::wire::AlertList =
+        serde_json::from_str(&cli_ok(&server.cli(&["alerts", "--json"]))).unwrap();
+    assert_eq!(alerts.alerts.len(), 1);
+    assert_eq!(alerts.alerts[0].to, "warning");
 }

@@ -1,6 +1,6 @@
 //! Host bindings of the contract's worlds, for every version the host
-//! serves: the current one from `wit/` (`coffer:plugin@0.2.0`) and the
-//! frozen `wit/v0.1.0/` (`coffer:plugin@0.1.0`) in [`v0_1`].
+//! serves: the current one from `wit/` (`coffer:plugin@0.3.0`) and the
+//! frozen `wit/v0.1.0/` and `wit/v0.2.0/` in [`v0_1`] and [`v0_2`].
 //!
 //! In each version, `integration` generates the shared interfaces (types,
 //! log, kv, http-client); the other worlds reuse them with `with`, so one
@@ -64,4 +64,9 @@ worlds!("../../wit");
 /// the current types and converts at the edge (`crate::compat`).
 pub mod v0_1 {
     worlds!("../../wit/v0.1.0");
+}
+
+/// `coffer:plugin@0.2.0`, for plugins built before 0.3.0.
+pub mod v0_2 {
+    worlds!("../../wit/v0.2.0");
 }

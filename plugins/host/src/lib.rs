@@ -34,14 +34,14 @@ use serde::Serialize;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
-use bindings::{integration, reporter, retention, types, v0_1};
+use bindings::{integration, reporter, retention, types, v0_1, v0_2};
 pub use manifest::{Capability, Grants, Manifest, World};
 use state::{HostState, StateParts};
 pub use state::{HttpSender, Inventory, KvBackend, MemoryKv};
 
 /// The current contract version (`wit/`, `coffer:plugin@…`): what the SDK
 /// builds against. The host serves every [`Contract`].
-pub const CONTRACT: &str = "0.2.0";
+pub const CONTRACT: &str = "0.3.0";
 
 /// A version of the plugin contract the host serves. A plugin's version is
 /// the one its component imports (`coffer:plugin/types@0.1.0`, …).
@@ -50,18 +50,22 @@ pub enum Contract {
     /// `wit/v0.1.0/`: the first release.
     #[serde(rename = "0.1.0")]
     V0_1,
-    /// `wit/`: adds the `block-damaged` and `block-healed` events.
+    /// `wit/v0.2.0/`: adds the `block-damaged` and `block-healed` events.
     #[serde(rename = "0.2.0")]
     V0_2,
+    /// `wit/`: adds the `health-changed` event.
+    #[serde(rename = "0.3.0")]
+    V0_3,
 }
 
 impl Contract {
-    pub const ALL: [Contract; 2] = [Contract::V0_1, Contract::V0_2];
+    pub const ALL: [Contract; 3] = [Contract::V0_1, Contract::V0_2, Contract::V0_3];
 
     pub fn version(self) -> &'static str {
         match self {
             Contract::V0_1 => "0.1.0",
-            Contract::V0_2 => CONTRACT,
+            Contract::V0_2 => "0.2.0",
+            Contract::V0_3 => CONTRACT,
         }
     }
 
@@ -299,14 +303,23 @@ impl Host {
         wasmtime_wasi::p2::add_to_linker_async(&mut l)?;
         let l2 = &mut l;
         match (contract, world) {
-            (Contract::V0_2, World::Reporter) => {
+            (Contract::V0_3, World::Reporter) => {
                 reporter::Reporter::add_to_linker::<_, HasSelf<_>>(l2, |s| s)?
             }
-            (Contract::V0_2, World::Retention) => {
+            (Contract::V0_3, World::Retention) => {
                 retention::Retention::add_to_linker::<_, HasSelf<_>>(l2, |s| s)?
             }
-            (Contract::V0_2, World::Integration) => {
+            (Contract::V0_3, World::Integration) => {
                 integration::Integration::add_to_linker::<_, HasSelf<_>>(l2, |s| s)?
+            }
+            (Contract::V0_2, World::Reporter) => {
+                v0_2::reporter::Reporter::add_to_linker::<_, HasSelf<_>>(l2, |s| s)?
+            }
+            (Contract::V0_2, World::Retention) => {
+                v0_2::retention::Retention::add_to_linker::<_, HasSelf<_>>(l2, |s| s)?
+            }
+            (Contract::V0_2, World::Integration) => {
+                v0_2::integration::Integration::add_to_linker::<_, HasSelf<_>>(l2, |s| s)?
             }
             (Contract::V0_1, World::Reporter) => {
                 v0_1::reporter::Reporter::add_to_linker::<_, HasSelf<_>>(l2, |s| s)?
@@ -358,14 +371,23 @@ impl Host {
             )
         };
         let pre = match (contract, world) {
-            (Contract::V0_2, World::Reporter) => {
+            (Contract::V0_3, World::Reporter) => {
                 Pre::Reporter(reporter::ReporterPre::new(pre).map_err(wrong)?)
             }
-            (Contract::V0_2, World::Retention) => {
+            (Contract::V0_3, World::Retention) => {
                 Pre::Retention(retention::RetentionPre::new(pre).map_err(wrong)?)
             }
-            (Contract::V0_2, World::Integration) => {
+            (Contract::V0_3, World::Integration) => {
                 Pre::Integration(integration::IntegrationPre::new(pre).map_err(wrong)?)
+            }
+            (Contract::V0_2, World::Reporter) => {
+                Pre::ReporterV0_2(v0_2::reporter::ReporterPre::new(pre).map_err(wrong)?)
+            }
+            (Contract::V0_2, World::Retention) => {
+                Pre::RetentionV0_2(v0_2::retention::RetentionPre::new(pre).map_err(wrong)?)
+            }
+            (Contract::V0_2, World::Integration) => {
+                Pre::IntegrationV0_2(v0_2::integration::IntegrationPre::new(pre).map_err(wrong)?)
             }
             (Contract::V0_1, World::Reporter) => {
                 Pre::ReporterV0_1(v0_1::reporter::ReporterPre::new(pre).map_err(wrong)?)
@@ -419,7 +441,7 @@ impl Host {
         }
         let stated = manifest.contract.as_deref();
         let Some(v) = found.as_deref().or(stated) else {
-            return Ok(Contract::V0_2);
+            return Ok(Contract::V0_3);
         };
         let contract = Contract::of(v).ok_or_else(|| {
             anyhow::anyhow!(
@@ -540,6 +562,9 @@ enum Pre {
     ReporterV0_1(v0_1::reporter::ReporterPre<HostState>),
     RetentionV0_1(v0_1::retention::RetentionPre<HostState>),
     IntegrationV0_1(v0_1::integration::IntegrationPre<HostState>),
+    ReporterV0_2(v0_2::reporter::ReporterPre<HostState>),
+    RetentionV0_2(v0_2::retention::RetentionPre<HostState>),
+    IntegrationV0_2(v0_2::integration::IntegrationPre<HostState>),
 }
 
 #[derive(Default)]
@@ -849,6 +874,13 @@ impl Plugin {
                     let r = w.call_plan(&mut store, &ctx, &archive, &backups).await?;
                     Ok(r.map(Into::into).map_err(Into::into))
                 }
+                Pre::RetentionV0_2(pre) => {
+                    let w = pre.instantiate_async(&mut store).await?;
+                    let (ctx, archive) = (ctx.into(), archive.clone().into());
+                    let backups = compat::all(backups.to_vec());
+                    let r = w.call_plan(&mut store, &ctx, &archive, &backups).await?;
+                    Ok(r.map(Into::into).map_err(Into::into))
+                }
                 Pre::Retention(pre) => {
                     let w = pre.instantiate_async(&mut store).await?;
                     w.call_plan(&mut store, &ctx, archive, backups).await
@@ -879,6 +911,11 @@ impl Plugin {
         let raw = tokio::time::timeout(self.host.0.limits.call_timeout, async {
             match &self.pre {
                 Pre::ReporterV0_1(pre) => {
+                    let w = pre.instantiate_async(&mut store).await?;
+                    let r = w.call_report(&mut store, &ctx.into(), params).await?;
+                    Ok(r.map(Into::into).map_err(Into::into))
+                }
+                Pre::ReporterV0_2(pre) => {
                     let w = pre.instantiate_async(&mut store).await?;
                     let r = w.call_report(&mut store, &ctx.into(), params).await?;
                     Ok(r.map(Into::into).map_err(Into::into))
@@ -914,6 +951,15 @@ impl Plugin {
             match &self.pre {
                 Pre::IntegrationV0_1(pre) => {
                     let events: Vec<_> = events.iter().filter_map(compat::event_v0_1).collect();
+                    if events.is_empty() {
+                        return Ok(Ok(()));
+                    }
+                    let w = pre.instantiate_async(&mut store).await?;
+                    let r = w.call_on_events(&mut store, &ctx.into(), &events).await?;
+                    Ok(r.map_err(Into::into))
+                }
+                Pre::IntegrationV0_2(pre) => {
+                    let events: Vec<_> = events.iter().filter_map(compat::event_v0_2).collect();
                     if events.is_empty() {
                         return Ok(Ok(()));
                     }

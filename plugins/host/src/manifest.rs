@@ -268,7 +268,7 @@ required = true
         assert!(Manifest::parse(&old)
             .unwrap_err()
             .to_string()
-            .contains("this server serves 0.1.0, 0.2.0"));
+            .contains("this server serves 0.1.0, 0.2.0, 0.3.0"));
         assert!(Manifest::parse(&GFS.replace("\"gfs\"", "\"GFS!\"")).is_err());
     }
 

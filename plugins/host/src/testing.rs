@@ -42,6 +42,27 @@ pub fn build_guests_v0_1() -> &'static Path {
     })
 }
 
+/// The same examples built against `coffer:plugin@0.2.0` (`wit/v0.2.0/`):
+/// what a plugin built before 0.3.0 is.
+pub fn build_guests_v0_2() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        build(
+            "guest-wasm-0.2",
+            &[
+                "-p",
+                "webhook",
+                "-p",
+                "gfs-retention",
+                "-p",
+                "csv-report",
+                "--features",
+                "webhook/contract-0-2",
+            ],
+        )
+    })
+}
+
 fn build(dir: &str, args: &[&str]) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -99,6 +120,11 @@ pub fn guest(name: &str) -> (Vec<u8>, String) {
 /// The same, built against `coffer:plugin@0.1.0` ([`build_guests_v0_1`]).
 pub fn guest_v0_1(name: &str) -> (Vec<u8>, String) {
     guest_in(build_guests_v0_1(), name)
+}
+
+/// The same, built against `coffer:plugin@0.2.0` ([`build_guests_v0_2`]).
+pub fn guest_v0_2(name: &str) -> (Vec<u8>, String) {
+    guest_in(build_guests_v0_2(), name)
 }
 
 fn guest_in(dir: &Path, name: &str) -> (Vec<u8>, String) {

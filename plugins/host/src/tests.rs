@@ -582,6 +582,18 @@ fn events() -> Vec<types::Event> {
             device: "dv_1".into(),
             block,
         }),
+        EventKind::HealthChanged(types::HealthChange {
+            alert_seq: 9,
+            device: "dv_1".into(),
+            name: "dan-laptop".into(),
+            user: "dan".into(),
+            old_level: types::AlertLevel::Warning,
+            new_level: types::AlertLevel::Critical,
+            reason: "not_connecting".into(),
+            reminder: false,
+            last_data_ms: Some(NOW - 5 * DAY),
+            last_backup_ms: Some(NOW - 5 * DAY),
+        }),
     ];
     kinds
         .into_iter()
@@ -596,7 +608,7 @@ fn events() -> Vec<types::Event> {
 }
 
 #[tokio::test]
-async fn plugins_built_against_0_1_load_and_run_beside_0_2_ones() {
+async fn plugins_built_against_0_1_and_0_2_load_and_run_beside_0_3_ones() {
     let rec = Arc::new(Recorder::default());
     let h = Host::new(HostOptions {
         http: Some(rec.clone()),
@@ -618,10 +630,12 @@ async fn plugins_built_against_0_1_load_and_run_beside_0_2_ones() {
     };
     // The same sources, built against each version.
     let old = |name| load_as(testing::guest_v0_1(name), grants(name));
+    let mid = |name| load_as(testing::guest_v0_2(name), grants(name));
     let new = |name| load_as(testing::guest(name), grants(name));
     for name in ["gfs-retention", "csv-report", "webhook"] {
         assert_eq!(old(name).contract(), Contract::V0_1, "{name}");
-        assert_eq!(new(name).contract(), Contract::V0_2, "{name}");
+        assert_eq!(mid(name).contract(), Contract::V0_2, "{name}");
+        assert_eq!(new(name).contract(), Contract::V0_3, "{name}");
         assert_eq!(old(name).status().contract, Contract::V0_1);
     }
 
@@ -643,6 +657,7 @@ async fn plugins_built_against_0_1_load_and_run_beside_0_2_ones() {
     );
     assert!(!a.is_empty());
     assert_eq!(a, b);
+    assert_eq!(plan(mid("gfs-retention")).await, b);
 
     // A reporter sees the inventory through 0.1's types.
     let inv = Arc::new(Inventory {
@@ -658,23 +673,27 @@ async fn plugins_built_against_0_1_load_and_run_beside_0_2_ones() {
         reporter::Report::Document(_) => panic!("a table"),
     };
     let old_csv = load_as(testing::guest_v0_1("csv-report"), inventory.clone());
+    let mid_csv = load_as(testing::guest_v0_2("csv-report"), inventory.clone());
     let new_csv = load_as(testing::guest("csv-report"), inventory);
     let a = rows(old_csv.report(&info(), &[], inv.clone()).await.unwrap());
     assert_eq!(a.len(), 1);
+    assert_eq!(
+        a,
+        rows(mid_csv.report(&info(), &[], inv.clone()).await.unwrap())
+    );
     assert_eq!(a, rows(new_csv.report(&info(), &[], inv).await.unwrap()));
 
-    // Integration: a 0.1 plugin is not sent the block events 0.2 added, and
-    // gets the rest; a 0.2 one gets all three.
-    let (old_hook, new_hook) = (old("webhook"), new("webhook"));
+    // Integration: a 0.1 plugin is not sent the block events 0.2 added nor
+    // the health event 0.3 added, and gets the rest; a 0.2 one all but the
+    // health event; a 0.3 one all four.
+    let (old_hook, mid_hook, new_hook) = (old("webhook"), mid("webhook"), new("webhook"));
     let evs = events();
-    assert_eq!(
-        evs.iter()
-            .map(|e| old_hook.receives(&e.kind))
-            .collect::<Vec<_>>(),
-        [false, true, false]
-    );
+    let gets = |p: &Plugin| evs.iter().map(|e| p.receives(&e.kind)).collect::<Vec<_>>();
+    assert_eq!(gets(&old_hook), [false, true, false, false]);
+    assert_eq!(gets(&mid_hook), [true, true, true, false]);
     assert!(evs.iter().all(|e| new_hook.receives(&e.kind)));
     old_hook.on_events(&info(), &evs).await.unwrap();
+    mid_hook.on_events(&info(), &evs).await.unwrap();
     new_hook.on_events(&info(), &evs).await.unwrap();
     let sent = rec.0.lock().unwrap().clone();
     let kinds = |body: &serde_json::Value| -> Vec<String> {
@@ -685,7 +704,7 @@ async fn plugins_built_against_0_1_load_and_run_beside_0_2_ones() {
             .map(|m| m["event"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(sent.len(), 2);
+    assert_eq!(sent.len(), 3);
     assert_eq!(kinds(&sent[0]), ["backup.committed"]);
     assert_eq!(
         kinds(&sent[1]),
@@ -693,12 +712,27 @@ async fn plugins_built_against_0_1_load_and_run_beside_0_2_ones() {
     );
     assert_eq!(sent[1]["messages"][0]["damage"], "corrupt");
     assert_eq!(sent[1]["messages"][0]["found_by"], "scrub");
+    assert_eq!(
+        kinds(&sent[2]),
+        [
+            "block.damaged",
+            "backup.committed",
+            "block.healed",
+            "health.changed"
+        ]
+    );
+    let health = &sent[2]["messages"][3];
+    assert_eq!(
+        (&health["from"], &health["to"]),
+        (&"warning".into(), &"critical".into())
+    );
+    assert_eq!(health["reason"], "not_connecting");
     // Only block events for a 0.1 plugin: no call at all.
     old_hook
         .on_events(&info(), &[evs[0].clone()])
         .await
         .unwrap();
-    assert_eq!(rec.0.lock().unwrap().len(), 2);
+    assert_eq!(rec.0.lock().unwrap().len(), 3);
     assert_eq!(old_hook.status().calls, 2);
 }
 
@@ -717,8 +751,8 @@ fn a_manifest_naming_another_contract_than_its_component_is_refused() {
         h.load(&wasm, m, Grants::default()).unwrap().contract(),
         Contract::V0_1
     );
-    let e = Manifest::parse(&format!("contract = \"0.3.0\"\n{manifest}"))
+    let e = Manifest::parse(&format!("contract = \"0.4.0\"\n{manifest}"))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("serves 0.1.0, 0.2.0"), "{e}");
+    assert!(e.contains("serves 0.1.0, 0.2.0, 0.3.0"), "{e}");
 }

@@ -77,22 +77,33 @@ impl Coffer {
                 }
             }
         }
-        let mut recorded = 0;
+        let mut recorded = Vec::new();
         for d in &devices {
-            if self.evaluate_device(d, now)? {
-                recorded += 1;
+            if let Some(e) = self.evaluate_device(d, now)? {
+                recorded.push(e);
             }
         }
-        if recorded > 0 {
+        let n = recorded.len();
+        let digests = self.record_digests(now)?;
+        if n + digests > 0 {
             self.meta.durable_blocking()?;
         }
-        Ok((devices.len(), recorded))
+        // Plugins hear of a change once it is durable.
+        for e in recorded {
+            self.events.publish(e);
+        }
+        Ok((devices.len(), n))
     }
 
-    /// Evaluate one device at `now`; true when a transition was recorded.
-    fn evaluate_device(&self, id: &Name, now: coffer_types::UnixMillis) -> Result<bool> {
+    /// Evaluate one device at `now`; the event of the transition it
+    /// recorded, if it did.
+    fn evaluate_device(
+        &self,
+        id: &Name,
+        now: coffer_types::UnixMillis,
+    ) -> Result<Option<crate::events::Event>> {
         let Some(d) = self.meta.device(id)? else {
-            return Ok(false);
+            return Ok(None);
         };
         let a = self.meta.archive(&d.archive)?;
         let info = device_info(d, a);
@@ -137,7 +148,7 @@ impl Coffer {
             notified,
         };
         if old.as_ref() == Some(&state) {
-            return Ok(false);
+            return Ok(None);
         }
         let transition = record.then(|| AlertRecord {
             seq: 0,
@@ -148,14 +159,30 @@ impl Coffer {
             to: to.to_string(),
             reason: state.reason.clone(),
             reminder,
+            digest: false,
         });
         let seq = self
             .meta
             .record_alert_state(id, &state, transition.as_ref())?;
-        if let Some(seq) = seq {
+        Ok(seq.map(|seq| {
             tracing::info!(device = %id, org = %info.org, from = %from, to, reason = %state.reason, seq, "health alert recorded");
-        }
-        Ok(seq.is_some())
+            crate::events::Event {
+                at: now,
+                org: info.org.clone(),
+                kind: crate::events::EventKind::HealthChanged {
+                    seq,
+                    device: id.clone(),
+                    name: info.name.clone(),
+                    user: info.user.clone(),
+                    from,
+                    to: to.to_string(),
+                    reason: state.reason.clone(),
+                    reminder,
+                    last_activity: info.last_activity,
+                    last_completed: info.last_completed,
+                },
+            }
+        }))
     }
 
     /// Alert transitions `p` may see, after sequence number `after`.
@@ -185,6 +212,7 @@ impl Coffer {
                         to: a.to,
                         reason: a.reason,
                         reminder: a.reminder,
+                        digest: a.digest,
                         deliveries: Vec::new(),
                     }),
             );

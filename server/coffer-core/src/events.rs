@@ -53,6 +53,21 @@ pub enum EventKind {
         archive: Name,
         block: BlockId,
     },
+    /// A device's alert level changed (or stays critical: a reminder), as
+    /// recorded once in the alert outbox under `seq`. The outbox is the
+    /// fact; this event is a copy for plugins.
+    HealthChanged {
+        seq: u64,
+        device: Name,
+        name: String,
+        user: Name,
+        from: String,
+        to: String,
+        reason: String,
+        reminder: bool,
+        last_activity: Option<UnixMillis>,
+        last_completed: Option<UnixMillis>,
+    },
 }
 
 /// How a stored block is damaged.

@@ -105,6 +105,46 @@ pub struct Thresholds {
     pub alert_critical_after: u64,
     /// While the alert level is critical, remind this often (`None`: off).
     pub remind_every: Option<u64>,
+    /// The org's digest (`None`: off).
+    pub digest: Option<DigestSchedule>,
+}
+
+/// When an org's digest goes out: every day, or every Monday, at `minute`
+/// minutes after midnight UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DigestSchedule {
+    pub weekly: bool,
+    pub minute: u64,
+}
+
+const DAY_MS: u64 = 86_400_000;
+
+impl DigestSchedule {
+    /// How long one period lasts.
+    pub fn length(self) -> u64 {
+        if self.weekly {
+            7 * DAY_MS
+        } else {
+            DAY_MS
+        }
+    }
+
+    /// The latest scheduled time at or before `now`: when the period the
+    /// digest of `now` covers began. (1970-01-01 was a Thursday.)
+    pub fn period_start(self, now: UnixMillis) -> UnixMillis {
+        let day = now / DAY_MS;
+        let first = if self.weekly {
+            day - (day + 3) % 7
+        } else {
+            day
+        };
+        let at = first * DAY_MS + self.minute * 60_000;
+        if at <= now {
+            at
+        } else {
+            at.saturating_sub(self.length())
+        }
+    }
 }
 
 impl Default for Thresholds {
@@ -117,6 +157,7 @@ impl Default for Thresholds {
             alert_warning_after: 3 * DAY,
             alert_critical_after: 5 * DAY,
             remind_every: None,
+            digest: None,
         }
     }
 }
@@ -355,6 +396,7 @@ mod tests {
             alert_warning_after: 2_000,
             alert_critical_after: 3_000,
             remind_every: None,
+            digest: None,
         };
         let f = facts(Some(T0), Some(T0), Some(T0));
         let s = |ms| evaluate(&f, &t, T0 + ms);
@@ -365,5 +407,29 @@ mod tests {
         assert_eq!(s(4_000).state, State::Critical);
         assert!(State::parse("red").is_err());
         assert_eq!(Reason::parse("not_completing"), Ok(Reason::NotCompleting));
+    }
+
+    #[test]
+    fn digests_fall_daily_or_on_mondays_at_their_time() {
+        // 2026-12-02 is a Wednesday; 08:00 UTC is minute 480.
+        let wed_0930 = 1_796_203_800_000; // 2026-12-02T09:30:00Z
+        let daily = DigestSchedule {
+            weekly: false,
+            minute: 480,
+        };
+        assert_eq!(daily.period_start(wed_0930), 1_796_198_400_000); // 12-02 08:00
+        let wed_0700 = wed_0930 - 150 * 60_000;
+        assert_eq!(daily.period_start(wed_0700), 1_796_198_400_000 - 86_400_000);
+        let weekly = DigestSchedule {
+            weekly: true,
+            minute: 480,
+        };
+        // Monday 2026-11-30 08:00.
+        assert_eq!(weekly.period_start(wed_0930), 1_796_025_600_000);
+        assert_eq!(weekly.period_start(1_796_025_600_000), 1_796_025_600_000);
+        assert_eq!(
+            weekly.period_start(1_796_025_600_000 - 1),
+            1_796_025_600_000 - 7 * 86_400_000
+        );
     }
 }

@@ -15,6 +15,7 @@ mod auth;
 mod clock;
 mod destroy;
 pub mod device_settings;
+pub mod digest;
 pub mod duration;
 mod error;
 mod escrow;

@@ -34,6 +34,8 @@ pub(crate) struct MonitorState {
     /// The next tick evaluates every device (at start; after a settings or
     /// org-tree change).
     pub(crate) full_pass: AtomicBool,
+    /// No org's digest is due before this time (0: work it out again).
+    pub(crate) digest_next: std::sync::atomic::AtomicU64,
 }
 
 impl Default for MonitorState {
@@ -43,6 +45,7 @@ impl Default for MonitorState {
             stamped: Mutex::default(),
             dirty: Mutex::default(),
             full_pass: AtomicBool::new(true),
+            digest_next: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -51,6 +54,7 @@ impl Coffer {
     /// Forget the cached thresholds (a setting or the tree changed).
     pub(crate) fn thresholds_changed(&self) {
         self.monitor.full_pass.store(true, Ordering::SeqCst);
+        self.monitor.digest_next.store(0, Ordering::SeqCst);
         self.monitor
             .thresholds
             .lock()
@@ -87,6 +91,16 @@ impl Coffer {
                 .get("remind_every")
                 .and_then(|e| e.value.as_u64())
                 .map(|s| s.saturating_mul(1000).max(1000)),
+            digest: match v.get("digest").and_then(|e| e.value.as_str()) {
+                Some(p @ ("daily" | "weekly")) => Some(health::DigestSchedule {
+                    weekly: p == "weekly",
+                    minute: v
+                        .get("digest_time")
+                        .and_then(|e| e.value.as_u64())
+                        .unwrap_or(480),
+                }),
+                _ => None,
+            },
         };
         self.monitor
             .thresholds

@@ -248,7 +248,7 @@ pub fn time_text(ms: UnixMillis) -> String {
         .replace('Z', " UTC")
 }
 
-fn escape_html(t: &str) -> String {
+pub(crate) fn escape_html(t: &str) -> String {
     let mut o = String::with_capacity(t.len());
     for c in t.chars() {
         match c {
@@ -274,6 +274,19 @@ pub trait Channel: Send + Sync + 'static {
     /// Hand `n` over to `target`; what the far end answered, or why not.
     fn deliver<'a>(&'a self, n: &'a Notice, target: &'a str, r: &'a Reporting)
         -> DeliverFuture<'a>;
+    /// Whether this channel sends the orgs' digests (mail does).
+    fn digests(&self) -> bool {
+        false
+    }
+    /// Hand digest `d` over to `target`.
+    fn deliver_digest<'a>(
+        &'a self,
+        d: &'a crate::digest::DigestNotice,
+        target: &'a str,
+    ) -> DeliverFuture<'a> {
+        let _ = (d, target);
+        Box::pin(async { Err("this channel sends no digests".to_string()) })
+    }
     /// Send a test message to `to` (mail only).
     fn test<'a>(&'a self, to: &'a str) -> DeliverFuture<'a> {
         let _ = to;
@@ -416,6 +429,9 @@ impl Coffer {
             let now = self.now();
             let mut recs = Vec::new();
             for a in &batch {
+                if a.digest && !channel.digests() {
+                    continue;
+                }
                 let r = self.reporting(&a.org)?;
                 for target in channel.targets(&r) {
                     recs.push(DeliveryRecord {
@@ -453,6 +469,11 @@ impl Coffer {
             let attempts = claimed.attempts.saturating_add(1);
             let outcome = match self.meta.alert(rec.seq)? {
                 None => Ok("the alert is gone".to_string()),
+                Some(a) if a.digest => {
+                    let store = self.meta.store_id()?;
+                    let d = self.digest_notice(&a, &store, policy.public_url.as_deref())?;
+                    channel.deliver_digest(&d, &rec.target).await
+                }
                 Some(a) => match self.notice(&a, policy.public_url.as_deref())? {
                     None => Ok("the device is gone".to_string()),
                     Some(n) => {
@@ -544,6 +565,24 @@ mod tests {
     impl Channel for Flaky {
         fn name(&self) -> &'static str {
             "mail"
+        }
+        fn digests(&self) -> bool {
+            true
+        }
+        fn deliver_digest<'a>(
+            &'a self,
+            d: &'a crate::digest::DigestNotice,
+            target: &'a str,
+        ) -> DeliverFuture<'a> {
+            Box::pin(async move {
+                let text = d.text();
+                self.got.lock().unwrap().push((
+                    d.seq,
+                    target.to_string(),
+                    format!("{}\n{text}", d.subject()),
+                ));
+                Ok("250 ok".into())
+            })
         }
         fn targets(&self, r: &Reporting) -> Vec<String> {
             if r.recipients.is_empty() {
@@ -732,6 +771,77 @@ mod tests {
         assert_eq!(c.deliver_step(ch.as_ref(), &policy()).await.unwrap(), 0);
         assert!(c.meta.pending_deliveries("mail", 10).unwrap().is_empty());
         assert!(ch.got.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_daily_digest_goes_out_once_a_day_at_its_time() {
+        const H: u64 = 3_600_000;
+        let wed_0500 = 1_796_187_600_000; // 2026-12-02T05:00:00Z
+        let f = Fixture::new();
+        f.clock.set(wed_0500);
+        f.org("acme", None).await;
+        reporting(
+            &f,
+            "acme",
+            &[
+                ("warning_after", "1h"),
+                ("critical_after", "2h"),
+                ("digest", "daily"),
+                ("digest_time", "08:00"),
+                ("recipients", "ops@acme.example"),
+            ],
+        )
+        .await;
+        f.device("acme", "ann", "old-laptop").await;
+        let c = &f.core;
+        let ch = Arc::new(Flaky::default());
+        let _w = c.delivery_worker(ch.clone(), policy()).unwrap();
+        let digests = |c: &Coffer| {
+            c.meta
+                .alerts(0, 100)
+                .unwrap()
+                .into_iter()
+                .filter(|a| a.digest)
+                .count()
+        };
+        // Turned on at 05:00: that day's 08:00 is the first.
+        c.evaluate_health().await.unwrap();
+        f.clock.set(wed_0500 + 3 * H - 60_000);
+        f.device("acme", "bob", "new-desktop").await;
+        c.evaluate_health().await.unwrap();
+        assert_eq!(digests(c), 0);
+        f.clock.set(wed_0500 + 3 * H);
+        c.evaluate_health().await.unwrap();
+        c.evaluate_health().await.unwrap();
+        assert_eq!(digests(c), 1);
+        // (The digest tells the devices as they are when it is sent.)
+        assert_eq!(c.deliver_step(ch.as_ref(), &policy()).await.unwrap(), 1);
+        // A restart within the period records nothing more.
+        f.clock.advance(H);
+        let again = f.restarted();
+        again.evaluate_health().await.unwrap();
+        assert_eq!(digests(c), 1);
+        let got = ch.got.lock().unwrap().clone();
+        let digest = got.iter().find(|g| g.2.contains("digest")).unwrap();
+        assert_eq!(digest.1, "ops@acme.example");
+        assert!(
+            digest
+                .2
+                .starts_with("[Coffer] daily digest: acme — 1 critical, 0 warning, 1 ok\n"),
+            "{}",
+            digest.2
+        );
+        assert!(digest.2.contains("old-laptop (ann)"), "{}", digest.2);
+        assert!(!digest.2.contains("new-desktop"), "{}", digest.2);
+        // The next day at 08:00, the next one.
+        f.clock.set(wed_0500 + 27 * H - 1);
+        c.evaluate_health().await.unwrap();
+        assert_eq!(digests(c), 1);
+        f.clock.advance(1);
+        c.evaluate_health().await.unwrap();
+        assert_eq!(digests(c), 2);
+        // Webhooks do not take digests: nothing pending for them.
+        assert!(c.meta.pending_deliveries("webhook", 10).unwrap().is_empty());
     }
 
     #[test]

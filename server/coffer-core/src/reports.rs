@@ -313,8 +313,24 @@ impl Coffer {
         }
     }
 
+    /// The device-status rows of `org`'s own devices.
+    pub(crate) fn status_rows_of(&self, org: &Name) -> Result<Vec<DeviceStatusRow>> {
+        let f = Filter {
+            orgs: Some([org.clone()].into()),
+            states: None,
+            reasons: None,
+        };
+        self.rows_in(Some(vec![org.clone()]), &f)
+    }
+
     fn device_rows(&self, p: &Principal, f: &Filter) -> Result<Vec<DeviceStatusRow>> {
-        let records = match self.report_orgs(p, f) {
+        self.rows_in(self.report_orgs(p, f), f)
+    }
+
+    /// Rows of the devices of `orgs` (every org: `None`) that pass `f`'s
+    /// state and reason filters.
+    fn rows_in(&self, orgs: Option<Vec<Name>>, f: &Filter) -> Result<Vec<DeviceStatusRow>> {
+        let records = match orgs {
             None => self.meta.devices()?,
             Some(orgs) => {
                 let mut v = Vec::new();

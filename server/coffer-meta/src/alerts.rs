@@ -39,6 +39,11 @@ pub struct AlertRecord {
     /// Still critical after `reporting.remind_every` (`from` = `to`).
     #[serde(default)]
     pub reminder: bool,
+    /// An org's digest, not a device's alert: `device` holds the org's
+    /// name, `reason` the period (`daily`, `weekly`), `at` when the period
+    /// began.
+    #[serde(default)]
+    pub digest: bool,
 }
 
 fn due_key(due: UnixMillis, device: &Name) -> Vec<u8> {
@@ -133,5 +138,40 @@ impl MetaStore {
             }
         }
         Ok(out)
+    }
+}
+
+impl MetaStore {
+    /// Record `org`'s digest of the period that began at `period`, once:
+    /// the outbox entry and the org's last period in one transaction. The
+    /// first call for an org only notes the period (digests start at the
+    /// next one). Returns the entry's sequence number when one was made.
+    pub fn record_digest(
+        &self,
+        org: &Name,
+        period: UnixMillis,
+        entry: &AlertRecord,
+    ) -> Result<Option<u64>> {
+        let t = &self.t;
+        let k = org.as_str().as_bytes();
+        (&t.digest_state, &t.alert_outbox)
+            .transaction(|(state, outbox)| {
+                let last: Option<UnixMillis> = tx_get(state, k, "digest state")?;
+                if last.is_some_and(|l| l >= period) {
+                    return Ok(None);
+                }
+                state.insert(k, enc(&period))?;
+                if last.is_none() {
+                    return Ok(None);
+                }
+                let seq = outbox.generate_id()? + 1;
+                let rec = AlertRecord {
+                    seq,
+                    ..entry.clone()
+                };
+                outbox.insert(&seq.to_be_bytes()[..], enc(&rec))?;
+                Ok(Some(seq))
+            })
+            .map_err(tx_err("record a digest"))
     }
 }

@@ -82,6 +82,8 @@ pub(crate) struct Trees {
     pub(crate) delivery_pending: sled::Tree,
     /// The same keys → deliveries handed over.
     pub(crate) delivery_done: sled::Tree,
+    /// Org → the start of the last period its digest was recorded for.
+    pub(crate) digest_state: sled::Tree,
 }
 
 impl Trees {
@@ -119,6 +121,7 @@ impl Trees {
             delivery_cursor: db.open_tree("delivery_cursor")?,
             delivery_pending: db.open_tree("delivery_pending")?,
             delivery_done: db.open_tree("delivery_done")?,
+            digest_state: db.open_tree("digest_state")?,
         })
     }
 }

@@ -611,6 +611,10 @@ pub struct AlertInfo {
     /// A reminder that the device is still critical (`from` = `to`).
     #[serde(default)]
     pub reminder: bool,
+    /// An org's digest, not a device's alert: `device` is the org's name,
+    /// `reason` the period (`daily`, `weekly`), `at` when it began.
+    #[serde(default)]
+    pub digest: bool,
     /// Its deliveries per channel and target.
     #[serde(default)]
     pub deliveries: Vec<DeliveryInfo>,

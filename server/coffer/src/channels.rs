@@ -140,6 +140,26 @@ impl Channel for Mail {
         })
     }
 
+    fn digests(&self) -> bool {
+        true
+    }
+
+    fn deliver_digest<'a>(
+        &'a self,
+        d: &'a coffer_core::digest::DigestNotice,
+        target: &'a str,
+    ) -> DeliverFuture<'a> {
+        Box::pin(async move {
+            let msg = self
+                .message(target)?
+                .subject(d.subject())
+                .message_id(Some(format!("<{}@{}>", d.id, self.domain)))
+                .multipart(MultiPart::alternative_plain_html(d.text(), d.html()))
+                .map_err(|e| format!("build the mail: {e}"))?;
+            self.send(msg).await
+        })
+    }
+
     fn test<'a>(&'a self, to: &'a str) -> DeliverFuture<'a> {
         Box::pin(async move {
             let msg = self

@@ -830,6 +830,37 @@ fn wit_event(e: &events::Event) -> types::Event {
             device: device.to_string(),
             block: block.to_string(),
         }),
+        EventKind::HealthChanged {
+            seq,
+            device,
+            name,
+            user,
+            from,
+            to,
+            reason,
+            reminder,
+            last_activity,
+            last_completed,
+        } => {
+            let level = |l: &str| match l {
+                "warning" => types::AlertLevel::Warning,
+                "critical" => types::AlertLevel::Critical,
+                "parked" => types::AlertLevel::Parked,
+                _ => types::AlertLevel::Ok,
+            };
+            types::EventKind::HealthChanged(types::HealthChange {
+                alert_seq: *seq,
+                device: device.to_string(),
+                name: name.clone(),
+                user: user.to_string(),
+                old_level: level(from),
+                new_level: level(to),
+                reason: reason.clone(),
+                reminder: *reminder,
+                last_data_ms: *last_activity,
+                last_backup_ms: *last_completed,
+            })
+        }
     };
     types::Event {
         seq: 0,

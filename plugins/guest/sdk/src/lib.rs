@@ -16,26 +16,37 @@
 //!
 //! Build with `cargo build --release --target wasm32-wasip2`: the output is a
 //! component Coffer loads. The contract is `wit/` at the repository's root
-//! (`coffer:plugin@0.2.0`); `docs/plugins.md` walks through it.
+//! (`coffer:plugin@0.3.0`); `docs/plugins.md` walks through it.
 //!
-//! The feature `contract-0-1` builds against the frozen `wit/v0.1.0/`
-//! instead, for a plugin that must load on servers that serve only 0.1.0
-//! (it then never sees the events 0.2.0 added).
+//! The features `contract-0-1` and `contract-0-2` build against the frozen
+//! `wit/v0.1.0/` or `wit/v0.2.0/` instead, for a plugin that must load on
+//! servers that serve only those (it then never sees the events added
+//! since). `contract-0-1` wins if both are on.
 
 /// The contract version these bindings were generated from.
-#[cfg(not(feature = "contract-0-1"))]
+#[cfg(not(any(feature = "contract-0-1", feature = "contract-0-2")))]
+pub const CONTRACT: &str = "0.3.0";
+#[cfg(all(feature = "contract-0-2", not(feature = "contract-0-1")))]
 pub const CONTRACT: &str = "0.2.0";
 #[cfg(feature = "contract-0-1")]
 pub const CONTRACT: &str = "0.1.0";
 
 /// The bindings of one world, from `wit/` or, with the feature
-/// `contract-0-1`, from `wit/v0.1.0/`.
+/// `contract-0-1` or `contract-0-2`, from `wit/v0.1.0/` or `wit/v0.2.0/`.
 macro_rules! world {
     ($world:literal, $module:literal) => {
-        #[cfg(not(feature = "contract-0-1"))]
+        #[cfg(not(any(feature = "contract-0-1", feature = "contract-0-2")))]
         wit_bindgen::generate!({
             world: $world,
             path: "../../../wit",
+            pub_export_macro: true,
+            export_macro_name: "export",
+            default_bindings_module: $module,
+        });
+        #[cfg(all(feature = "contract-0-2", not(feature = "contract-0-1")))]
+        wit_bindgen::generate!({
+            world: $world,
+            path: "../../../wit/v0.2.0",
             pub_export_macro: true,
             export_macro_name: "export",
             default_bindings_module: $module,

@@ -458,6 +458,7 @@ fn an_alert_state_is_reindexed_by_due_time_and_its_transition_appended_once() {
         to: to.into(),
         reason: "never_backed_up".into(),
         reminder: false,
+        digest: false,
     };
     assert_eq!(
         s.record_alert_state(&name("dv_1"), &st("ok", Some(100)), None)
@@ -522,6 +523,7 @@ fn a_channel_takes_each_outbox_entry_in_once_and_a_claim_is_compare_and_set() {
         to: "warning".into(),
         reason: "never_backed_up".into(),
         reminder: false,
+        digest: false,
     };
     // An entry recorded before the channel existed is not its to send.
     s.record_alert_state(&name("dv_1"), &st, Some(&tr)).unwrap();

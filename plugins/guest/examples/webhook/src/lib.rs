@@ -1,6 +1,7 @@
 //! Posts a JSON message to a webhook for committed backups, for failed or
-//! aborted sessions, and for stored blocks found damaged or healed. The URL's host must be on the operator's allow-list for
-//! this plugin; the host refuses anything else.
+//! aborted sessions, for stored blocks found damaged or healed, and for
+//! changes of a device's health (0.3.0). The URL's host must be on the
+//! operator's allow-list for this plugin; the host refuses anything else.
 
 use coffer_plugin_sdk::integration::{
     export, http_client, kv, CallContext, Event, EventKind, Guest, PluginError,
@@ -13,7 +14,7 @@ struct Webhook;
 
 fn wanted(ctx: &CallContext, kind: &str) -> bool {
     ctx.config("events")
-        .unwrap_or("committed,failed,aborted,damaged,healed")
+        .unwrap_or("committed,failed,aborted,damaged,healed,health")
         .split(',')
         .any(|k| k.trim() == kind)
 }
@@ -54,8 +55,28 @@ fn message(e: &Event) -> Option<(&'static str, serde_json::Value)> {
             json!({"event": "block.healed", "org": e.org, "at_ms": e.at_ms, "archive": h.archive,
                    "device": h.device, "block": h.block}),
         ),
+        // Added by coffer:plugin@0.3.0.
+        #[cfg(not(any(feature = "contract-0-1", feature = "contract-0-2")))]
+        EventKind::HealthChanged(h) => (
+            "health",
+            json!({"event": if h.reminder { "health.reminder" } else { "health.changed" },
+                   "org": e.org, "at_ms": e.at_ms, "device": h.device, "name": h.name,
+                   "user": h.user, "from": level(h.old_level), "to": level(h.new_level),
+                   "reason": h.reason}),
+        ),
         _ => return None,
     })
+}
+
+#[cfg(not(any(feature = "contract-0-1", feature = "contract-0-2")))]
+fn level(l: coffer_plugin_sdk::integration::AlertLevel) -> &'static str {
+    use coffer_plugin_sdk::integration::AlertLevel as L;
+    match l {
+        L::Ok => "ok",
+        L::Warning => "warning",
+        L::Critical => "critical",
+        L::Parked => "parked",
+    }
 }
 
 impl Guest for Webhook {
