@@ -2,9 +2,15 @@
 //! enrolled bench device.
 
 use std::process::Child;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
+use bytes::Bytes;
 use coffer_http::client::{Client, ClientTls};
+use coffer_storage::conformance::block_bytes;
 use coffer_types::wire::DeviceToken;
+use coffer_types::BlockId;
 
 /// A child process, killed and reaped when dropped.
 pub struct Proc(pub Child);
@@ -74,4 +80,62 @@ pub fn quantile(v: &[f64], p: f64) -> f64 {
     v.get(((v.len() as f64 - 1.0) * p).round() as usize)
         .copied()
         .unwrap_or(f64::NAN)
+}
+
+/// Distinct incompressible blocks, like client-side-encrypted data, with
+/// their ids (computed here, outside any timed section).
+pub fn make_blocks(size: usize, n: usize, seed: &mut u64) -> Vec<(String, Bytes)> {
+    let out = (0..n)
+        .map(|i| {
+            let b = Bytes::from(block_bytes(*seed + i as u64, size));
+            (BlockId::of(&b).to_hex(), b)
+        })
+        .collect();
+    *seed += n as u64;
+    out
+}
+
+/// Upload `blocks` to `archive` over `streams` concurrent requests; each
+/// upload's latency in seconds.
+pub async fn upload(
+    client: &Client,
+    archive: &str,
+    blocks: Arc<Vec<(String, Bytes)>>,
+    streams: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..streams {
+        let (client, blocks, next, archive) = (
+            client.clone(),
+            blocks.clone(),
+            next.clone(),
+            archive.to_string(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((id, b)) = blocks.get(i) else {
+                    return anyhow::Ok(lat);
+                };
+                let path = coffer_client::paths::block(&archive, id);
+                let t = Instant::now();
+                let r = client.put(&path, b.clone()).await?;
+                if r.status != 201 {
+                    anyhow::bail!(
+                        "upload answered {}: {}",
+                        r.status,
+                        String::from_utf8_lossy(&r.body)
+                    );
+                }
+                lat.push(t.elapsed().as_secs_f64());
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(all)
 }

@@ -14,13 +14,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use anyhow::bail;
 use bytes::Bytes;
 use clap::Parser;
-use coffer_bench::{enroll_device, quantile, spawn_server};
-use coffer_http::client::{Client, ClientTls};
-use coffer_storage::conformance::block_bytes;
-use coffer_types::BlockId;
+use coffer_bench::{enroll_device, make_blocks, quantile, spawn_server, upload};
+use coffer_http::client::ClientTls;
 
 #[derive(Debug, Parser)]
 #[command(about = "Coffer ingest benchmark")]
@@ -223,19 +220,6 @@ fn context() -> String {
     )
 }
 
-/// Distinct incompressible blocks, like client-side-encrypted data, with
-/// their ids (computed here, outside any timed section).
-fn make_blocks(size: usize, n: usize, seed: &mut u64) -> Vec<(String, Bytes)> {
-    let out = (0..n)
-        .map(|i| {
-            let b = Bytes::from(block_bytes(*seed + i as u64, size));
-            (BlockId::of(&b).to_hex(), b)
-        })
-        .collect();
-    *seed += n as u64;
-    out
-}
-
 /// The durable class on raw disk: temp + fdatasync + rename + dir fsync.
 fn raw_baseline(
     dir: &Path,
@@ -352,47 +336,4 @@ async fn server_cell(
         cpu_secs: Some(user1 + sys1 - user0 - sys0),
         user_secs: Some(user1 - user0),
     })
-}
-
-async fn upload(
-    client: &Client,
-    archive: &str,
-    blocks: Arc<Vec<(String, Bytes)>>,
-    streams: usize,
-) -> anyhow::Result<Vec<f64>> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..streams {
-        let (client, blocks, next, archive) = (
-            client.clone(),
-            blocks.clone(),
-            next.clone(),
-            archive.to_string(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((id, b)) = blocks.get(i) else {
-                    return anyhow::Ok(lat);
-                };
-                let path = coffer_client::paths::block(&archive, id);
-                let t = Instant::now();
-                let r = client.put(&path, b.clone()).await?;
-                if r.status != 201 {
-                    bail!(
-                        "upload answered {}: {}",
-                        r.status,
-                        String::from_utf8_lossy(&r.body)
-                    );
-                }
-                lat.push(t.elapsed().as_secs_f64());
-            }
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await??);
-    }
-    Ok(all)
 }

@@ -374,3 +374,32 @@ async fn webhooks_are_signed_retried_and_sent_once() {
     let ok = ds.iter().find(|d| d.target == url).unwrap();
     assert_eq!((ok.state.as_str(), ok.attempts), ("delivered", 2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_goes_over_starttls_and_implicit_tls_and_an_untrusted_certificate_is_refused() {
+    for implicit in [false, true] {
+        let smtp = SmtpServer::start_tls(implicit);
+        let server = TestServer::start(smtp.server_env(Opts::default())).await;
+        let out = cli_ok(&server.cli(&["mail", "test", "--to", "ops@acme.example"]));
+        assert!(out.contains("250"), "{out}");
+        let got = smtp.wait_for(1, Duration::from_secs(10)).await;
+        assert_eq!(
+            subjects(&got),
+            ["[Coffer] test mail"],
+            "implicit = {implicit}"
+        );
+        // Without the certificate among the trusted ones: refused, saying
+        // why, and nothing sent.
+        let mut opts = smtp.server_env(Opts::default());
+        opts.env.retain(|(k, _)| k != "COFFER__MAIL__CA_FILE");
+        let server = TestServer::start(opts).await;
+        let out = server.cli(&["mail", "test", "--to", "ops@acme.example"]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("delivery_failed") && err.to_lowercase().contains("certificate"),
+            "implicit = {implicit}: {err}"
+        );
+        assert_eq!(smtp.messages().len(), 1);
+    }
+}

@@ -552,29 +552,7 @@ fn which(cmd: &str) -> bool {
 /// installed from PyPI with pip under the tools directory on first use.
 /// Returns the command to run it (a `python3` with the right `PYTHONPATH`).
 pub fn componentize_py() -> Command {
-    let dir = tools_dir().join("componentize-py-0.25.1");
-    let _g = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    if !dir.join("componentize_py").exists() {
-        python_with_pip();
-        let st = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(["--target"])
-            .arg(&dir)
-            .arg("componentize-py==0.25.1")
-            .status()
-            .expect("run python3 -m pip");
-        assert!(
-            st.success(),
-            "pip install componentize-py==0.25.1 into {} failed (it downloads from PyPI)",
-            dir.display()
-        );
-    }
+    let dir = pip_install("componentize-py==0.25.1", "componentize_py");
     let mut c = Command::new("python3");
     c.env("PYTHONPATH", &dir)
         .args(["-c", "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; sys.exit(script())"]);
@@ -732,6 +710,9 @@ pub struct SmtpServer {
     child: Option<Child>,
     pub port: u16,
     maildir: tempfile::TempDir,
+    /// With TLS: its certificate (for `localhost`), and whether TLS starts
+    /// at the first byte (SMTPS) rather than with STARTTLS.
+    tls: Option<(PathBuf, PathBuf, bool)>,
 }
 
 /// One message as the SMTP server stored it.
@@ -772,10 +753,13 @@ impl ReceivedMail {
     }
 }
 
-fn aiosmtpd_dir() -> PathBuf {
-    let dir = tools_dir().join(AIOSMTPD.replace("==", "-"));
+/// `spec` (`name==version`) installed from PyPI with pip into a directory
+/// of the tools directory named for it, on first use (when `module` is not
+/// there yet); the directory, for `PYTHONPATH`.
+fn pip_install(spec: &str, module: &str) -> PathBuf {
+    let dir = tools_dir().join(spec.replace("==", "-"));
     let _g = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    if !dir.join("aiosmtpd").exists() {
+    if !dir.join(module).exists() {
         python_with_pip();
         let st = Command::new("python3")
             .args([
@@ -787,12 +771,12 @@ fn aiosmtpd_dir() -> PathBuf {
                 "--target",
             ])
             .arg(&dir)
-            .arg(AIOSMTPD)
+            .arg(spec)
             .status()
             .expect("run python3 -m pip");
         assert!(
             st.success(),
-            "pip install {AIOSMTPD} into {} failed (it downloads from PyPI)",
+            "pip install {spec} into {} failed (it downloads from PyPI)",
             dir.display()
         );
     }
@@ -810,6 +794,31 @@ impl SmtpServer {
             child: None,
             port,
             maildir: tempfile::tempdir().unwrap(),
+            tls: None,
+        };
+        s.resume();
+        s
+    }
+
+    /// The same with TLS under a self-signed certificate for `localhost`:
+    /// STARTTLS required, or (`implicit`) TLS from the first byte.
+    pub fn start_tls(implicit: bool) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let maildir = tempfile::tempdir().unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let cert = maildir.path().join("cert.pem");
+        let key = maildir.path().join("key.pem");
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+        let mut s = Self {
+            child: None,
+            port,
+            maildir,
+            tls: Some((cert, key, implicit)),
         };
         s.resume();
         s
@@ -825,11 +834,21 @@ impl SmtpServer {
 
     /// Start (again) on the same port and Maildir.
     pub fn resume(&mut self) {
-        let dir = aiosmtpd_dir();
-        let mut child = Command::new("python3")
-            .env("PYTHONPATH", &dir)
+        let dir = pip_install(AIOSMTPD, "aiosmtpd");
+        let mut cmd = Command::new("python3");
+        cmd.env("PYTHONPATH", &dir)
             .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(format!("127.0.0.1:{}", self.port));
+        match &self.tls {
+            Some((cert, key, false)) => {
+                cmd.arg("--tlscert").arg(cert).arg("--tlskey").arg(key);
+            }
+            Some((cert, key, true)) => {
+                cmd.arg("--smtpscert").arg(cert).arg("--smtpskey").arg(key);
+            }
+            None => {}
+        }
+        let mut child = cmd
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             // A Maildir that does not exist yet: aiosmtpd makes it whole.
             .arg(self.maildir.path().join("box"))
@@ -837,12 +856,14 @@ impl SmtpServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn aiosmtpd");
+        let implicit = matches!(self.tls, Some((_, _, true)));
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
-                // Ready once it greets.
+                // Ready once it greets (over TLS it waits for a handshake:
+                // accepting the connection is as far as we look).
                 let mut b = [0u8; 3];
-                if std::io::Read::read_exact(&mut c, &mut b).is_ok() && &b == b"220" {
+                if implicit || (std::io::Read::read_exact(&mut c, &mut b).is_ok() && &b == b"220") {
                     self.child = Some(child);
                     return;
                 }
@@ -858,13 +879,25 @@ impl SmtpServer {
         panic!("aiosmtpd did not start on port {}", self.port);
     }
 
-    /// Server environment for mail through this server (plain SMTP).
+    /// Server environment for mail through this server (plain SMTP, or
+    /// its TLS mode to `localhost`, trusting its certificate).
     pub fn server_env(&self, opts: Opts) -> Opts {
-        opts.env("COFFER__MAIL__HOST", "127.0.0.1")
+        let opts = opts
             .env("COFFER__MAIL__PORT", self.port)
-            .env("COFFER__MAIL__TLS", "none")
             .env("COFFER__MAIL__FROM", "Coffer <coffer@coffer.test>")
-            .env("COFFER__MAIL__TIMEOUT_SECS", 5)
+            .env("COFFER__MAIL__TIMEOUT_SECS", 5);
+        match &self.tls {
+            None => opts
+                .env("COFFER__MAIL__HOST", "127.0.0.1")
+                .env("COFFER__MAIL__TLS", "none"),
+            Some((cert, _, implicit)) => opts
+                .env("COFFER__MAIL__HOST", "localhost")
+                .env(
+                    "COFFER__MAIL__TLS",
+                    if *implicit { "tls" } else { "starttls" },
+                )
+                .env("COFFER__MAIL__CA_FILE", cert.display()),
+        }
     }
 
     /// Every message received so far.

@@ -14,20 +14,18 @@
 //! it idle, rounds interleaved (ratio ≈ 1: within noise).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use bytes::Bytes;
 use clap::Parser;
-use coffer_bench::{enroll_device, quantile, serve_h2c, spawn_server};
+use coffer_bench::{enroll_device, make_blocks, quantile, serve_h2c, spawn_server, upload};
 use coffer_core::reports::ReportKind;
 use coffer_core::{Coffer, HealthMetrics, ManualClock};
 use coffer_http::client::{Client, ClientTls};
 use coffer_meta::{ArchiveRecord, AuditDraft, DeviceRecord, MetaStore, OrgRecord, UserRecord};
 use coffer_types::wire::ReportQuery;
-use coffer_types::{BlockId, Name};
+use coffer_types::Name;
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -251,44 +249,15 @@ fn measure(
 }
 
 /// One ingest round: `n` new 1 MiB blocks over 16 streams; MiB/s.
-async fn ingest_round(client: &Client, archive: &str, n: usize, seed: u64) -> anyhow::Result<f64> {
-    let blocks: Arc<Vec<(String, Bytes)>> = Arc::new(
-        (0..n)
-            .map(|i| {
-                let b = Bytes::from(coffer_storage::conformance::block_bytes(
-                    seed + i as u64,
-                    1 << 20,
-                ));
-                (BlockId::of(&b).to_hex(), b)
-            })
-            .collect(),
-    );
-    let next = Arc::new(AtomicUsize::new(0));
+async fn ingest_round(
+    client: &Client,
+    archive: &str,
+    n: usize,
+    seed: &mut u64,
+) -> anyhow::Result<f64> {
+    let blocks = Arc::new(make_blocks(1 << 20, n, seed));
     let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let (client, blocks, next, archive) = (
-            client.clone(),
-            blocks.clone(),
-            next.clone(),
-            archive.to_string(),
-        );
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((id, b)) = blocks.get(i) else {
-                    return anyhow::Ok(());
-                };
-                let r = client
-                    .put(&coffer_client::paths::block(&archive, id), b.clone())
-                    .await?;
-                anyhow::ensure!(r.status == 201, "upload answered {}", r.status);
-            }
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
+    upload(client, archive, blocks, 16).await?;
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
@@ -377,8 +346,7 @@ fn main() -> anyhow::Result<()> {
     let mut seed = 1u64 << 40;
     for _ in 0..a.rounds {
         for (i, (_, c, archive)) in clients.iter().enumerate() {
-            rates[i].push(rt.block_on(ingest_round(c, archive, a.ingest_blocks, seed))?);
-            seed += a.ingest_blocks as u64;
+            rates[i].push(rt.block_on(ingest_round(c, archive, a.ingest_blocks, &mut seed))?);
         }
     }
     println!(

@@ -25,42 +25,32 @@ pub fn build_guests() -> &'static Path {
 /// (`wit/v0.1.0/`): what a partner's plugin built before 0.2.0 is.
 pub fn build_guests_v0_1() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        build(
-            "guest-wasm-0.1",
-            &[
-                "-p",
-                "webhook",
-                "-p",
-                "gfs-retention",
-                "-p",
-                "csv-report",
-                "--features",
-                "webhook/contract-0-1",
-            ],
-        )
-    })
+    DIR.get_or_init(|| build_examples_as("0-1"))
 }
 
 /// The same examples built against `coffer:plugin@0.2.0` (`wit/v0.2.0/`):
 /// what a plugin built before 0.3.0 is.
 pub fn build_guests_v0_2() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        build(
-            "guest-wasm-0.2",
-            &[
-                "-p",
-                "webhook",
-                "-p",
-                "gfs-retention",
-                "-p",
-                "csv-report",
-                "--features",
-                "webhook/contract-0-2",
-            ],
-        )
-    })
+    DIR.get_or_init(|| build_examples_as("0-2"))
+}
+
+/// The examples built with the SDK's feature `contract-VERSION`, in a
+/// target directory of their own (`guest-wasm-0.1`, …, as CI's clippy).
+fn build_examples_as(version: &str) -> PathBuf {
+    build(
+        &format!("guest-wasm-{}", version.replace('-', ".")),
+        &[
+            "-p",
+            "webhook",
+            "-p",
+            "gfs-retention",
+            "-p",
+            "csv-report",
+            "--features",
+            &format!("webhook/contract-{version}"),
+        ],
+    )
 }
 
 fn build(dir: &str, args: &[&str]) -> PathBuf {
