@@ -403,3 +403,54 @@ async fn mail_goes_over_starttls_and_implicit_tls_and_an_untrusted_certificate_i
         assert_eq!(smtp.messages().len(), 1);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_digest_mail_arrives_at_its_time_once() {
+    let smtp = SmtpServer::start();
+    let server = TestServer::start(fast(smtp.server_env(Opts::default()))).await;
+    cli_ok(&server.cli(&["org", "create", "acme"]));
+    let _dev = server.enroll("acme", "ann", "ann-laptop").await;
+    // Four seconds from now, UTC (the period the digest is turned on in is
+    // skipped, so this is its first).
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 4;
+    let at = format!(
+        "{:02}:{:02}:{:02}",
+        secs % 86_400 / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    );
+    cli_ok(&server.cli(&[
+        "org",
+        "settings",
+        "set",
+        "acme",
+        "reporting.warning_after=1s",
+        "reporting.critical_after=2s",
+        "reporting.alert_warning_after=1h",
+        "reporting.recipients=ops@acme.example",
+        "reporting.digest=daily",
+        &format!("reporting.digest_time={at}"),
+    ]));
+    let got = smtp.wait_for(1, Duration::from_secs(15)).await;
+    assert_eq!(
+        subjects(&got),
+        ["[Coffer] daily digest of acme: 1 critical, 0 warning, 0 ok"]
+    );
+    let text = got[0].decoded();
+    assert!(
+        text.contains("ann-laptop (ann)") && text.contains("never backed up"),
+        "{text}"
+    );
+    assert!(got[0].header("Message-ID").unwrap().starts_with("<digest-"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(smtp.messages().len(), 1, "one digest a day");
+    let l = alerts(&server);
+    assert!(
+        l.alerts.iter().any(|a| a.digest && a.reason == "daily"),
+        "{l:?}"
+    );
+}

@@ -47,7 +47,7 @@ pub struct DigestNotice {
 impl DigestNotice {
     pub fn subject(&self) -> String {
         format!(
-            "[Coffer] {} digest: {} — {} critical, {} warning, {} ok{}",
+            "[Coffer] {} digest of {}: {} critical, {} warning, {} ok{}",
             self.period,
             self.org,
             self.critical,

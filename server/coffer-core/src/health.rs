@@ -109,12 +109,12 @@ pub struct Thresholds {
     pub digest: Option<DigestSchedule>,
 }
 
-/// When an org's digest goes out: every day, or every Monday, at `minute`
-/// minutes after midnight UTC.
+/// When an org's digest goes out: every day, or every Monday, at `second`
+/// seconds after midnight UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DigestSchedule {
     pub weekly: bool,
-    pub minute: u64,
+    pub second: u64,
 }
 
 const DAY_MS: u64 = 86_400_000;
@@ -138,7 +138,7 @@ impl DigestSchedule {
         } else {
             day
         };
-        let at = first * DAY_MS + self.minute * 60_000;
+        let at = first * DAY_MS + self.second * 1000;
         if at <= now {
             at
         } else {
@@ -411,18 +411,18 @@ mod tests {
 
     #[test]
     fn digests_fall_daily_or_on_mondays_at_their_time() {
-        // 2026-12-02 is a Wednesday; 08:00 UTC is minute 480.
+        // 2026-12-02 is a Wednesday; 08:00 UTC is second 28 800.
         let wed_0930 = 1_796_203_800_000; // 2026-12-02T09:30:00Z
         let daily = DigestSchedule {
             weekly: false,
-            minute: 480,
+            second: 28_800,
         };
         assert_eq!(daily.period_start(wed_0930), 1_796_198_400_000); // 12-02 08:00
         let wed_0700 = wed_0930 - 150 * 60_000;
         assert_eq!(daily.period_start(wed_0700), 1_796_198_400_000 - 86_400_000);
         let weekly = DigestSchedule {
             weekly: true,
-            minute: 480,
+            second: 28_800,
         };
         // Monday 2026-11-30 08:00.
         assert_eq!(weekly.period_start(wed_0930), 1_796_025_600_000);

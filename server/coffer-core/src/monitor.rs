@@ -94,10 +94,10 @@ impl Coffer {
             digest: match v.get("digest").and_then(|e| e.value.as_str()) {
                 Some(p @ ("daily" | "weekly")) => Some(health::DigestSchedule {
                     weekly: p == "weekly",
-                    minute: v
+                    second: v
                         .get("digest_time")
                         .and_then(|e| e.value.as_u64())
-                        .unwrap_or(480),
+                        .unwrap_or(8 * 3600),
                 }),
                 _ => None,
             },

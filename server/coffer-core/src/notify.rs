@@ -827,7 +827,7 @@ mod tests {
         assert!(
             digest
                 .2
-                .starts_with("[Coffer] daily digest: acme — 1 critical, 0 warning, 1 ok\n"),
+                .starts_with("[Coffer] daily digest of acme: 1 critical, 0 warning, 1 ok\n"),
             "{}",
             digest.2
         );

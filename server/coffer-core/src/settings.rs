@@ -106,7 +106,8 @@ pub enum Kind {
     DurationOrForever,
     /// A duration, or `"off"` (stored as `null`).
     DurationOrOff,
-    /// A time of day, `"HH:MM"` in UTC; stored as minutes after midnight.
+    /// A time of day, `"HH:MM"` or `"HH:MM:SS"` in UTC; stored as seconds
+    /// after midnight.
     TimeOfDay,
     /// `true` / `false` (also `on` / `off`).
     Bool,
@@ -335,12 +336,25 @@ impl Spec {
                     .as_secs(),
             ),
             Kind::TimeOfDay => {
-                let hm = t.split_once(':').and_then(|(h, m)| {
-                    let (h, m) = (h.parse::<u64>().ok()?, m.parse::<u64>().ok()?);
-                    (h < 24 && m < 60 && t.len() == 5).then_some(h * 60 + m)
-                });
-                Value::from(hm.ok_or_else(|| {
-                    bad(format!("{t:?} is not a time of day; write it HH:MM (UTC)"))
+                let parts: Vec<&str> = t.split(':').collect();
+                let n = |p: &str, max: u64| {
+                    (p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()))
+                        .then(|| p.parse::<u64>().ok())
+                        .flatten()
+                        .filter(|v| *v < max)
+                };
+                let secs = match parts[..] {
+                    [h, m] => n(h, 24).zip(n(m, 60)).map(|(h, m)| h * 3600 + m * 60),
+                    [h, m, s] => n(h, 24)
+                        .zip(n(m, 60))
+                        .zip(n(s, 60))
+                        .map(|((h, m), s)| h * 3600 + m * 60 + s),
+                    _ => None,
+                };
+                Value::from(secs.ok_or_else(|| {
+                    bad(format!(
+                        "{t:?} is not a time of day; write it HH:MM or HH:MM:SS (UTC)"
+                    ))
                 })?)
             }
             Kind::Urls => {
@@ -464,8 +478,13 @@ impl Spec {
     pub fn text(&self, v: &Value) -> String {
         match (self.kind, v) {
             (Kind::TimeOfDay, Value::Number(n)) => {
-                let m = n.as_u64().unwrap_or(0);
-                format!("{:02}:{:02}", m / 60, m % 60)
+                let s = n.as_u64().unwrap_or(0);
+                let hm = format!("{:02}:{:02}", s / 3600, s / 60 % 60);
+                if s % 60 == 0 {
+                    hm
+                } else {
+                    format!("{hm}:{:02}", s % 60)
+                }
             }
             (Kind::DurationOrOff, Value::Null) => "off".into(),
             (Kind::Duration | Kind::DurationOrForever | Kind::DurationOrOff, Value::Number(n)) => {
@@ -780,6 +799,26 @@ mod tests {
     #[test]
     fn values_are_written_as_people_write_them() {
         let r = Group::Reporting;
+        let t = r.spec("digest_time").unwrap();
+        assert_eq!(t.parse("08:00").unwrap(), Value::from(28_800));
+        assert_eq!(t.parse("23:59:30").unwrap(), Value::from(86_370));
+        assert_eq!(t.text(&Value::from(28_800)), "08:00");
+        assert_eq!(t.text(&Value::from(86_370)), "23:59:30");
+        for bad in ["8:00", "24:00", "08:60", "08:00:60", "0800", "08:00:00:00"] {
+            assert!(t.parse(bad).is_err(), "{bad}");
+        }
+        let off = r.spec("remind_every").unwrap();
+        assert_eq!(off.parse("off").unwrap(), Value::Null);
+        assert_eq!(off.text(&Value::Null), "off");
+        assert_eq!(off.parse("90s").unwrap(), Value::from(90));
+        let hooks = r.spec("webhooks").unwrap();
+        assert!(hooks.parse("ftp://x.example").is_err());
+        assert_eq!(
+            hooks
+                .parse("https://a.example/h, http://b.example")
+                .unwrap(),
+            Value::from(vec!["https://a.example/h", "http://b.example"])
+        );
         assert_eq!(
             r.spec("warning_after").unwrap().parse("36h").unwrap(),
             Value::from(129_600)

@@ -439,16 +439,54 @@ pub(crate) async fn alerts(
         return print_json(&l);
     }
     table(
-        &["SEQ", "AT", "DEVICE", "ORG", "FROM", "TO", "REASON"],
+        &[
+            "SEQ",
+            "AT",
+            "DEVICE",
+            "ORG",
+            "FROM",
+            "TO",
+            "REASON",
+            "DELIVERIES",
+        ],
         l.alerts.iter().map(|a| {
+            let deliveries: Vec<String> = a
+                .deliveries
+                .iter()
+                .map(|d| match d.state.as_str() {
+                    "delivered" => format!("{} delivered", d.channel),
+                    _ => format!(
+                        "{} pending ({} tries{})",
+                        d.channel,
+                        d.attempts,
+                        d.last_error
+                            .as_deref()
+                            .map(|e| format!(": {}", e.chars().take(60).collect::<String>()))
+                            .unwrap_or_default()
+                    ),
+                })
+                .collect();
             vec![
                 a.seq.to_string(),
                 time(Some(a.at)),
-                a.device.to_string(),
+                if a.digest {
+                    "(digest)".to_string()
+                } else {
+                    a.device.to_string()
+                },
                 a.org.to_string(),
                 a.from.clone(),
                 a.to.clone(),
-                a.reason.clone(),
+                if a.reminder {
+                    format!("{} (reminder)", a.reason)
+                } else {
+                    a.reason.clone()
+                },
+                if deliveries.is_empty() {
+                    "-".into()
+                } else {
+                    deliveries.join(", ")
+                },
             ]
         }),
     );
