@@ -40,14 +40,13 @@ const TAKE_PER_STEP: usize = 200;
 /// Pending deliveries one step looks at.
 const PENDING_PER_STEP: usize = 1000;
 
-/// What an org's `reporting` settings say about where alerts go.
+/// What an org's `reporting` settings say about where alerts go (its
+/// thresholds, reminders and digest are [`crate::health::Thresholds`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Reporting {
     pub recipients: Vec<String>,
     pub webhooks: Vec<String>,
     pub webhook_secret: String,
-    /// While critical, alert again this often (ms).
-    pub remind_every: Option<u64>,
 }
 
 /// One alert as the channels tell it: the outbox entry with the device it
@@ -339,10 +338,6 @@ impl Coffer {
                 .and_then(|e| e.value.as_str())
                 .unwrap_or_default()
                 .to_string(),
-            remind_every: v
-                .get("remind_every")
-                .and_then(|e| e.value.as_u64())
-                .map(|s| s.saturating_mul(1000)),
         })
     }
 
