@@ -489,6 +489,10 @@ impl Coffer {
                     };
                     if self.meta.delivery_done(&claimed, &done)? {
                         made += 1;
+                        // At once, not at the step's end: the window in
+                        // which a crash makes it send again stays the
+                        // moment between the far end's answer and this.
+                        self.meta.durable().await?;
                         tracing::info!(channel = name, seq = rec.seq, target = %rec.target, attempts, answer = %answer, "alert delivered");
                     }
                 }
@@ -505,9 +509,6 @@ impl Coffer {
                     tracing::warn!(channel = name, seq = rec.seq, target = %rec.target, attempts, retry_in_ms = wait.as_millis() as u64, error = %why, "alert delivery failed; will retry");
                 }
             }
-        }
-        if made > 0 {
-            self.meta.durable().await?;
         }
         Ok(made)
     }
