@@ -163,7 +163,7 @@ impl Coffer {
         });
         let seq = self
             .meta
-            .record_alert_state(id, &state, transition.as_ref())?;
+            .record_alert_state(id, old.as_ref(), &state, transition.as_ref())?;
         Ok(seq.map(|seq| {
             tracing::info!(device = %id, org = %info.org, from = %from, to, reason = %state.reason, seq, "health alert recorded");
             crate::events::Event {
@@ -403,5 +403,30 @@ mod tests {
         let beta = f.principal("bea", coffer_types::Role::OrgAdmin, Some("beta"));
         assert!(c.alerts(&beta, 0, 10).await.unwrap().alerts.is_empty());
         assert_eq!(c.alerts(&f.admin(), 0, 10).await.unwrap().alerts.len(), 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_evaluators_over_one_store_record_each_change_once() {
+        let f = Fixture::new();
+        f.org("acme", None).await;
+        thresholds(&f).await;
+        // (Racing for real: without the store's compare-and-set this fails
+        // most runs; the metadata test checks the compare-and-set itself.)
+        const N: usize = 150;
+        for i in 0..N {
+            f.device("acme", &format!("u{i}"), "laptop").await;
+        }
+        let (a, b) = (f.core.clone(), f.restarted());
+        let both = || async {
+            let (x, y) = tokio::join!(a.evaluate_health(), b.evaluate_health());
+            x.unwrap().1 + y.unwrap().1
+        };
+        assert_eq!(both().await, 0);
+        f.clock.advance(10_000);
+        assert_eq!(both().await, N, "each warning once");
+        f.clock.advance(10_000);
+        assert_eq!(both().await, N, "each critical once");
+        assert_eq!(both().await, 0);
+        assert_eq!(f.core.meta.alerts(0, 10 * N).unwrap().len(), 2 * N);
     }
 }

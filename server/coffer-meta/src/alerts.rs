@@ -62,11 +62,14 @@ impl MetaStore {
     }
 
     /// Record `device`'s evaluated level (re-indexing when it is next due)
-    /// and, with `transition`, append it to the outbox; returns the
-    /// transition's sequence number.
+    /// and, with `transition`, append it to the outbox, if its stored level
+    /// is still `expected` (what the evaluation started from); returns the
+    /// transition's sequence number. Nothing is written when another
+    /// evaluator changed it meanwhile: a change is recorded once.
     pub fn record_alert_state(
         &self,
         device: &Name,
+        expected: Option<&AlertStateRecord>,
         state: &AlertStateRecord,
         transition: Option<&AlertRecord>,
     ) -> Result<Option<u64>> {
@@ -74,7 +77,11 @@ impl MetaStore {
         let k = device.as_str().as_bytes();
         (&t.alert_state, &t.alert_due, &t.alert_outbox)
             .transaction(|(states, due, outbox)| {
-                if let Some(old) = tx_get::<AlertStateRecord>(states, k, "alert state")? {
+                let current = tx_get::<AlertStateRecord>(states, k, "alert state")?;
+                if current.as_ref() != expected {
+                    return Ok(None);
+                }
+                if let Some(old) = current {
                     if let Some(d) = old.due {
                         due.remove(due_key(d, device))?;
                     }

@@ -23,6 +23,26 @@ pub(crate) fn open() -> (tempfile::TempDir, MetaStore) {
     (dir, store)
 }
 
+/// Open `path` once nothing else holds it: after a store (or a raw sled
+/// handle) over it is dropped, sled's background threads let go of the
+/// database lock a moment later — on a loaded machine, seconds later — so
+/// a lock refusal is tried again, for at most 10 s. Any other outcome is
+/// returned as it is.
+pub(crate) fn open_when_free(path: &std::path::Path, now: u64) -> Result<MetaStore> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match MetaStore::open(path, now) {
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 pub(crate) fn draft(action: &str) -> AuditDraft {
     AuditDraft {
         at: 1,

@@ -155,6 +155,10 @@ fn token_rotation_and_revocation() {
     assert!(s.device_by_token(&new).unwrap().is_none());
 }
 
+fn reopen(path: &std::path::Path) -> crate::Result<MetaStore> {
+    super::open_when_free(path, 0)
+}
+
 #[test]
 fn writes_survive_reopen_after_durable() {
     let dir = tempfile::tempdir().unwrap();
@@ -164,7 +168,7 @@ fn writes_survive_reopen_after_durable() {
         enroll(&s, "dv_1", "ar_1");
         s.durable_blocking().unwrap();
     }
-    let s = MetaStore::open(&path, 0).unwrap();
+    let s = reopen(&path).unwrap();
     assert!(s.device(&name("dv_1")).unwrap().is_some());
 }
 
@@ -179,7 +183,7 @@ fn a_newer_schema_is_refused() {
             .unwrap();
         s.durable_blocking().unwrap();
     }
-    match MetaStore::open(&path, 0) {
+    match reopen(&path) {
         Err(MetaError::SchemaMismatch {
             found: 99,
             expected: SCHEMA_VERSION,
@@ -290,7 +294,7 @@ fn plugin_keys_are_private_capped_and_survive_a_reopen() {
         s.plugin_kv_delete("a", "k2").unwrap();
         s.durable_blocking().unwrap();
     }
-    let s = MetaStore::open(&path, 0).unwrap();
+    let s = reopen(&path).unwrap();
     assert_eq!(s.plugin_kv_get("a", "k").unwrap().unwrap(), b"123456789012");
     assert_eq!(s.plugin_kv_keys("a", "").unwrap(), ["k"]);
 }
@@ -379,7 +383,7 @@ async fn after_a_failed_flush_no_write_is_acknowledged_until_a_restart() {
     assert!(s.failure().is_some());
     // A restart reads what is on disk and takes writes again.
     drop(s);
-    let s = MetaStore::open(&d.path().join("meta"), 1).unwrap();
+    let s = super::open_when_free(&d.path().join("meta"), 1).unwrap();
     assert!(s.failure().is_none());
     session(&s, "ar_1", "se_3");
     s.durable().await.unwrap();
@@ -461,11 +465,11 @@ fn an_alert_state_is_reindexed_by_due_time_and_its_transition_appended_once() {
         digest: false,
     };
     assert_eq!(
-        s.record_alert_state(&name("dv_1"), &st("ok", Some(100)), None)
+        s.record_alert_state(&name("dv_1"), None, &st("ok", Some(100)), None)
             .unwrap(),
         None
     );
-    s.record_alert_state(&name("dv_2"), &st("ok", Some(50)), None)
+    s.record_alert_state(&name("dv_2"), None, &st("ok", Some(50)), None)
         .unwrap();
     assert_eq!(s.devices_due(49, 10).unwrap(), Vec::<Name>::new());
     assert_eq!(
@@ -477,14 +481,31 @@ fn an_alert_state_is_reindexed_by_due_time_and_its_transition_appended_once() {
     let seq = s
         .record_alert_state(
             &name("dv_1"),
+            Some(&st("ok", Some(100))),
             &st("warning", Some(300)),
             Some(&tr("warning")),
         )
         .unwrap()
         .unwrap();
+    // A second evaluator that started from the same level records nothing.
+    assert_eq!(
+        s.record_alert_state(
+            &name("dv_1"),
+            Some(&st("ok", Some(100))),
+            &st("warning", Some(300)),
+            Some(&tr("warning")),
+        )
+        .unwrap(),
+        None
+    );
     assert_eq!(s.devices_due(299, 10).unwrap(), [name("dv_2")]);
     let seq2 = s
-        .record_alert_state(&name("dv_1"), &st("critical", None), Some(&tr("critical")))
+        .record_alert_state(
+            &name("dv_1"),
+            Some(&st("warning", Some(300))),
+            &st("critical", None),
+            Some(&tr("critical")),
+        )
         .unwrap()
         .unwrap();
     assert!(seq2 > seq);
@@ -526,7 +547,8 @@ fn a_channel_takes_each_outbox_entry_in_once_and_a_claim_is_compare_and_set() {
         digest: false,
     };
     // An entry recorded before the channel existed is not its to send.
-    s.record_alert_state(&name("dv_1"), &st, Some(&tr)).unwrap();
+    s.record_alert_state(&name("dv_1"), None, &st, Some(&tr))
+        .unwrap();
     assert_eq!(s.start_delivery_channel("mail").unwrap(), 1);
     assert_eq!(s.start_delivery_channel("mail").unwrap(), 1);
     let rec = |seq| DeliveryRecord {

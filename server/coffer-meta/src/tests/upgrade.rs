@@ -20,18 +20,9 @@ fn raw_db(path: &std::path::Path) -> sled::Db {
 }
 
 /// Opens the store once sled's threads of the raw handle above have let go
-/// of the lock (bounded: 2 s); any other outcome is returned as it is.
+/// of the lock; any other outcome is returned as it is.
 fn try_open_after_raw(path: &std::path::Path, now: u64) -> Result<MetaStore, crate::MetaError> {
-    let mut tries = 0;
-    loop {
-        match MetaStore::open(path, now) {
-            Err(e) if e.to_string().contains("could not acquire lock") && tries < 100 => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            other => return other,
-        }
-    }
+    super::open_when_free(path, now)
 }
 
 fn open_after_raw(path: &std::path::Path, now: u64) -> MetaStore {
