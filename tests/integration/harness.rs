@@ -785,40 +785,32 @@ fn pip_install(spec: &str, module: &str) -> PathBuf {
 
 impl SmtpServer {
     pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut s = Self {
-            child: None,
-            port,
-            maildir: tempfile::tempdir().unwrap(),
-            tls: None,
-        };
-        s.resume();
-        s
+        Self::launch(tempfile::tempdir().unwrap(), None)
     }
 
     /// The same with TLS under a self-signed certificate for `localhost`:
     /// STARTTLS required, or (`implicit`) TLS from the first byte.
     pub fn start_tls(implicit: bool) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let maildir = tempfile::tempdir().unwrap();
         let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
         let cert = maildir.path().join("cert.pem");
         let key = maildir.path().join("key.pem");
         std::fs::write(&cert, ck.cert.pem()).unwrap();
         std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+        Self::launch(maildir, Some((cert, key, implicit)))
+    }
+
+    fn launch(maildir: tempfile::TempDir, tls: Option<(PathBuf, PathBuf, bool)>) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut s = Self {
             child: None,
             port,
             maildir,
-            tls: Some((cert, key, implicit)),
+            tls,
         };
         s.resume();
         s

@@ -11,8 +11,13 @@ pub struct Destination {
 }
 
 /// Check `url` against `allowed` (`host` or `host:port` entries; a bare host
-/// allows the scheme's default port only) and resolve it.
-pub async fn check_destination(url: &str, allowed: &[String]) -> Result<Destination, String> {
+/// allows the scheme's default port only) and resolve it. `list` names the
+/// list in a refusal (`this plugin's allow-list`).
+pub async fn check_destination(
+    url: &str,
+    allowed: &[String],
+    list: &str,
+) -> Result<Destination, String> {
     let u = url::Url::parse(url).map_err(|e| format!("invalid URL {url:?}: {e}"))?;
     let https = match u.scheme() {
         "http" => false,
@@ -38,7 +43,7 @@ pub async fn check_destination(url: &str, allowed: &[String]) -> Result<Destinat
     });
     if !permitted {
         return Err(format!(
-            "{host}:{port} is not on this plugin's allow-list{}",
+            "{host}:{port} is not on {list}{}",
             if allowed.is_empty() {
                 " (the list is empty: all outbound HTTP is denied)"
             } else {
@@ -65,6 +70,8 @@ pub async fn check_destination(url: &str, allowed: &[String]) -> Result<Destinat
 mod tests {
     use super::*;
 
+    const LIST: &str = "this plugin's allow-list";
+
     fn list(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
     }
@@ -72,11 +79,11 @@ mod tests {
     #[tokio::test]
     async fn only_listed_hosts_and_ports_pass() {
         let allowed = list(&["127.0.0.1:8080", "localhost"]);
-        let d = check_destination("http://127.0.0.1:8080/hook", &allowed)
+        let d = check_destination("http://127.0.0.1:8080/hook", &allowed, LIST)
             .await
             .unwrap();
         assert_eq!(d.addr, "127.0.0.1:8080".parse().unwrap());
-        assert!(check_destination("http://localhost/x", &allowed)
+        assert!(check_destination("http://localhost/x", &allowed, LIST)
             .await
             .is_ok());
         for bad in [
@@ -88,7 +95,7 @@ mod tests {
             "http://127.0.0.1:8080@evil.example/",
         ] {
             assert!(
-                check_destination(bad, &allowed).await.is_err(),
+                check_destination(bad, &allowed, LIST).await.is_err(),
                 "{bad} passed"
             );
         }
@@ -96,7 +103,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_empty_list_denies_everything() {
-        let e = check_destination("http://127.0.0.1/", &[])
+        let e = check_destination("http://127.0.0.1/", &[], LIST)
             .await
             .err()
             .unwrap();

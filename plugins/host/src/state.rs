@@ -341,7 +341,13 @@ impl http_client::Host for HostState {
         if !self.granted(Capability::Http) {
             return Ok(Err("outbound HTTP is not granted to this plugin".into()));
         }
-        let dest = match crate::net::check_destination(&req.url, &self.allowed_hosts).await {
+        let dest = match crate::net::check_destination(
+            &req.url,
+            &self.allowed_hosts,
+            "this plugin's allow-list",
+        )
+        .await
+        {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(plugin = &*self.plugin, url = %req.url, "outbound HTTP denied: {e}");

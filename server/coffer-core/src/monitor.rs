@@ -36,6 +36,8 @@ pub(crate) struct MonitorState {
     pub(crate) full_pass: AtomicBool,
     /// No org's digest is due before this time (0: work it out again).
     pub(crate) digest_next: std::sync::atomic::AtomicU64,
+    /// The metadata store's id, once read (alert ids name it).
+    pub(crate) store_id: std::sync::OnceLock<String>,
 }
 
 impl Default for MonitorState {
@@ -46,6 +48,7 @@ impl Default for MonitorState {
             dirty: Mutex::default(),
             full_pass: AtomicBool::new(true),
             digest_next: std::sync::atomic::AtomicU64::new(0),
+            store_id: std::sync::OnceLock::new(),
         }
     }
 }
@@ -62,6 +65,13 @@ impl Coffer {
             .clear();
     }
 
+    /// The `reporting` values in force for `org` (inherited).
+    pub(crate) fn reporting_values(&self, org: &Name) -> Result<crate::settings::GroupValues> {
+        let (chain, _) = self.settings_chain(org)?;
+        let refs: Vec<_> = chain.iter().map(|(n, s)| (n, s)).collect();
+        Ok(crate::settings::effective(Group::Reporting, &refs))
+    }
+
     /// The `reporting` thresholds in force for `org`.
     pub(crate) fn thresholds(&self, org: &Name) -> Result<Thresholds> {
         if let Some(t) = self
@@ -73,9 +83,7 @@ impl Coffer {
         {
             return Ok(*t);
         }
-        let (chain, _) = self.settings_chain(org)?;
-        let refs: Vec<_> = chain.iter().map(|(n, s)| (n, s)).collect();
-        let v = crate::settings::effective(Group::Reporting, &refs);
+        let v = self.reporting_values(org)?;
         let d = Thresholds::default();
         let ms = |k: &str, dflt: u64| {
             v.get(k)

@@ -31,7 +31,6 @@ use serde::Serialize;
 
 use crate::access::{Permission, Principal};
 use crate::admin::device_info;
-use crate::settings::Group;
 use crate::workers::{StepFuture, Worker};
 use crate::{Coffer, CoreError, Result};
 
@@ -317,9 +316,7 @@ impl DeliveryPolicy {
 impl Coffer {
     /// The `reporting` settings in force for `org`.
     pub fn reporting(&self, org: &Name) -> Result<Reporting> {
-        let (chain, _) = self.settings_chain(org)?;
-        let refs: Vec<_> = chain.iter().map(|(n, s)| (n, s)).collect();
-        let v = crate::settings::effective(Group::Reporting, &refs);
+        let v = self.reporting_values(org)?;
         let list = |k: &str| -> Vec<String> {
             v.get(k)
                 .and_then(|e| e.value.as_array())
@@ -395,6 +392,15 @@ impl Coffer {
         Ok(answer)
     }
 
+    /// The store's id (the right part of alert ids), read once.
+    fn store_id(&self) -> Result<&str> {
+        if let Some(id) = self.monitor.store_id.get() {
+            return Ok(id);
+        }
+        let id = self.meta.store_id()?;
+        Ok(self.monitor.store_id.get_or_init(|| id))
+    }
+
     /// The notice of outbox entry `a` (`None`: its device is gone).
     fn notice(&self, a: &AlertRecord, public_url: Option<&str>) -> Result<Option<Notice>> {
         let Some(d) = self.meta.device(&a.device)? else {
@@ -402,8 +408,7 @@ impl Coffer {
         };
         let archive = self.meta.archive(&d.archive)?;
         let info = device_info(d, archive);
-        let store = self.meta.store_id()?;
-        Ok(Some(Notice::new(a, &info, &store, public_url)))
+        Ok(Some(Notice::new(a, &info, self.store_id()?, public_url)))
     }
 
     /// One step of `channel`: take new outbox entries in, then attempt what
@@ -465,8 +470,8 @@ impl Coffer {
             let outcome = match self.meta.alert(rec.seq)? {
                 None => Ok("the alert is gone".to_string()),
                 Some(a) if a.digest => {
-                    let store = self.meta.store_id()?;
-                    let d = self.digest_notice(&a, &store, policy.public_url.as_deref())?;
+                    let d =
+                        self.digest_notice(&a, self.store_id()?, policy.public_url.as_deref())?;
                     channel.deliver_digest(&d, &rec.target).await
                 }
                 Some(a) => match self.notice(&a, policy.public_url.as_deref())? {

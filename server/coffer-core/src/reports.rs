@@ -316,7 +316,7 @@ impl Coffer {
     /// The device-status rows of `org`'s own devices.
     pub(crate) fn status_rows_of(&self, org: &Name) -> Result<Vec<DeviceStatusRow>> {
         let f = Filter {
-            orgs: Some([org.clone()].into()),
+            orgs: None,
             states: None,
             reasons: None,
         };
@@ -511,7 +511,7 @@ fn decode_cursor(c: &str) -> Result<String> {
 /// One CSV line (RFC 4180): fields with a comma, a quote or a line break
 /// are quoted, quotes doubled. A text cell that a spreadsheet would read
 /// as a formula (`=`, `+`, `-`, `@` first) is led by a `'`.
-fn push_csv_row(out: &mut String, cells: impl Iterator<Item = Value>) {
+pub fn push_csv_row(out: &mut String, cells: impl Iterator<Item = Value>) {
     for (i, c) in cells.enumerate() {
         if i > 0 {
             out.push(',');

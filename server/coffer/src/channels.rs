@@ -216,11 +216,12 @@ impl Channel for Webhook {
 
     fn deliver<'a>(&'a self, n: &'a Notice, url: &'a str, r: &'a Reporting) -> DeliverFuture<'a> {
         Box::pin(async move {
-            let dest = coffer_plugin_host::net::check_destination(url, &self.allowed)
-                .await
-                .map_err(|e| {
-                    e.replace("this plugin's allow-list", "alerts.webhook_allowed_hosts")
-                })?;
+            let dest = coffer_plugin_host::net::check_destination(
+                url,
+                &self.allowed,
+                "alerts.webhook_allowed_hosts",
+            )
+            .await?;
             let body = serde_json::to_vec(n).map_err(|e| e.to_string())?;
             let mut headers = vec![
                 ("content-type".to_string(), "application/json".to_string()),

@@ -5,6 +5,7 @@ use std::io::Write;
 
 use clap::Subcommand;
 use coffer_client::Client;
+use coffer_core::reports::push_csv_row;
 use coffer_types::wire::ReportQuery;
 
 use super::output::{bytes, print_json, table, time};
@@ -113,12 +114,11 @@ pub(crate) async fn report(client: &Client, report: &str, a: ReportArgs) -> anyh
     match a.format {
         ReportFormat::Json => print_json(&page),
         ReportFormat::Csv => {
-            let mut out = page.columns.join(",");
-            out.push_str("\r\n");
+            // The server's writer, so a page reads as the whole report does.
+            let mut out = String::new();
+            push_csv_row(&mut out, page.columns.iter().map(|c| c.as_str().into()));
             for r in &page.rows {
-                let cells: Vec<String> = page.columns.iter().map(|c| csv_cell(&r[c])).collect();
-                out.push_str(&cells.join(","));
-                out.push_str("\r\n");
+                push_csv_row(&mut out, page.columns.iter().map(|c| r[c].clone()));
             }
             std::io::stdout().write_all(out.as_bytes())?;
             if let Some(n) = &page.next_after {
@@ -159,21 +159,5 @@ fn table_cell(column: &str, v: &serde_json::Value) -> String {
         }
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
-    }
-}
-
-/// A cell of `--format csv` for one page (the server writes whole
-/// reports; this follows the same rules).
-fn csv_cell(v: &serde_json::Value) -> String {
-    let t = match v {
-        serde_json::Value::Null => String::new(),
-        serde_json::Value::String(s) if s.starts_with(['=', '+', '-', '@']) => format!("'{s}"),
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    if t.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", t.replace('"', "\"\""))
-    } else {
-        t
     }
 }
