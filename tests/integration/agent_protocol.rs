@@ -298,9 +298,11 @@ async fn an_aborted_session_takes_no_commit() {
         .unwrap();
     assert_eq!(r.status, 200);
     let s: SessionInfo = r.json().unwrap();
+    // Its pins stay: the blocks are kept for the collection grace after
+    // the session's last activity (garbage collection drops the pins).
     assert_eq!(
         (format!("{:?}", s.state), s.pinned_blocks),
-        ("Aborted".to_string(), 0)
+        ("Aborted".to_string(), 1)
     );
     let r = agent.commit(&sid, &BlockId::of(&b), &[], 100.0).await;
     assert_eq!((r.status, code(&r).as_str()), (409, "session_closed"));

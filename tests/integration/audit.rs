@@ -58,6 +58,7 @@ async fn every_admin_change_and_refusal_is_audited_and_tampering_is_found() {
         })
         .collect();
     let want = [
+        ("clock.init", "ok", "system"),
         ("account.create", "ok", "system"),
         ("token.create", "ok", "system"),
         ("org.create", "ok", "admin"),
@@ -81,14 +82,14 @@ async fn every_admin_change_and_refusal_is_audited_and_tampering_is_found() {
         .map(|(a, o, w)| (a.to_string(), o.to_string(), w.to_string()))
         .collect();
     assert_eq!(got, want);
-    let refusal = &log[10];
+    let refusal = &log[11];
     assert_eq!(refusal["role"], "read-only");
     assert!(refusal["details"]["reason"]
         .as_str()
         .unwrap()
         .contains("needs the admin"));
     assert_eq!(refusal["target"], "/admin/v1/orgs");
-    assert_eq!(log[7]["target"], format!("device:{}", agent.device));
+    assert_eq!(log[8]["target"], format!("device:{}", agent.device));
     // Filters.
     let out = cli_ok(&server.cli(&["audit", "list", "--actor", "rita", "--json"]));
     assert_eq!(
@@ -131,12 +132,12 @@ async fn every_admin_change_and_refusal_is_audited_and_tampering_is_found() {
     let out = server.cli_as(Some(&ro), &["audit", "verify"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"));
 
-    // Stop the server and edit entry 8 (the revocation) in the database.
+    // Stop the server and edit entry 9 (the revocation) in the database.
     server.sigterm();
     assert!(server.wait_exit(Duration::from_secs(30)).success());
     edit_sled(&server.data_dir.join("meta"), |db| {
         let audit = db.open_tree("audit").unwrap();
-        let key = 8u64.to_be_bytes();
+        let key = 9u64.to_be_bytes();
         let mut e: Value = serde_json::from_slice(&audit.get(key).unwrap().unwrap()).unwrap();
         assert_eq!(e["action"], "device.revoke");
         e["actor"] = "somebody-else".into();
@@ -147,13 +148,13 @@ async fn every_admin_change_and_refusal_is_audited_and_tampering_is_found() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("breaks at entry 8") && text.contains("changed"),
+        text.contains("breaks at entry 9") && text.contains("changed"),
         "{text}"
     );
     let out = server.cli(&["audit", "verify", "--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (v["ok"].as_bool(), v["first_bad_seq"].as_u64()),
-        (Some(false), Some(8))
+        (Some(false), Some(9))
     );
 }

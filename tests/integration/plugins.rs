@@ -380,7 +380,15 @@ config = {{ daily = "1", weekly = "0", monthly = "0", yearly = "0" }}
     // A retention plan (dry run): daily=1 keeps one; the newest is kept anyway.
     let o = admin_cli(
         &server,
-        &["retention", "plan", "--archive", &dev.archive, "--json"],
+        &[
+            "retention",
+            "plan",
+            "--archive",
+            &dev.archive,
+            "--plugin",
+            "gfs-retention",
+            "--json",
+        ],
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
     let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

@@ -128,6 +128,8 @@ fn populate(meta: &MetaStore, n: usize, org_size: usize, now: u64) -> anyhow::Re
             last_connection: conn,
             agent_version: Some("coffer-agent/0.0.0".into()),
             parked: i % 50 == 7,
+            deactivated_at: None,
+            purged_at: None,
         };
         let ar = ArchiveRecord {
             bytes_stored: (i as u64 % 977) << 20,

@@ -271,6 +271,131 @@ impl Client {
         self.post_empty(&path).await
     }
 
+    /// Deactivate a device (its archive enters cold storage).
+    pub async fn deactivate_device(&self, device: &str) -> Result<DeviceInfo> {
+        self.post_empty(&paths::device_deactivate(device)).await
+    }
+
+    pub async fn reactivate_device(&self, device: &str) -> Result<DeviceInfo> {
+        self.post_empty(&paths::device_reactivate(device)).await
+    }
+
+    /// Purge a deactivated device's archive now.
+    pub async fn purge_device(&self, device: &str, reason: &str) -> Result<DeviceInfo> {
+        self.post(
+            &paths::device_purge(device),
+            &coffer_types::wire::Reason {
+                reason: reason.into(),
+            },
+        )
+        .await
+    }
+
+    /// Deactivate every device of a user.
+    pub async fn deactivate_user(
+        &self,
+        org: &str,
+        user: &str,
+    ) -> Result<coffer_types::wire::DeviceList> {
+        let body = serde_json::json!({"org": org, "user": user});
+        self.post(&paths::user_deactivate(), &body).await
+    }
+
+    // ---- admin: legal hold ----
+
+    pub async fn hold_policies(&self) -> Result<coffer_types::wire::HoldPolicyList> {
+        self.get(&paths::hold_policies()).await
+    }
+
+    pub async fn create_hold_policy(
+        &self,
+        req: &coffer_types::wire::CreateHoldPolicy,
+    ) -> Result<coffer_types::wire::HoldPolicyInfo> {
+        self.post(&paths::hold_policies(), req).await
+    }
+
+    pub async fn matters(&self) -> Result<coffer_types::wire::MatterList> {
+        self.get(&paths::matters()).await
+    }
+
+    pub async fn create_matter(
+        &self,
+        req: &coffer_types::wire::CreateMatter,
+    ) -> Result<coffer_types::wire::MatterInfo> {
+        self.post(&paths::matters(), req).await
+    }
+
+    pub async fn matter(&self, name: &str) -> Result<coffer_types::wire::MatterInfo> {
+        self.get(&paths::matter(name)).await
+    }
+
+    pub async fn close_matter(
+        &self,
+        name: &str,
+        reason: &str,
+    ) -> Result<coffer_types::wire::MatterInfo> {
+        self.post(
+            &paths::matter_close(name),
+            &coffer_types::wire::Reason {
+                reason: reason.into(),
+            },
+        )
+        .await
+    }
+
+    pub async fn custodians(
+        &self,
+        matter: Option<&str>,
+    ) -> Result<coffer_types::wire::CustodianList> {
+        self.get(&paths::custodians(matter)).await
+    }
+
+    pub async fn add_custodian(
+        &self,
+        req: &coffer_types::wire::CustodianRequest,
+    ) -> Result<coffer_types::wire::CustodianInfo> {
+        self.post(&paths::custodians(None), req).await
+    }
+
+    pub async fn release_custodian(
+        &self,
+        req: &coffer_types::wire::CustodianRequest,
+    ) -> Result<coffer_types::wire::CustodianInfo> {
+        self.post(&paths::custodian_release(), req).await
+    }
+
+    // ---- admin: retention, collection, the clock ----
+
+    pub async fn retention_dry_run(
+        &self,
+        archive: &str,
+    ) -> Result<coffer_types::wire::RetentionReport> {
+        self.get(&paths::retention_dry_run(archive)).await
+    }
+
+    pub async fn retention_run(
+        &self,
+        archive: &str,
+    ) -> Result<coffer_types::wire::RetentionReport> {
+        self.post_empty(&paths::retention_run(archive)).await
+    }
+
+    pub async fn gc_status(&self) -> Result<coffer_types::wire::GcStatus> {
+        self.get(&paths::gc()).await
+    }
+
+    pub async fn gc_run(&self, dry_run: bool) -> Result<coffer_types::wire::GcReport> {
+        self.post_empty(&paths::gc_run(dry_run)).await
+    }
+
+    pub async fn clock(&self) -> Result<coffer_types::wire::ClockInfo> {
+        self.get(&paths::clock()).await
+    }
+
+    pub async fn clock_accept(&self) -> Result<coffer_types::wire::ClockInfo> {
+        self.post_empty(&paths::clock_accept()).await
+    }
+
     /// A read-only, expiring token for the device's archive
     /// (administrator restore).
     pub async fn restore_token(

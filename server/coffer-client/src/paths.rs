@@ -183,6 +183,63 @@ pub fn device_park(d: &str) -> String {
 pub fn device_unpark(d: &str) -> String {
     format!("{}/unpark", device(d))
 }
+pub fn device_deactivate(d: &str) -> String {
+    format!("{}/deactivate", device(d))
+}
+pub fn device_reactivate(d: &str) -> String {
+    format!("{}/reactivate", device(d))
+}
+pub fn device_purge(d: &str) -> String {
+    format!("{}/purge", device(d))
+}
+pub fn user_deactivate() -> String {
+    format!("{ADMIN}/users/deactivate")
+}
+/// GET lists, POST creates.
+pub fn hold_policies() -> String {
+    format!("{ADMIN}/holds/policies")
+}
+/// GET lists, POST creates.
+pub fn matters() -> String {
+    format!("{ADMIN}/holds/matters")
+}
+pub fn matter(m: &str) -> String {
+    format!("{ADMIN}/holds/matters/{}", seg(m))
+}
+pub fn matter_close(m: &str) -> String {
+    format!("{}/close", matter(m))
+}
+/// GET lists (of one matter), POST places.
+pub fn custodians(matter: Option<&str>) -> String {
+    format!(
+        "{ADMIN}/holds/custodians{}",
+        query([("matter", matter.map(str::to_string))])
+    )
+}
+pub fn custodian_release() -> String {
+    format!("{ADMIN}/holds/custodians/release")
+}
+pub fn retention_dry_run(archive: &str) -> String {
+    format!("{ADMIN}/retention/{}/plan", seg(archive))
+}
+pub fn retention_run(archive: &str) -> String {
+    format!("{ADMIN}/retention/{}/run", seg(archive))
+}
+pub fn gc() -> String {
+    format!("{ADMIN}/gc")
+}
+pub fn gc_run(dry_run: bool) -> String {
+    format!(
+        "{ADMIN}/gc/run{}",
+        query([("dry_run", dry_run.then(|| "true".to_string()))])
+    )
+}
+pub fn clock() -> String {
+    format!("{ADMIN}/clock")
+}
+pub fn clock_accept() -> String {
+    format!("{ADMIN}/clock/accept")
+}
 pub fn device_restore_token(d: &str) -> String {
     format!("{}/restore-token", device(d))
 }

@@ -115,10 +115,15 @@ pub enum Permission {
     /// Issue restore tokens: read an archive with its escrowed key
     /// (administrator restore).
     RestoreArchive,
+    /// Matters, custodians and preservation policies (legal hold).
+    ReadHolds,
+    /// Create policies and matters, place and release custodians, close
+    /// matters.
+    ManageHolds,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 8] = [
+    pub const ALL: [Permission; 10] = [
         Permission::ReadInventory,
         Permission::ManageInventory,
         Permission::ReadAccounts,
@@ -127,6 +132,8 @@ impl Permission {
         Permission::ReadServer,
         Permission::ManageServer,
         Permission::RestoreArchive,
+        Permission::ReadHolds,
+        Permission::ManageHolds,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -139,6 +146,8 @@ impl Permission {
             Permission::ReadServer => "read-server",
             Permission::ManageServer => "manage-server",
             Permission::RestoreArchive => "restore-archive",
+            Permission::ReadHolds => "read-holds",
+            Permission::ManageHolds => "manage-holds",
         }
     }
 
@@ -150,6 +159,7 @@ impl Permission {
                 | Permission::ManageAccounts
                 | Permission::ManageServer
                 | Permission::RestoreArchive
+                | Permission::ManageHolds
         )
     }
 
@@ -180,7 +190,7 @@ pub fn role_allows(role: Role, p: Permission) -> bool {
             p,
             ReadInventory | ManageInventory | ReadAccounts | ManageAccounts | RestoreArchive
         ),
-        Role::LegalHoldAdmin => matches!(p, ReadInventory | ReadAudit),
+        Role::LegalHoldAdmin => matches!(p, ReadInventory | ReadAudit | ReadHolds | ManageHolds),
         Role::ReadOnly => matches!(p, ReadInventory | ReadAccounts | ReadServer),
     }
 }
@@ -346,7 +356,10 @@ mod tests {
                     RestoreArchive,
                 ][..],
             ),
-            (Role::LegalHoldAdmin, &[ReadInventory, ReadAudit][..]),
+            (
+                Role::LegalHoldAdmin,
+                &[ReadInventory, ReadAudit, ReadHolds, ManageHolds][..],
+            ),
             (
                 Role::ReadOnly,
                 &[ReadInventory, ReadAccounts, ReadServer][..],

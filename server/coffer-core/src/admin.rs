@@ -228,6 +228,8 @@ impl Coffer {
             last_connection: None,
             agent_version: None,
             parked: false,
+            deactivated_at: None,
+            purged_at: None,
         };
         let ar = ArchiveRecord::new(archive.clone(), device.clone(), now);
         let audit = self.draft(
@@ -342,6 +344,15 @@ impl Coffer {
             damaged_backups: per.len() as u64,
             quota_bytes: self.device_quota(&info.org),
             health: Some(self.health_of(&info)?),
+            cold_until: match (info.deactivated_at, info.purged_at) {
+                (Some(at), None) => Some(at.saturating_add(self.cold_storage_ms(&info.org)?)),
+                _ => None,
+            },
+            held_by: self
+                .holds_on(&info.org, &info.user, self.compliance_now())?
+                .iter()
+                .map(crate::holds::HoldOn::label)
+                .collect(),
             ..info
         })
     }
@@ -429,5 +440,9 @@ pub(crate) fn device_info(d: DeviceRecord, a: Option<ArchiveRecord>) -> DeviceIn
         quota_bytes: 0,
         parked: d.parked,
         health: None,
+        deactivated_at: d.deactivated_at,
+        cold_until: None,
+        purged_at: d.purged_at,
+        held_by: Vec::new(),
     }
 }

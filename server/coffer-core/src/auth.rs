@@ -49,6 +49,12 @@ impl Coffer {
         if device.revoked || !bool::from(device.token_hash.ct_eq(&h)) {
             return Err(CoreError::Unauthorized);
         }
+        if device.deactivated_at.is_some() {
+            return Err(CoreError::DeviceDeactivated(format!(
+                "device {} was deactivated: its archive is in cold storage and it may not back up                  until an administrator reactivates it (coffer admin device reactivate {})",
+                device.id, device.id
+            )));
+        }
         Ok(DeviceAuth {
             device: device.id,
             archive: device.archive,

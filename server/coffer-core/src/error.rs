@@ -75,6 +75,11 @@ pub enum CoreError {
     /// asked again of its device at its next backup.
     #[error("{0}")]
     CorruptBlock(String),
+    /// A legal hold protects it (the message names the matters).
+    #[error("{0}")]
+    HoldActive(String),
+    #[error("{0}")]
+    DeviceDeactivated(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -105,6 +110,8 @@ impl CoreError {
             Self::PluginFailed(_) => ErrorCode::PluginFailed,
             Self::DeliveryFailed(_) => ErrorCode::DeliveryFailed,
             Self::CorruptBlock(_) => ErrorCode::CorruptBlock,
+            Self::HoldActive(_) => ErrorCode::HoldActive,
+            Self::DeviceDeactivated(_) => ErrorCode::DeviceDeactivated,
             Self::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -122,6 +129,7 @@ impl From<MetaError> for CoreError {
     fn from(e: MetaError) -> Self {
         match e {
             MetaError::FailStopped(_) => CoreError::StorageUnavailable(e.to_string()),
+            MetaError::BeingDestroyed(_) => CoreError::Busy(e.to_string()),
             e => CoreError::Internal(format!("metadata: {e}")),
         }
     }

@@ -216,13 +216,16 @@ impl Coffer {
                 }
             };
             if under_enhanced
-                && self.destroy(
-                    p,
-                    Doomed::EscrowKey {
-                        archive: &e.archive,
-                    },
-                    &format!("org {} uses enhanced archive security", dev.org),
-                )?
+                && self
+                    .destroy(
+                        p,
+                        &mut Default::default(),
+                        Doomed::EscrowKey {
+                            archive: &e.archive,
+                        },
+                        &format!("org {} uses enhanced archive security", dev.org),
+                    )?
+                    .1
             {
                 n += 1;
             }

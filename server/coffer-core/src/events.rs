@@ -209,6 +209,10 @@ mod tests {
                     quota_bytes: 0,
                     parked: false,
                     health: None,
+                    deactivated_at: None,
+                    cold_until: None,
+                    purged_at: None,
+                    held_by: Vec::new(),
                 },
             },
         }

@@ -141,7 +141,15 @@ impl Coffer {
                     return Err(CoreError::BlockTooLarge { limit });
                 }
             }
-            self.meta.insert_block(archive, &id, &rec, pin.as_ref())?;
+            if !self
+                .meta
+                .touch_block(archive, &id, pin.as_ref(), self.now())?
+            {
+                return Err(CoreError::Busy(format!(
+                    "block {id} was being removed by garbage collection as it arrived; send it again"
+                )));
+            }
+            let _ = rec;
             self.settle_pins(archive, pin.as_ref()).await?;
             self.meta.durable().await?;
             return Ok(PutBlockResponse {
@@ -364,17 +372,18 @@ impl Coffer {
         .boxed()
     }
 
-    /// After pins were written for `session`: if the session closed
-    /// meanwhile (a commit or abort released its pins between the check that
-    /// it was open and these writes), release them again, so no pin outlives
-    /// its session.
+    /// After pins were written for `session`: if the session was committed
+    /// meanwhile (the commit released its pins between the check that it
+    /// was open and these writes), release them again, so no pin outlives
+    /// its commit. (An aborted session's pins stay until the collector
+    /// drops them after the grace.)
     pub(crate) async fn settle_pins(&self, archive: &Name, session: Option<&Name>) -> Result<()> {
         let Some(s) = session else { return Ok(()) };
-        let open = self
+        let committed = self
             .meta
             .session(archive, s)?
-            .is_some_and(|r| r.state == SessionStatus::Open);
-        if !open {
+            .is_some_and(|r| r.state == SessionStatus::Committed);
+        if committed {
             let (archive, s) = (archive.clone(), s.clone());
             let n = self
                 .meta_blocking("release pins", move |m| Ok(m.release_pins(&archive, &s)?))

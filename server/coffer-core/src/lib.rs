@@ -13,14 +13,23 @@ mod alerts;
 mod audit;
 mod auth;
 mod clock;
+mod cold;
+pub mod compliance;
 mod destroy;
+#[cfg(test)]
+mod destroy_tests;
 pub mod device_settings;
 pub mod digest;
 pub mod duration;
 mod error;
 mod escrow;
 pub mod events;
+mod expiry;
+mod gc;
+#[cfg(test)]
+mod gc_tests;
 pub mod health;
+pub mod holds;
 mod ingest;
 mod monitor;
 pub mod notify;
@@ -29,6 +38,7 @@ pub mod orgtree;
 pub mod plugins;
 mod quota;
 pub mod reports;
+pub mod retention;
 mod scrub;
 mod sessions;
 pub mod settings;
@@ -45,6 +55,8 @@ pub use alerts::ALERT_PAGE_MAX;
 pub use audit::{AuditQuery, AUDIT_PAGE_MAX};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::CoreError;
+pub use gc::{GcMetrics, GcSettings};
+pub use holds::HoldSettings;
 pub use ingest::{BlockRead, PutBlock};
 pub use monitor::HealthMetrics;
 pub use orgtree::OrgTree;
@@ -149,6 +161,12 @@ pub struct Coffer {
     pub(crate) escrow_lock: Arc<std::sync::Mutex<()>>,
     /// Health thresholds per org and connection stamps.
     pub(crate) monitor: Arc<monitor::MonitorState>,
+    /// The compliance clock's anchor and last reading.
+    pub(crate) compliance: Arc<compliance::ComplianceState>,
+    /// `[legal_hold]`: approvals a release needs, the quarantine.
+    pub(crate) hold_settings: Arc<RwLock<holds::HoldSettings>>,
+    /// `[gc]` and the collector's state.
+    pub(crate) gc: Arc<gc::GcState>,
 }
 
 impl std::fmt::Debug for Coffer {
@@ -183,7 +201,11 @@ impl Coffer {
             quota: Arc::default(),
             escrow_lock: Arc::default(),
             monitor: Arc::default(),
+            compliance: Arc::default(),
+            hold_settings: Arc::default(),
+            gc: Arc::default(),
         };
+        c.start_compliance_clock()?;
         c.refresh_org_tree()?;
         c.load_usage()?;
         // A crash between a switch to enhanced security and the destruction

@@ -506,6 +506,32 @@ impl Coffer {
         details: Vec<(&'static str, String)>,
     ) -> Result<()> {
         let security_changed = self.check_archive_security(org, s)?;
+        let mut details = details;
+        let group = details
+            .iter()
+            .find(|(k, _)| *k == "group")
+            .map(|(_, v)| v.clone());
+        if matches!(group.as_deref(), Some("retention" | "quotas")) {
+            // A shorter retention, a smaller quota or a change of
+            // inheritance never reaches held data: name the custodians in
+            // the subtree it does not touch.
+            let tree = self.org_tree();
+            let now = self.compliance_now();
+            let q = self.hold_settings().release_quarantine.as_millis() as u64;
+            let mut held: Vec<String> = self
+                .meta
+                .custodians()?
+                .into_iter()
+                .filter(|c| tree.is_inside(&c.org, org))
+                .filter(|c| c.released_at.is_none_or(|r| r + q > now))
+                .map(|c| format!("{}/{} ({})", c.org, c.user, c.matter))
+                .collect();
+            held.sort();
+            held.dedup();
+            if !held.is_empty() {
+                details.push(("held_custodians_untouched", held.join(", ")));
+            }
+        }
         let stored = self.meta.set_org_settings(
             org,
             version,

@@ -97,7 +97,7 @@ impl Coffer {
         let _ = self.plugins.set(p);
     }
 
-    fn plugin_service(&self) -> Result<&Arc<dyn PluginAdmin>> {
+    pub(crate) fn plugin_service(&self) -> Result<&Arc<dyn PluginAdmin>> {
         self.plugins.get().ok_or_else(|| {
             CoreError::NotFound("plugins are disabled on this server (plugins.enabled)".into())
         })

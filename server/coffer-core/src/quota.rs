@@ -62,6 +62,19 @@ impl Usage {
         }
     }
 
+    fn sub(&mut self, archive: &Name, bytes: u64) {
+        if let Some(o) = self.archives.get_mut(archive) {
+            o.bytes = o.bytes.saturating_sub(bytes);
+            let u = self
+                .users
+                .entry((o.org.clone(), o.user.clone()))
+                .or_default();
+            *u = u.saturating_sub(bytes);
+            let g = self.orgs.entry(o.org.clone()).or_default();
+            *g = g.saturating_sub(bytes);
+        }
+    }
+
     fn insert(&mut self, archive: Name, owner: Owner) {
         let b = owner.bytes;
         *self
@@ -234,6 +247,13 @@ impl Coffer {
         };
         for s in self.scopes(&u, &o)? {
             if s.quota > 0 && s.used + size > s.quota {
+                // A custodian on legal hold is never refused: the data a
+                // hold preserves includes what the user backs up while it
+                // lasts (the warning still goes out at `warn_at`).
+                let held = !self.active_matters(&o.org, &o.user)?.is_empty();
+                if held {
+                    continue;
+                }
                 return Err(CoreError::QuotaExceeded(format!(
                     "the quota of {} is {} and {} of it is in use; this block of {} does not fit. \
                      Blocks already stored stay readable and can be committed; free space or \
@@ -245,6 +265,15 @@ impl Coffer {
                     s.key.split(':').next().unwrap_or("org"),
                 )));
             }
+        }
+        Ok(())
+    }
+
+    /// Blocks of `archive` totalling `size` bytes were destroyed.
+    pub(crate) fn uncount_stored(&self, archive: &Name, size: u64) -> Result<()> {
+        let mut u = self.usage()?;
+        if u.archives.contains_key(archive) {
+            u.sub(archive, size);
         }
         Ok(())
     }

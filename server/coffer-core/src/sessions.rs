@@ -158,7 +158,9 @@ impl Coffer {
             id: Name::random("bk", random16()?),
             archive: archive.clone(),
             session: s.id.clone(),
-            committed_at: self.now(),
+            // The late compliance reading: a wall clock set back never
+            // makes a new backup look old (and expire early).
+            committed_at: self.compliance_late(),
             manifest: req.manifest,
             block_count: 0,
             stats: BackupStatsRecord {
@@ -281,7 +283,9 @@ impl Coffer {
         if updated.state == SessionStatus::Committed {
             return Err(closed(&updated));
         }
-        self.release_pins(archive, &s.id).await?;
+        // The pins stay: blocks an aborted session uploaded or was told
+        // about are kept for the collection grace after its last activity
+        // (its resumption asks for them again); the collector drops them.
         self.meta.durable().await?;
         let was_open = s.state == SessionStatus::Open;
         let info = self.session_info(updated)?;

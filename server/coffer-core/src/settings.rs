@@ -296,30 +296,65 @@ const QUOTAS: &[Spec] = &[
 
 const RETENTION: &[Spec] = &[
     Spec {
-        key: "keep_all_for",
+        key: "keep_all",
         kind: Kind::Duration,
         default: "7d",
         about: "every backup is kept this long",
     },
     Spec {
-        key: "daily_until",
+        key: "daily",
         kind: Kind::Duration,
         default: "90d",
-        about: "then one a day until this age",
+        about: "then the newest of each UTC day, until this age",
     },
     Spec {
-        key: "weekly_until",
+        key: "weekly",
         kind: Kind::Duration,
         default: "365d",
-        about: "then one a week until this age",
+        about: "then the newest of each ISO week, until this age",
     },
     Spec {
-        key: "monthly_until",
+        key: "monthly",
         kind: Kind::DurationOrForever,
         default: "forever",
-        about: "then one a month until this age",
+        about: "then the newest of each calendar month, until this age",
+    },
+    Spec {
+        key: "min_age",
+        kind: Kind::Duration,
+        default: "7d",
+        about: "nothing younger is expired, whatever a rule or plugin says",
+    },
+    Spec {
+        key: "cold_storage",
+        kind: Kind::Duration,
+        default: "365d",
+        about: "how long a deactivated device's archive is kept before it is purged",
+    },
+    Spec {
+        key: "plugin",
+        kind: Kind::Text,
+        default: "",
+        about:
+            "a retention plugin that proposes what expires instead of the tiers (empty: the tiers)",
     },
 ];
+
+/// Keys renamed since they were first stored: `(group, new, old)`. A value
+/// stored under the old name still counts.
+const RENAMED: &[(Group, &str, &str)] = &[
+    (Group::Retention, "keep_all", "keep_all_for"),
+    (Group::Retention, "daily", "daily_until"),
+    (Group::Retention, "weekly", "weekly_until"),
+    (Group::Retention, "monthly", "monthly_until"),
+];
+
+fn former_key(group: Group, key: &str) -> Option<&'static str> {
+    RENAMED
+        .iter()
+        .find(|(g, new, _)| *g == group && *new == key)
+        .map(|(_, _, old)| *old)
+}
 
 impl Spec {
     /// The stored form of `text`, or why it is not a value of this setting.
@@ -629,7 +664,11 @@ pub fn effective(group: Group, chain: &[(&Name, &OrgSettings)]) -> GroupValues {
         .specs()
         .iter()
         .map(|spec| {
-            let e = match owner.and_then(|(org, vals)| vals.get(spec.key).map(|v| (org, v))) {
+            let e = match owner.and_then(|(org, vals)| {
+                vals.get(spec.key)
+                    .or_else(|| former_key(group, spec.key).and_then(|k| vals.get(k)))
+                    .map(|v| (org, v))
+            }) {
                 Some((org, v)) => Effective {
                     value: v.clone(),
                     from: Source::Org(org.clone()),
@@ -716,15 +755,25 @@ pub fn check_group(group: Group, values: &BTreeMap<String, Value>) -> Option<Str
     match group {
         Group::Reporting => order("warning_after", "critical_after")
             .or_else(|| order("alert_warning_after", "alert_critical_after")),
-        Group::Retention => order("daily_until", "weekly_until").or_else(|| {
-            match (secs("weekly_until"), values.get("monthly_until")) {
-                (Some(w), Some(Value::Number(m))) if m.as_u64().is_some_and(|m| m <= w) => Some(
-                    "retention.monthly_until must be longer than retention.weekly_until, or \"forever\""
-                        .to_string(),
-                ),
+        Group::Retention => {
+            // Tiers end in order: each tier is at least as coarse as the one
+            // before, so its end may not come before the previous one's.
+            let not_after = |a: &str, b: &str| {
+                match (secs(a), values.get(b)) {
+                (Some(x), Some(Value::Number(y))) if y.as_u64().is_some_and(|y| y < x) => {
+                    Some(format!(
+                        "{group}.{b} ({}) must not be shorter than {group}.{a} ({}): a coarser tier cannot end before a finer one",
+                        crate::duration::format(std::time::Duration::from_secs(y.as_u64().unwrap_or(0))),
+                        crate::duration::format(std::time::Duration::from_secs(x))
+                    ))
+                }
                 _ => None,
             }
-        }),
+            };
+            not_after("keep_all", "daily")
+                .or_else(|| not_after("daily", "weekly"))
+                .or_else(|| not_after("weekly", "monthly"))
+        }
         _ => None,
     }
 }
@@ -850,7 +899,7 @@ mod tests {
         );
         assert_eq!(
             Group::Retention
-                .spec("monthly_until")
+                .spec("monthly")
                 .unwrap()
                 .parse("forever")
                 .unwrap(),
@@ -963,17 +1012,36 @@ mod tests {
             .iter()
             .map(|s| (s.key.to_string(), s.default_value()))
             .collect();
-        v.insert("monthly_until".into(), Value::from(86_400));
-        let e = check_group(g, &v).unwrap();
-        assert!(e.contains("monthly_until must be longer"), "{e}");
-        v.insert("weekly_until".into(), Value::from(3_600));
+        assert_eq!(check_group(g, &v), None);
+        v.insert("monthly".into(), Value::from(86_400));
         let e = check_group(g, &v).unwrap();
         assert!(
-            e.contains(
-                "retention.daily_until (90d) must be shorter than retention.weekly_until (1h)"
-            ),
+            e.contains("retention.monthly (1d) must not be shorter than retention.weekly (365d)"),
             "{e}"
         );
+        v.insert("monthly".into(), Value::Null);
+        v.insert("weekly".into(), Value::from(3_600));
+        let e = check_group(g, &v).unwrap();
+        assert!(
+            e.contains("retention.weekly (1h) must not be shorter than retention.daily (90d)"),
+            "{e}"
+        );
+        // Equal ends are fine (that tier is simply empty).
+        v.insert("weekly".into(), Value::from(90 * 86_400));
+        assert_eq!(check_group(g, &v), None);
+    }
+
+    #[test]
+    fn a_value_stored_under_a_former_name_still_counts() {
+        let org = Name::new("acme").unwrap();
+        let mut s = OrgSettings::default();
+        s.own.insert(
+            Group::Retention,
+            [("daily_until".to_string(), Value::from(3_600))].into(),
+        );
+        let e = effective(Group::Retention, &[(&org, &s)]);
+        assert_eq!(e["daily"].value, Value::from(3_600));
+        assert_eq!(e["weekly"].value, Value::from(365 * 86_400));
     }
 
     #[test]

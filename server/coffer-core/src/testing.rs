@@ -39,18 +39,29 @@ pub fn name(s: &str) -> Name {
 
 impl Fixture {
     pub fn new() -> Self {
+        Self::with_backend(Backend::Memory)
+    }
+
+    /// A core over blocks on local disk (packs for small blocks) in the
+    /// temporary directory.
+    pub fn on_disk() -> Self {
+        Self::with_backend(Backend::Disk)
+    }
+
+    fn with_backend(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let clock = ManualClock::new(START);
         let meta =
             Arc::new(MetaStore::open(&dir.path().join("meta"), START).expect("open metadata"));
         let storage = BlockStore::open(
             &StorageConfig {
-                backend: Backend::Memory,
+                backend,
+                path: (backend == Backend::Disk).then(|| dir.path().join("blocks")),
                 ..Default::default()
             },
             dir.path(),
         )
-        .expect("open memory storage");
+        .expect("open block storage");
         let core = Coffer::new(meta, storage, Arc::new(clock.clone()), Limits::default())
             .expect("start the core");
         Self { core, clock, dir }

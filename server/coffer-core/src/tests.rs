@@ -276,6 +276,7 @@ async fn every_change_and_refusal_is_in_the_audit_log_which_verifies() {
     assert_eq!(
         actions,
         [
+            ("clock.init", "ok"),
             ("org.create", "ok"),
             ("org.create", "ok"),
             ("org.create", "ok"),
@@ -286,11 +287,11 @@ async fn every_change_and_refusal_is_in_the_audit_log_which_verifies() {
             ("device.revoke", "ok"),
         ]
     );
-    assert_eq!(log[6].actor, "rita");
-    assert!(log[6].details["reason"].contains("admin or org-admin"));
-    assert_eq!(log[7].target, format!("device:{}", d.device));
+    assert_eq!(log[7].actor, "rita");
+    assert!(log[7].details["reason"].contains("admin or org-admin"));
+    assert_eq!(log[8].target, format!("device:{}", d.device));
     let v = c.audit_verify(&f.admin()).await.unwrap();
-    assert!(v.ok && v.entries == 8, "{v:?}");
+    assert!(v.ok && v.entries == 9, "{v:?}");
     // Only unscoped holders of read-audit read it.
     let lha = f.principal("lena", Role::LegalHoldAdmin, None);
     assert!(c.audit_verify(&lha).await.is_ok());
@@ -318,23 +319,44 @@ async fn pins_written_as_their_session_closes_are_released() {
         .await
         .unwrap();
     assert_eq!(f.core.meta.pinned_count(&archive, &s.session).unwrap(), 1);
+    // An aborted session's pins stay: its blocks are kept for the
+    // collection grace (garbage collection drops the pins after it).
     f.core
         .abort(&archive, s.session.as_str(), None)
         .await
         .unwrap();
-    assert_eq!(f.core.meta.pinned_count(&archive, &s.session).unwrap(), 0);
-    // A `missing` that found the session open, and writes its pins only
-    // after the abort released them: the writes land, then are settled.
-    f.core
-        .meta
-        .missing(&archive, &[id], Some(&s.session))
-        .unwrap();
     assert_eq!(f.core.meta.pinned_count(&archive, &s.session).unwrap(), 1);
+    // A committed one's are released at the commit; a `missing` that found
+    // it open and writes its pins only after the commit released them: the
+    // writes land, then are settled.
+    let c = f.core.open_session(&dev, &archive, None).await.unwrap();
     f.core
-        .settle_pins(&archive, Some(&s.session))
+        .missing_blocks(&archive, vec![id], Some(&c.session))
         .await
         .unwrap();
-    assert_eq!(f.core.meta.pinned_count(&archive, &s.session).unwrap(), 0);
+    f.core
+        .commit(
+            &archive,
+            c.session.as_str(),
+            coffer_types::wire::CommitRequest {
+                manifest: id,
+                blocks: vec![],
+                stats: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(f.core.meta.pinned_count(&archive, &c.session).unwrap(), 0);
+    f.core
+        .meta
+        .missing(&archive, &[id], Some(&c.session))
+        .unwrap();
+    assert_eq!(f.core.meta.pinned_count(&archive, &c.session).unwrap(), 1);
+    f.core
+        .settle_pins(&archive, Some(&c.session))
+        .await
+        .unwrap();
+    assert_eq!(f.core.meta.pinned_count(&archive, &c.session).unwrap(), 0);
     // An open session's pins stay.
     let s2 = f.core.open_session(&dev, &archive, None).await.unwrap();
     f.core

@@ -103,6 +103,14 @@ pub(crate) fn document(routes: &[Route]) -> OpenApi {
             tag("orgs", "Organizations"),
             tag("users", "Users"),
             tag("devices", "Devices and their health facts"),
+            tag(
+                "holds",
+                "Legal hold: preservation policies, matters, custodians",
+            ),
+            tag(
+                "retention",
+                "Retention, garbage collection and the compliance clock",
+            ),
             tag("accounts", "Admin accounts and roles"),
             tag("tokens", "Admin API tokens"),
             tag("audit", "The hash-chained audit log"),

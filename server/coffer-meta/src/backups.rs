@@ -19,6 +19,10 @@ use crate::{MetaError, MetaStore, Result};
 /// earlier versions read back unchanged.
 const REFS_PER_CHUNK: usize = 128;
 
+/// How often a commit checks its blocks again when sweeps keep condemning
+/// in between, before it answers "retry".
+const COMMIT_ATTEMPTS: usize = 8;
+
 /// What a backup covers, as the agent reported it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct BackupStatsRecord {
@@ -78,35 +82,77 @@ impl MetaStore {
     ) -> Result<CommitOutcome> {
         let archive = backup.archive.as_str().as_bytes();
         let sk = key(&[archive, backup.session.as_str().as_bytes()]);
-        match self.session(&backup.archive, &backup.session)? {
-            None => return Ok(CommitOutcome::NoSession),
-            Some(s) if s.state != SessionStatus::Open => {
-                // Answered by the transaction below, which reads it again.
-            }
-            Some(_) => {
-                let missing = self.missing_of(archive, blocks)?;
-                if !missing.is_empty() {
-                    return Ok(CommitOutcome::MissingBlocks(missing));
+        // A sweep that condemns blocks between the presence check and the
+        // transaction moves the sweep epoch: check again (see `gc.rs`).
+        let mut written = false;
+        for _ in 0..COMMIT_ATTEMPTS {
+            let sweeps = self.epochs(&backup.archive)?.sweeps;
+            match self.session(&backup.archive, &backup.session)? {
+                None => return Ok(CommitOutcome::NoSession),
+                Some(s) if s.state != SessionStatus::Open => {
+                    // Answered by the transaction below, which reads it again.
                 }
-                self.write_refs(archive, &backup.id, blocks)?;
+                Some(_) => {
+                    let missing = self.missing_of(archive, blocks)?;
+                    if !missing.is_empty() {
+                        if written {
+                            self.remove_refs(archive, &backup.id)?;
+                        }
+                        return Ok(CommitOutcome::MissingBlocks(missing));
+                    }
+                    if !written {
+                        self.write_refs(archive, &backup.id, blocks)?;
+                        written = true;
+                    }
+                }
+            }
+            match self.commit_tx(backup, &sk, sweeps, completed)? {
+                Some(outcome) => {
+                    if !matches!(outcome, CommitOutcome::Committed(_)) {
+                        // Another commit of the session won, or it was
+                        // aborted meanwhile: this backup id was never
+                        // recorded.
+                        self.remove_refs(archive, &backup.id)?;
+                    }
+                    return Ok(outcome);
+                }
+                None => continue,
             }
         }
+        self.remove_refs(archive, &backup.id)?;
+        Err(MetaError::BeingDestroyed(backup.manifest))
+    }
+
+    /// The commit's transaction; `None` when a sweep moved the archive's
+    /// sweep epoch away from `sweeps` (nothing written).
+    fn commit_tx(
+        &self,
+        backup: &BackupRecord,
+        sk: &[u8],
+        sweeps: u64,
+        completed: bool,
+    ) -> Result<Option<CommitOutcome>> {
+        let archive = backup.archive.as_str().as_bytes();
         let t = &self.t;
-        let outcome = (&t.sessions, &t.backups, &t.archives)
-            .transaction(|(sessions, backups, archives)| {
-                let Some(raw) = sessions.get(&sk)? else {
-                    return Ok(CommitOutcome::NoSession);
+        (&t.sessions, &t.backups, &t.archives, &t.epochs)
+            .transaction(|(sessions, backups, archives, epochs)| {
+                let mut e = crate::gc::tx_epochs(epochs, archive)?;
+                if e.sweeps != sweeps {
+                    return Ok(None);
+                }
+                let Some(raw) = sessions.get(sk)? else {
+                    return Ok(Some(CommitOutcome::NoSession));
                 };
                 let mut session: SessionRecord = tx_dec("session", &raw)?;
                 match session.state {
-                    SessionStatus::Aborted => return Ok(CommitOutcome::SessionAborted),
+                    SessionStatus::Aborted => return Ok(Some(CommitOutcome::SessionAborted)),
                     SessionStatus::Committed => {
                         let bid = session.backup.clone().unwrap_or_else(|| backup.id.clone());
                         let raw = backups.get(key(&[archive, bid.as_str().as_bytes()]))?;
                         return match raw {
-                            Some(raw) => {
-                                Ok(CommitOutcome::AlreadyCommitted(tx_dec("backup", &raw)?))
-                            }
+                            Some(raw) => Ok(Some(CommitOutcome::AlreadyCommitted(tx_dec(
+                                "backup", &raw,
+                            )?))),
                             None => abort(MetaError::Engine {
                                 context: "commit",
                                 source: format!(
@@ -124,7 +170,9 @@ impl MetaStore {
                 session.backup = Some(backup.id.clone());
                 session.last_activity = session.last_activity.max(backup.committed_at);
                 session.percent = backup.stats.percent;
-                sessions.insert(sk.as_slice(), enc(&session))?;
+                sessions.insert(sk, enc(&session))?;
+                e.commits += 1;
+                epochs.insert(archive, &e.encode())?;
                 if let Some(raw) = archives.get(archive)? {
                     let mut a: ArchiveRecord = tx_dec("archive", &raw)?;
                     a.backup_count += 1;
@@ -135,15 +183,9 @@ impl MetaStore {
                     }
                     archives.insert(archive, enc(&a))?;
                 }
-                Ok(CommitOutcome::Committed(backup.clone()))
+                Ok(Some(CommitOutcome::Committed(backup.clone())))
             })
-            .map_err(tx_err("commit backup"));
-        if !matches!(outcome, Ok(CommitOutcome::Committed(_))) {
-            // Another commit of the session won, or it was aborted meanwhile:
-            // this backup id was never recorded.
-            self.remove_refs(archive, &backup.id)?;
-        }
-        outcome
+            .map_err(tx_err("commit backup"))
     }
 
     /// Of `ids`, those the archive does not hold, or holds only as a copy
@@ -172,6 +214,10 @@ impl MetaStore {
                 .map_err(engine("write backup references"))?;
         }
         Ok(())
+    }
+
+    pub(crate) fn remove_refs_of(&self, archive: &[u8], id: &Name) -> Result<()> {
+        self.remove_refs(archive, id)
     }
 
     fn remove_refs(&self, archive: &[u8], id: &Name) -> Result<()> {

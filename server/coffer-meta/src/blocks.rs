@@ -114,8 +114,14 @@ impl MetaStore {
         let encoded = rec.encode();
         let pin_key = pin.map(|s| pin_key(archive, s, id));
         let t = &self.t;
-        (&t.blocks, &t.archives, &t.pins)
-            .transaction(|(blocks, archives, pins)| {
+        (&t.blocks, &t.archives, &t.pins, &t.condemned, &t.gc_journal)
+            .transaction(|(blocks, archives, pins, condemned, journal)| {
+                if journal.get(&bk)?.is_some() {
+                    return abort(MetaError::BeingDestroyed(*id));
+                }
+                // Stored (again) by an upload: whatever a sweep condemned,
+                // this block is wanted.
+                condemned.remove(bk.as_slice())?;
                 let created = blocks.get(&bk)?.is_none();
                 if created {
                     blocks.insert(bk.as_slice(), encoded.as_slice())?;
@@ -144,6 +150,38 @@ impl MetaStore {
             .map_err(tx_err("insert block record"))
     }
 
+    /// A block the archive holds was sent again: lift a sweep's condemned
+    /// mark, pin it to `pin` and note the activity, only if its record still
+    /// exists (false: a sweep removed it; the bytes must be sent again).
+    pub fn touch_block(
+        &self,
+        archive: &Name,
+        id: &BlockId,
+        pin: Option<&Name>,
+        at: UnixMillis,
+    ) -> Result<bool> {
+        let bk = block_key(archive, id);
+        let pin_key = pin.map(|s| pin_key(archive, s, id));
+        let t = &self.t;
+        (&t.blocks, &t.archives, &t.pins, &t.condemned, &t.gc_journal)
+            .transaction(|(blocks, archives, pins, condemned, journal)| {
+                if journal.get(&bk)?.is_some() || blocks.get(&bk)?.is_none() {
+                    return Ok(false);
+                }
+                condemned.remove(bk.as_slice())?;
+                if let Some(raw) = archives.get(archive.as_str().as_bytes())? {
+                    let mut a: ArchiveRecord = tx_dec("archive", &raw)?;
+                    a.last_activity = Some(a.last_activity.map_or(at, |t| t.max(at)));
+                    archives.insert(archive.as_str().as_bytes(), enc(&a))?;
+                }
+                if let Some(pk) = &pin_key {
+                    pins.insert(pk.as_slice(), &[][..])?;
+                }
+                Ok(true)
+            })
+            .map_err(tx_err("touch a block"))
+    }
+
     /// The ids among `ids` the archive does not hold (or holds only as a
     /// copy found corrupt: the device uploads it again), in the order given.
     /// With `pin`, the ids it does hold are pinned to that session. Plain
@@ -166,12 +204,20 @@ impl MetaStore {
                     .pins
                     .insert(pin_key(archive, s, id), &[][..])
                     .map_err(engine("pin blocks"))?;
+                // A sweep that condemned or destroyed it before the pin
+                // landed: asked for again (a sweep checks pins after
+                // condemning, so one of the two sees the other).
+                if !self.holds_good(a, id)? {
+                    missing.push(*id);
+                }
             }
         }
         Ok(missing)
     }
 
-    /// Whether the archive holds `id` with bytes not known to be corrupt.
+    /// Whether the archive holds `id` with bytes not known to be corrupt,
+    /// and not condemned by a sweep (which reads as absent: the device sends
+    /// it again, and the upload lifts the mark).
     pub(crate) fn holds_good(&self, archive: &[u8], id: &BlockId) -> Result<bool> {
         let k = key(&[archive, id.as_bytes()]);
         let present = self
@@ -184,7 +230,12 @@ impl MetaStore {
                 .t
                 .corrupt
                 .contains_key(&k)
-                .map_err(engine("read corrupt blocks"))?)
+                .map_err(engine("read corrupt blocks"))?
+            && !self
+                .t
+                .condemned
+                .contains_key(&k)
+                .map_err(engine("read condemned blocks"))?)
     }
 
     /// Record that the stored bytes of `id` do not match it, or are gone
@@ -302,8 +353,12 @@ impl MetaStore {
         let encoded = rec.encode();
         let pin_key = pin.map(|s| pin_key(archive, s, id));
         let t = &self.t;
-        (&t.blocks, &t.corrupt, &t.pins)
-            .transaction(|(blocks, corrupt, pins)| {
+        (&t.blocks, &t.corrupt, &t.pins, &t.condemned, &t.gc_journal)
+            .transaction(|(blocks, corrupt, pins, condemned, journal)| {
+                if journal.get(&k)?.is_some() {
+                    return abort(MetaError::BeingDestroyed(*id));
+                }
+                condemned.remove(k.as_slice())?;
                 blocks.insert(k.as_slice(), encoded.as_slice())?;
                 corrupt.remove(k.as_slice())?;
                 if let Some(pk) = &pin_key {

@@ -27,6 +27,15 @@ pub struct DeviceRecord {
     /// Parked (on leave, retired): shown as such, raises no alerts.
     #[serde(default)]
     pub parked: bool,
+    /// Deactivated at (compliance time, late reading): the device may not
+    /// back up, and its archive is in cold storage until the org's
+    /// `retention.cold_storage` has passed, then purged through the gate.
+    #[serde(default)]
+    pub deactivated_at: Option<UnixMillis>,
+    /// The archive was purged (cold storage ended): its backups and blocks
+    /// are gone; the record stays for the audit trail.
+    #[serde(default)]
+    pub purged_at: Option<UnixMillis>,
 }
 
 impl MetaStore {
@@ -138,6 +147,32 @@ impl MetaStore {
                 Ok(Some(dev))
             })
             .map_err(tx_err("replace device token"))
+    }
+
+    /// Change a device record with `f` (`None`: leave it) and write `audit`
+    /// with it; the device as it stands and whether it changed, `None` if
+    /// there is no such device.
+    pub fn change_device(
+        &self,
+        id: &Name,
+        audit: &AuditDraft,
+        f: impl Fn(&DeviceRecord) -> Option<DeviceRecord>,
+    ) -> Result<Option<(DeviceRecord, bool)>> {
+        let t = &self.t;
+        let k = id.as_str().as_bytes();
+        (&t.devices, &t.meta, &t.audit)
+            .transaction(|(devices, meta, log)| {
+                let Some(dev) = tx_get::<DeviceRecord>(devices, k, "device")? else {
+                    return Ok(None);
+                };
+                let Some(new) = f(&dev) else {
+                    return Ok(Some((dev, false)));
+                };
+                devices.insert(k, enc(&new))?;
+                append_in(meta, log, audit)?;
+                Ok(Some((new, true)))
+            })
+            .map_err(tx_err("change a device"))
     }
 
     /// Park or unpark a device, with the audit entry; the updated device,

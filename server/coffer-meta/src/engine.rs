@@ -84,6 +84,21 @@ pub(crate) struct Trees {
     pub(crate) delivery_done: sled::Tree,
     /// Org → the start of the last period its digest was recorded for.
     pub(crate) digest_state: sled::Tree,
+    /// Preservation policy name → policy.
+    pub(crate) hold_policies: sled::Tree,
+    /// Matter name → matter.
+    pub(crate) hold_matters: sled::Tree,
+    /// `org \0 user \0 matter` → custodian record.
+    pub(crate) hold_custodians: sled::Tree,
+    /// Archive → its commit and sweep epochs (two big-endian u64).
+    pub(crate) epochs: sled::Tree,
+    /// `archive \0 block id` → when a sweep condemned it (big-endian ms).
+    pub(crate) condemned: sled::Tree,
+    /// `archive \0 block id` → the location of bytes to delete (the
+    /// destruction journal).
+    pub(crate) gc_journal: sled::Tree,
+    /// `archive \0 pack (big-endian)` → a pack rewrite in progress.
+    pub(crate) pack_journal: sled::Tree,
 }
 
 impl Trees {
@@ -122,6 +137,13 @@ impl Trees {
             delivery_pending: db.open_tree("delivery_pending")?,
             delivery_done: db.open_tree("delivery_done")?,
             digest_state: db.open_tree("digest_state")?,
+            hold_policies: db.open_tree("hold_policies")?,
+            hold_matters: db.open_tree("hold_matters")?,
+            hold_custodians: db.open_tree("hold_custodians")?,
+            epochs: db.open_tree("archive_epochs")?,
+            condemned: db.open_tree("condemned_blocks")?,
+            gc_journal: db.open_tree("gc_journal")?,
+            pack_journal: db.open_tree("pack_journal")?,
         })
     }
 }

@@ -35,6 +35,8 @@ mod devices;
 mod durability;
 mod engine;
 mod escrow;
+mod gc;
+mod holds;
 mod migrate;
 mod orgs;
 mod plugins;
@@ -52,6 +54,11 @@ pub use blocks::{BlockRecord, Damage, DamagedBlock, StoredBlock};
 pub use deliveries::DeliveryRecord;
 pub use devices::DeviceRecord;
 pub use escrow::{EscrowRecord, RestoreTokenRecord};
+pub use gc::{Epochs, JournalEntry, PackJournalRecord};
+pub use holds::{
+    AddCustodian, Created, CustodianRecord, KeepRecord, MatterRecord, MatterStatus, PolicyRecord,
+    ReleaseStep,
+};
 pub use migrate::SCHEMA_VERSION;
 pub use orgs::{OrgRecord, OrgSettingsRecord, UserRecord};
 pub use plugins::PluginStateRecord;
@@ -99,6 +106,10 @@ pub enum MetaError {
     /// the server restarts and recovers from what is on disk.
     #[error("the metadata store stopped taking writes after a failed flush ({0}); restart the server once the disk is healthy")]
     FailStopped(String),
+    /// A garbage-collection sweep is deleting this block's bytes right
+    /// now; storing it again must wait until it is done.
+    #[error("block {0} is being removed by garbage collection; send it again in a moment")]
+    BeingDestroyed(coffer_types::BlockId),
 }
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;

@@ -41,11 +41,20 @@ impl MetaStore {
         let a = archive.as_str().as_bytes();
         let bk = key(&[a, rec.block.as_bytes()]);
         let nk = key(&[a, name.as_str().as_bytes()]);
-        (&self.t.blocks, &self.t.named)
-            .transaction(|(blocks, named)| {
-                if blocks.get(&bk)?.is_none() {
+        (
+            &self.t.blocks,
+            &self.t.named,
+            &self.t.condemned,
+            &self.t.epochs,
+        )
+            .transaction(|(blocks, named, condemned, epochs)| {
+                if blocks.get(&bk)?.is_none() || condemned.get(&bk)?.is_some() {
                     return Ok(SetRefOutcome::MissingBlock);
                 }
+                // A new reference is a commit for the sweeps' fence.
+                let mut e = crate::gc::tx_epochs(epochs, a)?;
+                e.commits += 1;
+                epochs.insert(a, &e.encode())?;
                 if once {
                     if let Some(raw) = named.get(&nk)? {
                         let old: NamedRef = tx_dec("named reference", &raw)?;

@@ -70,6 +70,12 @@ pub enum ErrorCode {
     /// A mail server or webhook receiver refused a message or could not be
     /// reached; the message says what it answered.
     DeliveryFailed,
+    /// A legal hold protects what the request would destroy or remove; the
+    /// message names the matters.
+    HoldActive,
+    /// The device was deactivated: its archive is in cold storage and it
+    /// may not back up until reactivated.
+    DeviceDeactivated,
     /// A bug or an unexpected failure; the log has details.
     Internal,
 }
@@ -103,6 +109,8 @@ impl ErrorCode {
             Self::TooManyRequests => "too_many_requests",
             Self::PluginFailed => "plugin_failed",
             Self::DeliveryFailed => "delivery_failed",
+            Self::HoldActive => "hold_active",
+            Self::DeviceDeactivated => "device_deactivated",
             Self::Internal => "internal",
         }
     }
@@ -111,7 +119,7 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             Self::DigestMismatch | Self::InvalidId | Self::InvalidRequest => 400,
-            Self::Unauthorized => 401,
+            Self::Unauthorized | Self::DeviceDeactivated => 401,
             Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
@@ -120,7 +128,8 @@ impl ErrorCode {
             | Self::Conflict
             | Self::SessionClosed
             | Self::ArchiveSecurityConflict
-            | Self::EscrowRefused => 409,
+            | Self::EscrowRefused
+            | Self::HoldActive => 409,
             Self::BlockTooLarge | Self::BodyTooLarge => 413,
             Self::RangeNotSatisfiable => 416,
             Self::Internal | Self::CorruptBlock => 500,
@@ -173,6 +182,8 @@ impl ErrorCode {
         Self::TooManyRequests,
         Self::PluginFailed,
         Self::DeliveryFailed,
+        Self::HoldActive,
+        Self::DeviceDeactivated,
         Self::Internal,
     ];
 }

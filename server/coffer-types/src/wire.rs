@@ -2,6 +2,8 @@
 //! (`/admin/v1/…`). `docs/protocol.md` documents them with examples; a change
 //! here is a protocol change.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{BlockId, ErrorCode, Name, Role, UnixMillis};
@@ -594,6 +596,17 @@ pub struct DeviceInfo {
     /// Its health now (absent from servers before health).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<DeviceHealth>,
+    /// Deactivated at: it may not back up, its archive is in cold storage
+    /// until `cold_until` (compliance time), then purged (`purged_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivated_at: Option<UnixMillis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_until: Option<UnixMillis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purged_at: Option<UnixMillis>,
+    /// The matters holding its user (active holds and quarantines).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_by: Vec<String>,
 }
 
 /// One alert transition of a device's alert level, as recorded once.
@@ -1124,4 +1137,228 @@ pub struct UserReportRow {
     /// The worst state of its devices (none without devices).
     pub worst_state: Option<String>,
     pub bytes_stored: u64,
+}
+
+/// A preservation policy: what a matter keeps of its custodians' backups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HoldPolicyInfo {
+    pub name: Name,
+    /// `all` (every backup), or `tiers` (the `retention` tiers below, each
+    /// applied as the stricter of it and the org's).
+    pub keep: String,
+    /// With `keep = tiers`: `keep_all`, `daily`, `weekly`, `monthly` as
+    /// durations (`monthly` may be `forever`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub retention: BTreeMap<String, String>,
+    pub created_by: String,
+    pub created_at: UnixMillis,
+}
+
+/// `POST /admin/v1/holds/policies`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateHoldPolicy {
+    pub name: String,
+    /// `all` (the default) or `tiers`.
+    #[serde(default)]
+    pub keep: Option<String>,
+    /// With `keep = tiers`: any of `keep_all`, `daily`, `weekly`, `monthly`.
+    #[serde(default)]
+    pub retention: BTreeMap<String, String>,
+}
+
+/// A legal matter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MatterInfo {
+    pub name: Name,
+    pub description: String,
+    pub policy: Name,
+    /// `active` or `closed`.
+    pub status: String,
+    pub created_by: String,
+    pub created_at: UnixMillis,
+    pub closed_by: Option<String>,
+    pub closed_at: Option<UnixMillis>,
+    pub close_reason: Option<String>,
+    /// Custodians on hold now.
+    pub active_custodians: u64,
+    /// Custodians listed (active, pending release, released).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custodians: Vec<CustodianInfo>,
+}
+
+/// `POST /admin/v1/holds/matters`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateMatter {
+    pub name: String,
+    pub policy: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A reason (closing a matter, releasing a custodian).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Reason {
+    pub reason: String,
+}
+
+/// A user on hold under a matter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CustodianInfo {
+    pub matter: Name,
+    pub org: Name,
+    pub user: Name,
+    pub added_by: String,
+    pub added_at: UnixMillis,
+    pub reason: String,
+    /// `active`, `release_pending` (waiting for a second legal-hold admin),
+    /// `quarantined` (released; data it alone protects stays until
+    /// `quarantine_until`) or `released`.
+    pub state: String,
+    /// Who asked for and approved the release, when and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<ReleaseStepInfo>,
+    pub released_at: Option<UnixMillis>,
+    pub quarantine_until: Option<UnixMillis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReleaseStepInfo {
+    pub by: String,
+    pub at: UnixMillis,
+    pub reason: String,
+}
+
+/// `POST /admin/v1/holds/custodians` (add) and
+/// `POST /admin/v1/holds/custodians/release`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CustodianRequest {
+    pub matter: String,
+    pub user: String,
+    /// The user's org, needed only when the user name exists in several.
+    #[serde(default)]
+    pub org: Option<String>,
+    /// Why (required for a release).
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// One backup in a retention plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RetentionItem {
+    pub backup: Name,
+    pub committed_at: UnixMillis,
+    /// `keep` or `expire` (in a run: `expired`, or `refused` by the gate).
+    pub verdict: String,
+    /// The rule that keeps it (`newest`, `keep_all`, `daily`, `weekly`,
+    /// `monthly`, `min_age`, `hold:MATTER`, `quarantine:MATTER`), or why the
+    /// gate refused.
+    pub reason: String,
+}
+
+/// What retention would do (`plan`) or did (`run`) to an archive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RetentionReport {
+    pub archive: Name,
+    pub device: Name,
+    /// `tiers` or `plugin:NAME`.
+    pub policy: String,
+    /// The compliance time the plan was made at.
+    pub now: UnixMillis,
+    pub dry_run: bool,
+    pub kept: u64,
+    pub expired: u64,
+    pub refused: u64,
+    pub items: Vec<RetentionItem>,
+}
+
+/// One garbage-collection run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GcReport {
+    pub dry_run: bool,
+    pub started_at: UnixMillis,
+    pub finished_at: UnixMillis,
+    /// Blocks are swept only if last stored before this (compliance time).
+    pub cutoff: UnixMillis,
+    pub archives: u64,
+    /// Blocks found unreferenced and past the grace (condemned).
+    pub marked: u64,
+    /// Blocks destroyed (or, in a dry run, that would be).
+    pub swept: u64,
+    pub swept_bytes: u64,
+    /// Blocks the gate refused at the moment of destruction, and sweeps of
+    /// an archive started over because a backup committed meanwhile.
+    pub refused: u64,
+    pub restarted: u64,
+    /// Packs rewritten, and the bytes their rewrite gave back.
+    pub packs_rewritten: u64,
+    pub pack_bytes_reclaimed: u64,
+    /// Leftover reference lists and pins of old sessions dropped.
+    pub orphans_dropped: u64,
+    /// Journal entries of an interrupted run finished at start.
+    pub recovered: u64,
+}
+
+/// `GET /admin/v1/gc`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GcStatus {
+    /// The grace, in seconds.
+    pub grace_secs: u64,
+    pub repack_below: f64,
+    pub running: bool,
+    pub last: Option<GcReport>,
+}
+
+/// The compliance clock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClockInfo {
+    pub compliance: UnixMillis,
+    pub wall: UnixMillis,
+    pub persisted: UnixMillis,
+    /// `ok`, `behind` (the wall clock was set back) or `ahead` (it jumped
+    /// more than a day ahead; `coffer admin clock accept` takes it).
+    pub state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HoldPolicyList {
+    pub policies: Vec<HoldPolicyInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MatterList {
+    pub matters: Vec<MatterInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CustodianList {
+    pub custodians: Vec<CustodianInfo>,
+}
+
+/// A user, by org and name (`POST /admin/v1/users/deactivate`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UserRef {
+    pub org: Name,
+    pub user: Name,
 }

@@ -43,6 +43,112 @@ pub struct Config {
     pub mail: MailConfig,
     #[serde(default)]
     pub alerts: AlertsConfig,
+    #[serde(default)]
+    pub legal_hold: LegalHoldConfig,
+    #[serde(default)]
+    pub gc: GcConfig,
+}
+
+/// `[legal_hold]`: how releases work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LegalHoldConfig {
+    /// Legal-hold admins a release needs: 1, or 2 for the two-person rule
+    /// (the release waits for a second admin). Default 1.
+    pub release_approvals: u8,
+    /// How long data a released hold alone protected is kept after the
+    /// release (a duration: `"7d"`, `"12h"`, `"90s"`; `"0s"` for none).
+    /// Default `"7d"`.
+    pub release_quarantine: String,
+}
+
+impl Default for LegalHoldConfig {
+    fn default() -> Self {
+        Self {
+            release_approvals: 1,
+            release_quarantine: "7d".into(),
+        }
+    }
+}
+
+impl LegalHoldConfig {
+    pub fn settings(&self) -> Result<coffer_core::HoldSettings, String> {
+        if !(1..=2).contains(&self.release_approvals) {
+            return Err(format!(
+                "legal_hold.release_approvals is {}; it is 1, or 2 for the two-person rule",
+                self.release_approvals
+            ));
+        }
+        Ok(coffer_core::HoldSettings {
+            release_approvals: self.release_approvals,
+            release_quarantine: coffer_core::duration::parse(&self.release_quarantine)
+                .map_err(|e| format!("legal_hold.release_quarantine: {e}"))?,
+        })
+    }
+}
+
+/// `[gc]`: garbage collection of blocks no backup references, and the
+/// retention and cold-storage passes that make them so.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcConfig {
+    /// Blocks stored, or pinned by a session active, more recently than
+    /// this are never collected (a duration). Default `"24h"`.
+    pub grace: String,
+    /// Packs (small blocks on disk) whose live share of bytes falls below
+    /// this are rewritten. Default 0.5.
+    pub repack_below: f64,
+    /// Time between collections (a duration). Default `"6h"`.
+    pub interval: String,
+    /// Time between retention passes over every archive. Default `"1h"`.
+    pub retention_interval: String,
+    /// Time between cold-storage passes (held archives are tried again at
+    /// each). Default `"24h"`.
+    pub cold_storage_interval: String,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        Self {
+            grace: "24h".into(),
+            repack_below: 0.5,
+            interval: "6h".into(),
+            retention_interval: "1h".into(),
+            cold_storage_interval: "24h".into(),
+        }
+    }
+}
+
+impl GcConfig {
+    fn duration(&self, key: &str, v: &str) -> Result<std::time::Duration, String> {
+        let d = coffer_core::duration::parse(v).map_err(|e| format!("gc.{key}: {e}"))?;
+        if key != "grace" && d.is_zero() {
+            return Err(format!("gc.{key} must be longer than zero"));
+        }
+        Ok(d)
+    }
+
+    pub fn settings(&self) -> Result<coffer_core::GcSettings, String> {
+        if !(0.0..=1.0).contains(&self.repack_below) {
+            return Err(format!(
+                "gc.repack_below is {}; it is a share between 0 and 1",
+                self.repack_below
+            ));
+        }
+        Ok(coffer_core::GcSettings {
+            grace: self.duration("grace", &self.grace)?,
+            repack_below: self.repack_below,
+        })
+    }
+
+    /// The collection, retention and cold-storage intervals.
+    pub fn intervals(&self) -> Result<[std::time::Duration; 3], String> {
+        Ok([
+            self.duration("interval", &self.interval)?,
+            self.duration("retention_interval", &self.retention_interval)?,
+            self.duration("cold_storage_interval", &self.cold_storage_interval)?,
+        ])
+    }
 }
 
 /// `[mail]`: the SMTP server alert mails go through. Mail is on when
@@ -256,6 +362,8 @@ impl Default for Config {
             meta: MetaConfig::default(),
             mail: MailConfig::default(),
             alerts: AlertsConfig::default(),
+            legal_hold: LegalHoldConfig::default(),
+            gc: GcConfig::default(),
         }
     }
 }
@@ -328,6 +436,9 @@ impl Config {
             self.meta.validate(),
             self.mail.validate(),
             self.alerts.validate(),
+            self.legal_hold.settings().map(|_| ()),
+            self.gc.settings().map(|_| ()),
+            self.gc.intervals().map(|_| ()),
         ];
         for c in checks {
             if let Err(msg) = c {

@@ -610,7 +610,7 @@ impl PluginAdmin for Manager {
                 "expire": g.expire,
                 "kept_by_host": g.kept_by_host.iter().map(|(b, why)| serde_json::json!({"backup": b, "reason": why})).collect::<Vec<_>>(),
                 "unknown": g.unknown,
-                "note": "a dry run: nothing is expired (expiry arrives with retention and legal hold)",
+                "note": "a dry run: nothing is expired; a run sends every proposal through the destruction gate",
             }))
         })
     }

@@ -155,6 +155,14 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         cfg.limits.clone(),
     )?;
 
+    core.set_hold_settings(cfg.legal_hold.settings().map_err(anyhow::Error::msg)?);
+    core.set_gc_settings(cfg.gc.settings().map_err(anyhow::Error::msg)?);
+    // A collection a crash interrupted: its journaled destructions finish
+    // before anything is served.
+    core.gc_recover()
+        .await
+        .context("finish the destruction journal of an interrupted collection")?;
+
     if let Some(token) = core.bootstrap_admin().await? {
         let path = data_dir.join("admin.token");
         write_private(&path, format!("{token}\n").as_bytes())?;
@@ -207,6 +215,12 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         core.spool_sweep_worker(std::time::Duration::from_secs(cfg.workers.spool_sweep_secs)),
         core.health_worker(std::time::Duration::from_millis(cfg.workers.health_tick_ms)),
     ];
+    let [gc_every, retention_every, cold_every] = cfg.gc.intervals().map_err(anyhow::Error::msg)?;
+    workers.push(core.clock_worker());
+    workers.push(core.retention_worker(retention_every));
+    workers.push(core.cold_storage_worker(cold_every));
+    workers.push(core.gc_worker(gc_every));
+    registry.register_collector(Box::new(GcMetrics(core.clone())));
     if cfg.scrub.enabled {
         workers.push(core.scrub_worker(coffer_core::ScrubSettings {
             bytes_per_sec: cfg.scrub.bytes_per_sec,
@@ -284,6 +298,58 @@ impl prometheus_client::collector::Collector for ScrubMetrics {
             g.metric_type(),
         )?;
         g.encode(e)
+    }
+}
+
+/// The collector's totals since start.
+#[derive(Debug)]
+struct GcMetrics(Coffer);
+
+impl prometheus_client::collector::Collector for GcMetrics {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        let m = self.0.gc_metrics();
+        for (name, help, v) in [
+            ("gc_runs", "Garbage collections run", m.runs),
+            (
+                "gc_marked_blocks",
+                "Blocks found unreferenced and past the grace",
+                m.marked,
+            ),
+            (
+                "gc_swept_blocks",
+                "Blocks destroyed by garbage collection",
+                m.swept,
+            ),
+            (
+                "gc_swept_bytes",
+                "Bytes of the blocks destroyed",
+                m.swept_bytes,
+            ),
+            (
+                "gc_refused",
+                "Destructions the gate refused at the moment of destruction",
+                m.refused,
+            ),
+            (
+                "gc_packs_rewritten",
+                "Packs rewritten because their live share fell",
+                m.packs_rewritten,
+            ),
+            (
+                "gc_pack_bytes_reclaimed",
+                "Bytes pack rewrites gave back",
+                m.pack_bytes_reclaimed,
+            ),
+        ] {
+            let c = prometheus_client::metrics::counter::ConstCounter::new(v);
+            let e = encoder.encode_descriptor(name, help, None, c.metric_type())?;
+            c.encode(e)?;
+        }
+        Ok(())
     }
 }
 

@@ -86,16 +86,30 @@ struct Job {
 /// The packer: a queue and the thread that drains it.
 pub(crate) struct Packer {
     queue: mpsc::Sender<Job>,
+    /// The pack each archive appends to now (a pack not here is never
+    /// appended to again).
+    open: Arc<std::sync::Mutex<HashMap<String, u64>>>,
 }
 
 impl Packer {
     pub(crate) fn start(dirs: Arc<DurableDirs>) -> Result<Self> {
         let (queue, rx) = mpsc::channel::<Job>();
+        let open: Arc<std::sync::Mutex<HashMap<String, u64>>> = Arc::default();
+        let shown = open.clone();
         std::thread::Builder::new()
             .name("coffer-packer".into())
-            .spawn(move || run(&dirs, rx))
+            .spawn(move || run(&dirs, rx, &shown))
             .map_err(StorageError::io("start the packer"))?;
-        Ok(Self { queue })
+        Ok(Self { queue, open })
+    }
+
+    /// Whether `pack` of `archive` may still be appended to.
+    pub(crate) fn is_open(&self, archive: &str, pack: u64) -> bool {
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(archive)
+            == Some(&pack)
     }
 
     /// Append a verified block to its archive's pack and return once it is
@@ -146,7 +160,11 @@ fn next_pack_id() -> u64 {
     NEXT_PACK.fetch_add(1, Ordering::SeqCst)
 }
 
-fn run(dirs: &DurableDirs, rx: mpsc::Receiver<Job>) {
+fn run(
+    dirs: &DurableDirs,
+    rx: mpsc::Receiver<Job>,
+    shown: &std::sync::Mutex<HashMap<String, u64>>,
+) {
     let mut open: HashMap<String, OpenPack> = HashMap::new();
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -157,7 +175,7 @@ fn run(dirs: &DurableDirs, rx: mpsc::Receiver<Job>) {
             by_archive.entry(job.archive.clone()).or_default().push(job);
         }
         for (archive, jobs) in by_archive {
-            let result = write_jobs(dirs, &archive, &mut open, &jobs);
+            let result = write_jobs(dirs, &archive, &mut open, &jobs, shown);
             match result {
                 Ok(locations) => {
                     for (job, loc) in jobs.into_iter().zip(locations) {
@@ -188,12 +206,19 @@ fn write_jobs(
     archive: &str,
     open: &mut HashMap<String, OpenPack>,
     jobs: &[Job],
+    shown: &std::sync::Mutex<HashMap<String, u64>>,
 ) -> Result<Vec<Location>> {
     if open.get(archive).is_some_and(|p| p.len >= PACK_TARGET) {
         open.remove(archive);
     }
     if !open.contains_key(archive) {
         let id = next_pack_id();
+        // Shown as open before its file exists: a collector that sees the
+        // file also sees that it is open.
+        shown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(archive.to_owned(), id);
         let path = dirs.root().join(pack_key(archive, id));
         dirs.create(path.parent().expect("packs have a directory"))?;
         let file = File::create_new(&path).map_err(StorageError::io("create pack"))?;

@@ -487,10 +487,135 @@ impl BlockStore {
         if let Location::Packed { .. } = at {
             return Ok(());
         }
-        match self.inner.os.delete(&self.key(archive, id)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.classify("delete block", e)),
+        let key = self.key(archive, id);
+        match self.inner.os.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(self.classify("delete block", e)),
         }
+        // On disk the unlink is durable once its directory is synced: a
+        // journal entry cleared after this never leaves bytes behind.
+        if let Some(root) = &self.inner.local_root {
+            let dir = root.join(key.as_ref());
+            let dir = dir.parent().expect("blocks have a directory").to_path_buf();
+            blocking(move || {
+                std::fs::File::open(&dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(StorageError::io("sync block directory"))
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Whether this store packs small blocks (disk).
+    pub fn packs(&self) -> bool {
+        self.inner.packer.is_some()
+    }
+
+    /// Whether `pack` of `archive` is still appended to (it is never
+    /// rewritten then).
+    pub fn pack_open(&self, archive: &str, pack: u64) -> bool {
+        self.inner
+            .packer
+            .as_ref()
+            .is_some_and(|p| p.is_open(archive, pack))
+    }
+
+    /// The packs of `archive` with their sizes in bytes.
+    pub async fn pack_sizes(&self, archive: &str) -> Result<Vec<(u64, u64)>> {
+        if self.inner.packer.is_none() {
+            return Ok(Vec::new());
+        }
+        let metas: Vec<_> = self
+            .inner
+            .os
+            .list(Some(&Path::from(format!("packs/{archive}"))))
+            .try_collect()
+            .await
+            .map_err(|e| self.classify("list packs", e))?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let pack = m
+                    .location
+                    .filename()
+                    .and_then(|f| f.strip_suffix(".pack"))
+                    .and_then(|h| u64::from_str_radix(h, 16).ok())?;
+                Some((pack, m.size))
+            })
+            .collect())
+    }
+
+    /// The records of a pack: `(id, offset, length)`, read header by
+    /// header (a pack not found has none).
+    pub async fn pack_records(&self, archive: &str, pack: u64) -> Result<Vec<(BlockId, u64, u64)>> {
+        let Some(root) = &self.inner.local_root else {
+            return Ok(Vec::new());
+        };
+        let path = root.join(pack_key(archive, pack));
+        blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let f = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(StorageError::io("open pack")(e)),
+            };
+            let size = f.metadata().map_err(StorageError::io("read pack"))?.len();
+            let mut out = Vec::new();
+            let mut at = 0u64;
+            let mut h = [0u8; HEADER as usize];
+            while at + HEADER <= size {
+                f.read_exact_at(&mut h, at)
+                    .map_err(StorageError::io("read pack"))?;
+                if &h[..4] != b"CPK1" {
+                    break;
+                }
+                let len = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes")) as u64;
+                if at + HEADER + len > size {
+                    break;
+                }
+                let mut id = [0u8; 32];
+                id.copy_from_slice(&h[8..40]);
+                out.push((BlockId::from_bytes(id), at, len));
+                at += HEADER + len;
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Append a block (read from its old pack) to the archive's current
+    /// pack, durably: the copy a pack rewrite makes.
+    pub async fn repack(&self, archive: &str, id: BlockId, bytes: Bytes) -> Result<Location> {
+        let Some(p) = &self.inner.packer else {
+            return Err(StorageError::Config(
+                "this store does not pack blocks".into(),
+            ));
+        };
+        let len = bytes.len() as u64;
+        p.append(archive, id, vec![bytes], len).await
+    }
+
+    /// Delete a whole pack file (durably: its directory is synced). Callers
+    /// above this layer must pass the destruction gate first, after every
+    /// live record was copied out and the index switched.
+    pub async fn delete_pack(&self, archive: &str, pack: u64) -> Result<()> {
+        let Some(root) = &self.inner.local_root else {
+            return Ok(());
+        };
+        let path = root.join(pack_key(archive, pack));
+        blocking(move || {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(StorageError::io("delete pack")(e)),
+            }
+            let dir = path.parent().expect("packs have a directory");
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(StorageError::io("sync pack directory"))
+        })
+        .await
     }
 
     /// Every block stored for `archive` (as its own object or in a pack),

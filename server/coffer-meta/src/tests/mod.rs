@@ -69,6 +69,8 @@ pub(crate) fn device(dev: &str, ar: &str, org: &str) -> DeviceRecord {
         enrolled_at: 1,
         last_connection: None,
         agent_version: None,
+        deactivated_at: None,
+        purged_at: None,
     }
 }
 

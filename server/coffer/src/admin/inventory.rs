@@ -86,6 +86,15 @@ pub(crate) enum UserCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Deactivate every device of a user (their archives enter cold
+    /// storage). Refused while the user is on legal hold.
+    Deactivate {
+        #[arg(long)]
+        org: Name,
+        name: Name,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +116,10 @@ pub(crate) enum DeviceCommand {
     /// List the devices in your scope with bytes stored, blocks, last
     /// activity, last completed backup and percent complete.
     List {
+        /// Only deactivated devices, whose archives are in cold storage
+        /// (or were purged).
+        #[arg(long)]
+        cold: bool,
         #[arg(long)]
         json: bool,
     },
@@ -134,6 +147,29 @@ pub(crate) enum DeviceCommand {
     /// Unpark a device: its health counts again.
     Unpark {
         device: Name,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deactivate a device: it may not back up (401 device_deactivated),
+    /// and its archive enters cold storage for the org's
+    /// retention.cold_storage, then is purged (never while held).
+    Deactivate {
+        device: Name,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring a device back from cold storage, its archive intact.
+    Reactivate {
+        device: Name,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Purge a deactivated device's archive now, before its cold storage
+    /// ends. Refused (409 hold_active) while a legal hold protects it.
+    Purge {
+        device: Name,
+        #[arg(long)]
+        reason: String,
         #[arg(long)]
         json: bool,
     },
@@ -328,6 +364,17 @@ fn print_settings(s: &OrgSettingsInfo) {
 
 pub(crate) async fn user(client: &Client, command: UserCommand) -> anyhow::Result<()> {
     match command {
+        UserCommand::Deactivate { org, name, json } => {
+            let l = client.deactivate_user(org.as_str(), name.as_str()).await?;
+            if json {
+                return print_json(&l);
+            }
+            println!(
+                "deactivated {} device(s) of {org}/{name}; their archives are in cold storage",
+                l.devices.len()
+            );
+            cold_table(&l.devices);
+        }
         UserCommand::Add { org, name } => {
             let u = client.add_user(&AddUser { org, name }).await?;
             println!("added user {} to org {}", u.name, u.org);
@@ -371,12 +418,58 @@ pub(crate) async fn device(client: &Client, command: DeviceCommand) -> anyhow::R
                 .await?;
             print_token(&t, json)?;
         }
-        DeviceCommand::List { json } => {
-            let l = client.list_devices().await?;
+        DeviceCommand::List { cold, json } => {
+            let mut l = client.list_devices().await?;
+            if cold {
+                l.devices.retain(|d| d.deactivated_at.is_some());
+            }
             if json {
                 return print_json(&l);
             }
-            device_table(&l.devices);
+            if cold {
+                cold_table(&l.devices);
+            } else {
+                device_table(&l.devices);
+            }
+        }
+        DeviceCommand::Deactivate { device, json } => {
+            let d = client.deactivate_device(device.as_str()).await?;
+            if json {
+                return print_json(&d);
+            }
+            println!(
+                "deactivated device {}: its archive {} is in cold storage until {}{}",
+                d.device,
+                d.archive,
+                time(d.cold_until),
+                held(&d)
+            );
+        }
+        DeviceCommand::Reactivate { device, json } => {
+            let d = client.reactivate_device(device.as_str()).await?;
+            if json {
+                return print_json(&d);
+            }
+            println!(
+                "reactivated device {}: its archive {} is back, {} backups",
+                d.device, d.archive, d.backup_count
+            );
+        }
+        DeviceCommand::Purge {
+            device,
+            reason,
+            json,
+        } => {
+            let d = client.purge_device(device.as_str(), &reason).await?;
+            if json {
+                return print_json(&d);
+            }
+            println!(
+                "purged the archive {} of device {}; garbage collection gives its {} back",
+                d.archive,
+                d.device,
+                bytes(d.bytes_stored)
+            );
         }
         DeviceCommand::Show { device } => print_json(&client.device(device.as_str()).await?)?,
         DeviceCommand::Revoke { device, json } => {
@@ -574,4 +667,50 @@ fn device_table(devices: &[DeviceInfo]) {
             ]
         }),
     );
+}
+
+/// The devices in cold storage: when deactivated, until when, held by.
+fn cold_table(devices: &[coffer_types::wire::DeviceInfo]) {
+    table(
+        &[
+            "DEVICE",
+            "ORG",
+            "USER",
+            "ARCHIVE",
+            "STORED",
+            "DEACTIVATED",
+            "COLD UNTIL",
+            "HELD BY",
+        ],
+        devices.iter().map(|d| {
+            vec![
+                d.device.to_string(),
+                d.org.to_string(),
+                d.user.to_string(),
+                d.archive.to_string(),
+                bytes(d.bytes_stored),
+                time(d.deactivated_at),
+                match d.purged_at {
+                    Some(p) => format!("purged {}", time(Some(p))),
+                    None => time(d.cold_until),
+                },
+                if d.held_by.is_empty() {
+                    "-".into()
+                } else {
+                    d.held_by.join(",")
+                },
+            ]
+        }),
+    );
+}
+
+fn held(d: &coffer_types::wire::DeviceInfo) -> String {
+    if d.held_by.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (held by {}: it is not purged while held)",
+            d.held_by.join(", ")
+        )
+    }
 }

@@ -5,6 +5,7 @@
 mod accounts;
 mod audit;
 mod health;
+mod holds;
 mod inventory;
 mod output;
 mod plugins;
@@ -123,10 +124,25 @@ enum AdminCommand {
         #[command(subcommand)]
         command: plugins::ReportCommand,
     },
-    /// Retention plans made by retention plugins.
+    /// Version retention: plans (dry runs) and runs, per archive.
     Retention {
         #[command(subcommand)]
-        command: plugins::RetentionCommand,
+        command: holds::RetentionCommand,
+    },
+    /// Legal hold: preservation policies, matters, custodians.
+    Hold {
+        #[command(subcommand)]
+        command: holds::HoldCommand,
+    },
+    /// Garbage collection of blocks no backup references.
+    Gc {
+        #[command(subcommand)]
+        command: holds::GcCommand,
+    },
+    /// The compliance clock retention and holds are decided on.
+    Clock {
+        #[command(subcommand)]
+        command: holds::ClockCommand,
     },
 }
 
@@ -188,6 +204,9 @@ async fn run_async(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Scrub { command } => scrub::run(&client, command).await,
         AdminCommand::Plugin { command } => plugins::plugin(&client, command).await,
         AdminCommand::Report { command } => plugins::report(&client, command).await,
-        AdminCommand::Retention { command } => plugins::retention(&client, command).await,
+        AdminCommand::Retention { command } => holds::retention(&client, command).await,
+        AdminCommand::Hold { command } => holds::hold(&client, command).await,
+        AdminCommand::Gc { command } => holds::gc(&client, command).await,
+        AdminCommand::Clock { command } => holds::clock(&client, command).await,
     }
 }

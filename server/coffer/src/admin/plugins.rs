@@ -50,21 +50,6 @@ pub(crate) enum ReportCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
-pub(crate) enum RetentionCommand {
-    /// Show which backups a retention plugin would expire (a dry run).
-    Plan {
-        #[arg(long)]
-        archive: Name,
-        /// The plugin (default: the enabled retention plugin serving the
-        /// archive's organization).
-        #[arg(long)]
-        plugin: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
-}
-
 fn plugin_state(p: &PluginInfo) -> String {
     match (&p.load_error, p.suspended_for_secs, p.enabled) {
         (Some(_), _, _) if p.version.is_empty() => "not loaded".into(),
@@ -170,12 +155,13 @@ pub(crate) async fn report(client: &Client, command: ReportCommand) -> anyhow::R
     Ok(())
 }
 
-pub(crate) async fn retention(client: &Client, command: RetentionCommand) -> anyhow::Result<()> {
-    let RetentionCommand::Plan {
-        archive,
-        plugin,
-        json,
-    } = command;
+/// A retention plugin's proposal for an archive (a dry run).
+pub(crate) async fn plugin_plan(
+    client: &Client,
+    archive: Name,
+    plugin: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
     let v = client
         .retention_plan(archive.as_str(), plugin.as_deref())
         .await?;
@@ -183,7 +169,7 @@ pub(crate) async fn retention(client: &Client, command: RetentionCommand) -> any
         return print_json(&v);
     }
     println!(
-        "retention plan for archive {} by plugin {} (dry run; nothing is expired): {} of {} backups",
+        "retention proposal for archive {} by plugin {} (a dry run; the gate drops what is protected): {} of {} backups",
         v["archive"].as_str().unwrap_or(""),
         v["plugin"].as_str().unwrap_or(""),
         v["expire"].as_array().map_or(0, Vec::len),

@@ -187,3 +187,58 @@ pub(crate) async fn alerts(
             .await?,
     ))
 }
+
+/// Deactivate a device: it may not back up, and its archive enters cold
+/// storage for the org's `retention.cold_storage`.
+#[utoipa::path(post, path = "/admin/v1/devices/{device}/deactivate", tag = "devices", operation_id = "admin_deactivate_device",
+    security(("admin_token" = [])),
+    params(("device" = String, Path, description = "the device id")),
+    responses((status = 200, body = DeviceInfo),
+              (status = "default", body = ErrorBody, description = ERROR)))]
+pub(crate) async fn deactivate(
+    State(app): State<Arc<App>>,
+    Gated(p): Gated<Principal>,
+    Seg(device): Seg<Name>,
+) -> Handled {
+    Ok(json(
+        StatusCode::OK,
+        &app.core.deactivate_device(&p, &device).await?,
+    ))
+}
+
+/// Bring a device back from cold storage, its archive intact.
+#[utoipa::path(post, path = "/admin/v1/devices/{device}/reactivate", tag = "devices", operation_id = "admin_reactivate_device",
+    security(("admin_token" = [])),
+    params(("device" = String, Path, description = "the device id")),
+    responses((status = 200, body = DeviceInfo),
+              (status = "default", body = ErrorBody, description = ERROR)))]
+pub(crate) async fn reactivate(
+    State(app): State<Arc<App>>,
+    Gated(p): Gated<Principal>,
+    Seg(device): Seg<Name>,
+) -> Handled {
+    Ok(json(
+        StatusCode::OK,
+        &app.core.reactivate_device(&p, &device).await?,
+    ))
+}
+
+/// Purge a deactivated device's archive now (refused, `409 hold_active`,
+/// while a legal hold protects it).
+#[utoipa::path(post, path = "/admin/v1/devices/{device}/purge", tag = "devices", operation_id = "admin_purge_device",
+    security(("admin_token" = [])),
+    params(("device" = String, Path, description = "the device id")),
+    request_body = coffer_types::wire::Reason,
+    responses((status = 200, body = DeviceInfo),
+              (status = "default", body = ErrorBody, description = ERROR)))]
+pub(crate) async fn purge(
+    State(app): State<Arc<App>>,
+    Gated(p): Gated<Principal>,
+    Seg(device): Seg<Name>,
+    Json(b): Json<coffer_types::wire::Reason>,
+) -> Handled {
+    Ok(json(
+        StatusCode::OK,
+        &app.core.purge_device(&p, &device, &b.reason).await?,
+    ))
+}

@@ -5,9 +5,11 @@
 pub(crate) mod accounts;
 pub(crate) mod audit;
 pub(crate) mod devices;
+pub(crate) mod holds;
 pub(crate) mod orgs;
 pub(crate) mod plugins;
 pub(crate) mod reports;
+pub(crate) mod retention;
 pub(crate) mod tokens;
 pub(crate) mod users;
 pub(crate) mod workers;

@@ -42,3 +42,23 @@ pub(crate) async fn add(
         &app.core.add_user(&p, b.org, b.name).await?,
     ))
 }
+
+/// Deactivate every device of a user (refused, `409 hold_active`, while
+/// the user is on legal hold).
+#[utoipa::path(post, path = "/admin/v1/users/deactivate", tag = "users", operation_id = "admin_deactivate_user",
+    security(("admin_token" = [])),
+    request_body = coffer_types::wire::UserRef,
+    responses((status = 200, body = coffer_types::wire::DeviceList),
+              (status = "default", body = ErrorBody, description = ERROR)))]
+pub(crate) async fn deactivate(
+    State(app): State<Arc<App>>,
+    Gated(p): Gated<Principal>,
+    Json(b): Json<coffer_types::wire::UserRef>,
+) -> Handled {
+    Ok(json(
+        StatusCode::OK,
+        &coffer_types::wire::DeviceList {
+            devices: app.core.deactivate_user(&p, &b.org, &b.user).await?,
+        },
+    ))
+}

@@ -1,0 +1,580 @@
+//! Garbage collection of blocks no backup references (DESIGN §6, research
+//! B7), safe against concurrent backups.
+//!
+//! A run, archive by archive:
+//! 1. **Mark.** Read the archive's commit epoch, then the live set: every
+//!    block of every backup (held ones included: they are backups), of every
+//!    reference list not yet recorded as a backup, and of every named
+//!    reference. A block outside it is a candidate if it was stored before
+//!    the grace cutoff (`[gc] grace`, compliance time) and no session open
+//!    or active since the cutoff pins it (a pin: uploaded, or announced
+//!    present, by that session).
+//! 2. **Condemn** the candidates under the epoch (`coffer-meta`'s `gc.rs`):
+//!    a commit since the mark makes this fail, and the archive starts over;
+//!    a condemned block reads as absent to `missing` and to commits.
+//! 3. **Sweep.** Per block, the gate ([`Coffer::destroy`]) checks again —
+//!    still condemned, epoch unchanged, past the grace, unpinned — then the
+//!    record goes with a journal entry; the journal is made durable before
+//!    any byte is deleted, then the bytes go (S3: a bounded number at a
+//!    time, each retried), then the entry. A crash leaves entries that the
+//!    next start finishes ([`Coffer::gc_recover`]).
+//! 4. **Repack.** On disk, small blocks live in packs: a pack whose live
+//!    fraction fell below `[gc] repack_below` has its live records copied to
+//!    the archive's current pack (durably), the index switched (durably),
+//!    and then the old pack destroyed through the gate, which refuses while
+//!    any record still points into it.
+//!
+//! Reference lists a crashed commit left behind, and pins of sessions closed
+//! before the cutoff, are dropped on the way (lists only when seen orphaned
+//! a grace apart: a commit in flight writes its list before its record).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use coffer_meta::{BlockRecord, SessionStatus};
+use coffer_storage::Location;
+use coffer_types::wire::{GcReport, GcStatus};
+use coffer_types::{BlockId, Name, UnixMillis};
+use futures::StreamExt;
+
+use crate::access::{Permission, Principal};
+use crate::destroy::{Doomed, GateCtx, Verdict};
+use crate::workers::{StepFuture, Worker};
+use crate::{Coffer, CoreError, Result};
+
+/// Record header size in a pack (magic, length, id).
+const PACK_HEADER: u64 = 40;
+/// Blocks condemned per transaction.
+const CONDEMN_BATCH: usize = 256;
+/// Blocks whose records are destroyed before the journal is made durable
+/// and their bytes deleted.
+const SWEEP_BATCH: usize = 1024;
+/// Deletes in flight at once (S3).
+const DELETE_CONCURRENCY: usize = 16;
+/// Times an archive's mark starts over when commits keep racing it.
+const RESTARTS: usize = 5;
+
+/// The `[gc]` settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GcSettings {
+    /// Blocks stored (or pinned by a session active) more recently are
+    /// never swept.
+    pub grace: Duration,
+    /// Packs whose live share of bytes falls below this are rewritten.
+    pub repack_below: f64,
+}
+
+impl Default for GcSettings {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(24 * 3600),
+            repack_below: 0.5,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct GcState {
+    settings: RwLock<GcSettings>,
+    running: AtomicBool,
+    lock: tokio::sync::Mutex<()>,
+    /// Reference-list owners with no backup, and when first seen so.
+    orphans: Mutex<HashMap<(Name, Name), UnixMillis>>,
+    metrics: Mutex<GcReport>,
+}
+
+/// Totals since start, for the metrics.
+#[derive(Debug, Clone, Default)]
+pub struct GcMetrics {
+    pub runs: u64,
+    pub marked: u64,
+    pub swept: u64,
+    pub swept_bytes: u64,
+    pub refused: u64,
+    pub packs_rewritten: u64,
+    pub pack_bytes_reclaimed: u64,
+}
+
+impl Coffer {
+    pub fn set_gc_settings(&self, s: GcSettings) {
+        *self.gc.settings.write().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    pub(crate) fn gc_settings(&self) -> GcSettings {
+        *self.gc.settings.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Totals of every run since start.
+    pub fn gc_metrics(&self) -> GcMetrics {
+        let m = self.gc.metrics.lock().unwrap_or_else(|e| e.into_inner());
+        GcMetrics {
+            runs: m.archives,
+            marked: m.marked,
+            swept: m.swept,
+            swept_bytes: m.swept_bytes,
+            refused: m.refused,
+            packs_rewritten: m.packs_rewritten,
+            pack_bytes_reclaimed: m.pack_bytes_reclaimed,
+        }
+    }
+
+    pub async fn gc_status(&self, p: &Principal) -> Result<GcStatus> {
+        self.require(p, Permission::ReadServer, "gc.status").await?;
+        let s = self.gc_settings();
+        Ok(GcStatus {
+            grace_secs: s.grace.as_secs(),
+            repack_below: s.repack_below,
+            running: self.gc.running.load(Ordering::SeqCst),
+            last: self
+                .meta
+                .gc_last_run()?
+                .and_then(|v| serde_json::from_value(v).ok()),
+        })
+    }
+
+    /// `coffer admin gc run [--dry-run]`.
+    pub async fn gc_run(&self, p: &Principal, dry_run: bool) -> Result<GcReport> {
+        let perm = if dry_run {
+            Permission::ReadServer
+        } else {
+            Permission::ManageServer
+        };
+        self.require(p, perm, "gc.run").await?;
+        self.collect(p, dry_run).await
+    }
+
+    /// Finish what an interrupted run left in the journals: delete the
+    /// bytes of every journaled block (idempotent), and forget interrupted
+    /// pack rewrites (the old pack stays until a run finds every record
+    /// moved out of it). Run at start, before serving.
+    pub async fn gc_recover(&self) -> Result<u64> {
+        let mut n = 0;
+        for e in self.meta.journal()? {
+            self.destroy_bytes(&e.archive, &e.id, &e.location).await?;
+            n += 1;
+        }
+        for j in self.meta.pack_journal()? {
+            self.meta.pack_journal_done(&j.archive, j.pack)?;
+        }
+        if n > 0 {
+            self.meta.durable().await?;
+            self.system_audit("gc.recovered", "gc", [("blocks", n.to_string())])?;
+            self.meta.durable().await?;
+            tracing::warn!(
+                blocks = n,
+                "finished the destruction of blocks an interrupted collection journaled"
+            );
+        }
+        Ok(n)
+    }
+
+    /// One collection over every archive.
+    pub(crate) async fn collect(&self, p: &Principal, dry_run: bool) -> Result<GcReport> {
+        let _one = self.gc.lock.lock().await;
+        self.gc.running.store(true, Ordering::SeqCst);
+        let r = self.collect_inner(p, dry_run).await;
+        self.gc.running.store(false, Ordering::SeqCst);
+        let report = r?;
+        if !dry_run {
+            self.meta
+                .set_gc_last_run(&serde_json::to_value(&report).unwrap_or_default())?;
+            let d = self.draft(
+                p,
+                "gc.run",
+                "gc",
+                [
+                    ("marked", report.marked.to_string()),
+                    ("swept", report.swept.to_string()),
+                    ("swept_bytes", report.swept_bytes.to_string()),
+                    ("refused", report.refused.to_string()),
+                    ("packs_rewritten", report.packs_rewritten.to_string()),
+                    ("cutoff", crate::format_time(report.cutoff)),
+                ],
+            );
+            self.meta.audit_append(&d)?;
+            self.meta.durable().await?;
+            let mut m = self.gc.metrics.lock().unwrap_or_else(|e| e.into_inner());
+            m.archives += 1;
+            m.marked += report.marked;
+            m.swept += report.swept;
+            m.swept_bytes += report.swept_bytes;
+            m.refused += report.refused;
+            m.packs_rewritten += report.packs_rewritten;
+            m.pack_bytes_reclaimed += report.pack_bytes_reclaimed;
+        }
+        Ok(report)
+    }
+
+    async fn collect_inner(&self, p: &Principal, dry_run: bool) -> Result<GcReport> {
+        let settings = self.gc_settings();
+        if !dry_run {
+            self.persist_compliance()?;
+            self.meta.durable().await?;
+        }
+        let now = self.compliance_now();
+        let cutoff = now.saturating_sub(settings.grace.as_millis() as u64);
+        let mut report = GcReport {
+            dry_run,
+            started_at: now,
+            cutoff,
+            ..GcReport::default()
+        };
+        for archive in self.meta.archive_ids()? {
+            report.archives += 1;
+            let mut done = false;
+            for _ in 0..RESTARTS {
+                if self
+                    .collect_archive(p, &archive, cutoff, dry_run, &settings, &mut report)
+                    .await?
+                {
+                    done = true;
+                    break;
+                }
+                report.restarted += 1;
+            }
+            if !done {
+                tracing::info!(archive = %archive, "backups kept committing during collection; the archive waits for the next run");
+            }
+        }
+        report.finished_at = self.compliance_now();
+        Ok(report)
+    }
+
+    /// Collect one archive; false when a commit raced the mark (start over).
+    async fn collect_archive(
+        &self,
+        p: &Principal,
+        archive: &Name,
+        cutoff: UnixMillis,
+        dry_run: bool,
+        settings: &GcSettings,
+        report: &mut GcReport,
+    ) -> Result<bool> {
+        let commits = self.meta.epochs(archive)?.commits;
+        let a = archive.clone();
+        let now = self.compliance_now();
+        let grace_ms = settings.grace.as_millis() as u64;
+        let orphans_seen: HashMap<(Name, Name), UnixMillis> = self
+            .gc
+            .orphans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mark = self
+            .meta_blocking("mark blocks", move |m| {
+                mark(m, &a, cutoff, now, grace_ms, dry_run, &orphans_seen)
+            })
+            .await?;
+        {
+            let mut o = self.gc.orphans.lock().unwrap_or_else(|e| e.into_inner());
+            o.retain(|(ar, _), _| ar != archive);
+            for (b, t) in &mark.orphans_waiting {
+                o.insert((archive.clone(), b.clone()), *t);
+            }
+        }
+        report.orphans_dropped += mark.orphans_dropped;
+        report.marked += mark.candidates.len() as u64;
+        if dry_run {
+            report.swept += mark.candidates.len() as u64;
+            report.swept_bytes += mark.candidates.iter().map(|(_, r)| r.size).sum::<u64>();
+            return Ok(true);
+        }
+        // Condemn under the epoch the mark was read at.
+        let ids: Vec<BlockId> = mark.candidates.iter().map(|(id, _)| *id).collect();
+        for chunk in ids.chunks(CONDEMN_BATCH) {
+            if !self.meta.condemn(archive, chunk, commits, now)? {
+                self.meta.uncondemn_all(archive)?;
+                return Ok(false);
+            }
+        }
+        // Sweep, a batch at a time: records (and journal) first, durable,
+        // then bytes.
+        let mut ctx = GateCtx::default();
+        let sys = Principal::system();
+        for chunk in mark.candidates.chunks(SWEEP_BATCH) {
+            let mut bytes: Vec<(BlockId, Vec<u8>)> = Vec::new();
+            let mut freed = 0u64;
+            for (id, rec) in chunk {
+                let what = Doomed::Block {
+                    archive,
+                    id,
+                    commits,
+                    cutoff,
+                };
+                match self.destroy(&sys, &mut ctx, what, "garbage collection")? {
+                    (Verdict::Allow, true) => {
+                        report.swept += 1;
+                        report.swept_bytes += rec.size;
+                        freed += rec.size;
+                        bytes.push((*id, rec.location.clone()));
+                    }
+                    (Verdict::Allow, false) => {}
+                    (Verdict::Deny { .. }, _) => report.refused += 1,
+                }
+            }
+            // The intent is on stable storage before any byte goes.
+            self.meta.durable().await?;
+            if freed > 0 {
+                self.uncount_stored(archive, freed)?;
+            }
+            let deletes = bytes.into_iter().map(|(id, loc)| {
+                let (core, archive) = (self.clone(), archive.clone());
+                async move {
+                    match Location::decode(&loc) {
+                        // A packed block's bytes go with its pack's rewrite.
+                        Some(Location::Packed { .. }) => core
+                            .meta
+                            .journal_done(&archive, &id)
+                            .map_err(CoreError::from),
+                        _ => core.destroy_bytes(&archive, &id, &loc).await,
+                    }
+                }
+            });
+            let results: Vec<Result<()>> = futures::stream::iter(deletes)
+                .buffer_unordered(DELETE_CONCURRENCY)
+                .collect()
+                .await;
+            for r in results {
+                // An entry left by a failed delete is finished at the next
+                // start (or run: the journal is replayed by `gc_recover`).
+                if let Err(e) = r {
+                    tracing::warn!(archive = %archive, error = %e, "a block's bytes could not be deleted yet; its journal entry stays");
+                }
+            }
+            self.meta.durable().await?;
+        }
+        self.meta.uncondemn_all(archive)?;
+        if self.storage.packs() {
+            self.repack_archive(p, archive, settings, report).await?;
+        }
+        let _ = p;
+        Ok(true)
+    }
+
+    /// Rewrite the archive's packs whose live fraction is below the
+    /// threshold.
+    async fn repack_archive(
+        &self,
+        _p: &Principal,
+        archive: &Name,
+        settings: &GcSettings,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let packs = self.storage.pack_sizes(archive.as_str()).await?;
+        if packs.is_empty() {
+            return Ok(());
+        }
+        // Live bytes per pack, from the block records.
+        let a = archive.clone();
+        let live: HashMap<u64, u64> = self
+            .meta_blocking("count live pack bytes", move |m| {
+                let mut out: HashMap<u64, u64> = HashMap::new();
+                let mut after = None;
+                loop {
+                    let page = m.archive_blocks_page(&a, after.as_ref(), 4096)?;
+                    let Some((last, _)) = page.last() else { break };
+                    after = Some(*last);
+                    for (_, rec) in &page {
+                        if let Some(Location::Packed { pack, .. }) = Location::decode(&rec.location)
+                        {
+                            *out.entry(pack).or_default() += rec.size + PACK_HEADER;
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        let sys = Principal::system();
+        for (pack, size) in packs {
+            if size == 0 || self.storage.pack_open(archive.as_str(), pack) {
+                continue;
+            }
+            let l = live.get(&pack).copied().unwrap_or(0);
+            if (l as f64) >= settings.repack_below * size as f64 {
+                continue;
+            }
+            self.meta
+                .pack_journal_begin(&coffer_meta::PackJournalRecord {
+                    archive: archive.clone(),
+                    pack,
+                    started_at: self.compliance_now(),
+                })?;
+            let records = self.storage.pack_records(archive.as_str(), pack).await?;
+            let mut copied = 0u64;
+            for (id, offset, _len) in &records {
+                let Some(rec) = self.meta.block(archive, id)? else {
+                    continue;
+                };
+                let from = Location::Packed {
+                    pack,
+                    offset: *offset,
+                };
+                if Location::decode(&rec.location) != Some(from) {
+                    continue;
+                }
+                let bytes = self.storage.read(archive.as_str(), id, from).await?;
+                if BlockId::of(&bytes) != *id {
+                    // A damaged copy is not carried over as good: record it,
+                    // and its device sends it again.
+                    self.meta.mark_damaged(
+                        archive,
+                        id,
+                        coffer_meta::Damage::Corrupt,
+                        self.now(),
+                    )?;
+                    continue;
+                }
+                let to = self.storage.repack(archive.as_str(), *id, bytes).await?;
+                if self
+                    .meta
+                    .move_block(archive, id, &from.encode(), &to.encode())?
+                {
+                    copied += rec.size + PACK_HEADER;
+                }
+            }
+            // The index switch is durable before the old pack can go.
+            self.meta.durable().await?;
+            let ids: Vec<BlockId> = records.iter().map(|(id, _, _)| *id).collect();
+            let what = Doomed::Pack {
+                archive,
+                pack,
+                records: &ids,
+            };
+            match self.destroy(&sys, &mut GateCtx::default(), what, "pack rewrite")? {
+                (Verdict::Allow, _) => {
+                    self.destroy_pack_bytes(archive, pack).await?;
+                    report.packs_rewritten += 1;
+                    report.pack_bytes_reclaimed += size.saturating_sub(copied);
+                }
+                (Verdict::Deny { .. }, _) => {
+                    report.refused += 1;
+                    self.meta.pack_journal_done(archive, pack)?;
+                }
+            }
+            self.meta.durable().await?;
+        }
+        Ok(())
+    }
+
+    /// The `gc` worker.
+    pub fn gc_worker(&self, every: Duration) -> Arc<dyn Worker> {
+        Arc::new(GcWorker {
+            core: self.clone(),
+            every,
+        })
+    }
+}
+
+/// What the mark found in one archive.
+struct Mark {
+    candidates: Vec<(BlockId, BlockRecord)>,
+    orphans_dropped: u64,
+    /// Orphaned reference lists seen, not dropped yet, with when first seen.
+    orphans_waiting: Vec<(Name, UnixMillis)>,
+}
+
+/// The mark of one archive (blocking: plain reads of the metadata).
+fn mark(
+    m: &coffer_meta::MetaStore,
+    archive: &Name,
+    cutoff: UnixMillis,
+    now: UnixMillis,
+    grace_ms: u64,
+    dry_run: bool,
+    orphans_seen: &HashMap<(Name, Name), UnixMillis>,
+) -> Result<Mark> {
+    let mut live: HashSet<BlockId> = HashSet::new();
+    let backups: HashSet<Name> = m.backups(archive)?.into_iter().map(|b| b.id).collect();
+    let mut orphans_dropped = 0;
+    let mut orphans_waiting = Vec::new();
+    for owner in m.ref_owners(archive)? {
+        if !backups.contains(&owner) {
+            // A commit in flight, or one a crash interrupted: live this
+            // time; dropped once seen orphaned a grace apart.
+            let first = orphans_seen
+                .get(&(archive.clone(), owner.clone()))
+                .copied()
+                .unwrap_or(now);
+            if !dry_run && now.saturating_sub(first) >= grace_ms && first != now {
+                m.drop_refs(archive, &owner)?;
+                orphans_dropped += 1;
+                continue;
+            }
+            orphans_waiting.push((owner.clone(), first));
+        }
+        for chunk in m.backup_block_chunks(archive, &owner) {
+            live.extend(chunk?);
+        }
+    }
+    live.extend(m.named_blocks(archive)?);
+    // Sessions whose pins protect blocks: open, or active since the cutoff.
+    let mut live_sessions = Vec::new();
+    for s in m.sessions(archive)? {
+        if s.state == SessionStatus::Open || s.last_activity >= cutoff {
+            live_sessions.push(s.id);
+        } else if !dry_run && m.pinned_count(archive, &s.id)? > 0 {
+            orphans_dropped += m.release_pins(archive, &s.id)?;
+        }
+    }
+    for s in &live_sessions {
+        live.extend(m.pins_of(archive, s)?);
+    }
+    let mut candidates = Vec::new();
+    let mut after = None;
+    loop {
+        let page = m.archive_blocks_page(archive, after.as_ref(), 4096)?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(*last);
+        for (id, rec) in page {
+            if !live.contains(&id) && rec.stored_at < cutoff {
+                candidates.push((id, rec));
+            }
+        }
+    }
+    Ok(Mark {
+        candidates,
+        orphans_dropped,
+        orphans_waiting,
+    })
+}
+
+struct GcWorker {
+    core: Coffer,
+    every: Duration,
+}
+
+impl Worker for GcWorker {
+    fn name(&self) -> &str {
+        "gc"
+    }
+
+    fn interval(&self) -> Duration {
+        self.every
+    }
+
+    fn first_delay(&self) -> Duration {
+        self.every.min(Duration::from_secs(300))
+    }
+
+    fn step(&self) -> StepFuture<'_> {
+        Box::pin(async move {
+            let r = self
+                .core
+                .collect(&Principal::system(), false)
+                .await
+                .map_err(|e| format!("garbage collection: {e}"))?;
+            if r.swept > 0 || r.packs_rewritten > 0 {
+                tracing::info!(
+                    swept = r.swept,
+                    bytes = r.swept_bytes,
+                    packs = r.packs_rewritten,
+                    reclaimed = r.pack_bytes_reclaimed,
+                    "garbage collection"
+                );
+            }
+            Ok(())
+        })
+    }
+}
