@@ -25,6 +25,7 @@ mod operations;
 mod plugins;
 mod powerloss;
 mod reports;
+mod retention;
 mod routes;
 mod settings;
 mod storage_s3;

@@ -140,6 +140,7 @@ pub(crate) struct ArchiveView {
     pub protected: HashMap<Name, String>,
     pub tier_keeps: HashMap<Name, Keep>,
     pub backups: Vec<Candidate>,
+    pub ids: std::collections::HashSet<Name>,
     pub now: UnixMillis,
 }
 
@@ -252,6 +253,7 @@ impl Coffer {
             }
         }
         Ok(ArchiveView {
+            ids: backups.iter().map(|b| b.id.clone()).collect(),
             hold_epoch,
             commits,
             holds,
@@ -272,7 +274,7 @@ impl Coffer {
                 origin,
             } => {
                 let v = self.archive_view(ctx, archive)?;
-                if !v.backups.iter().any(|b| &b.id == backup) {
+                if !v.ids.contains(backup) {
                     return Ok(Verdict::deny(
                         "unknown",
                         format!("archive {archive} has no backup {backup}"),
@@ -363,9 +365,7 @@ impl Coffer {
                         .meta
                         .sessions(archive)?
                         .into_iter()
-                        .filter(|s| {
-                            s.state == coffer_meta::SessionStatus::Open || s.last_activity >= cutoff
-                        })
+                        .filter(|s| crate::gc::pins_protect(s, cutoff))
                         .map(|s| s.id)
                         .collect();
                     ctx.live_sessions.insert(archive.clone(), live);
@@ -469,6 +469,80 @@ impl Coffer {
             tracing::info!(target = %what.target(), reason, by = %p.account(), "destroyed: {}", what.action());
         }
         Ok((Verdict::Allow, done))
+    }
+
+    /// The gate for a batch of one archive's condemned blocks (the sweep):
+    /// per block, the pins are checked here and the rest — still condemned,
+    /// past the grace, no commit since the mark — inside the one
+    /// transaction that destroys the records and journals their bytes.
+    /// Refusals are audited per block. Per block: the record destroyed, or
+    /// `None`.
+    pub(crate) fn destroy_blocks(
+        &self,
+        p: &Principal,
+        ctx: &mut GateCtx,
+        archive: &Name,
+        ids: &[BlockId],
+        commits: u64,
+        cutoff: UnixMillis,
+    ) -> Result<Vec<Option<BlockRecord>>> {
+        if !ctx.live_sessions.contains_key(archive) {
+            let live = self
+                .meta
+                .sessions(archive)?
+                .into_iter()
+                .filter(|s| crate::gc::pins_protect(s, cutoff))
+                .map(|s| s.id)
+                .collect();
+            ctx.live_sessions.insert(archive.clone(), live);
+        }
+        let mut out: Vec<Option<BlockRecord>> = vec![None; ids.len()];
+        let mut unpinned = Vec::with_capacity(ids.len());
+        let mut at = Vec::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            let mut pinned = None;
+            for s in &ctx.live_sessions[archive] {
+                if self.meta.pinned(archive, s, id)? {
+                    pinned = Some(s.clone());
+                    break;
+                }
+            }
+            match pinned {
+                Some(s) => {
+                    let what = Doomed::Block {
+                        archive,
+                        id,
+                        commits,
+                        cutoff,
+                    };
+                    let v = Verdict::deny("pinned", format!("block {id} is pinned by session {s}"));
+                    self.audit_refused(p, &what, &v, "garbage collection")?;
+                }
+                None => {
+                    unpinned.push(*id);
+                    at.push(i);
+                }
+            }
+        }
+        let results = self
+            .meta
+            .destroy_block_records(archive, &unpinned, commits, cutoff)?;
+        for ((i, id), r) in at.into_iter().zip(&unpinned).zip(results) {
+            match r {
+                Ok(rec) => out[i] = Some(rec),
+                Err(code) => {
+                    let what = Doomed::Block {
+                        archive,
+                        id,
+                        commits,
+                        cutoff,
+                    };
+                    let v = Verdict::deny(code, format!("block {id}: {code}"));
+                    self.audit_refused(p, &what, &v, "garbage collection")?;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Delete the bytes of a block whose record the gate destroyed (its

@@ -81,6 +81,35 @@ pub(crate) async fn backup(f: &Fixture, a: &DeviceAuth, blocks: &[&[u8]]) -> Bac
     info
 }
 
+/// `[legal_hold]`: approvals a release needs, and the quarantine (s).
+pub(crate) fn release_rule(f: &Fixture, approvals: u8, quarantine_secs: u64) {
+    f.core.set_hold_settings(HoldSettings {
+        release_approvals: approvals,
+        release_quarantine: std::time::Duration::from_secs(quarantine_secs),
+    });
+}
+
+/// Commit `session` with `manifest` alone.
+pub(crate) async fn commit_manifest(
+    f: &Fixture,
+    a: &DeviceAuth,
+    session: &Name,
+    manifest: BlockId,
+) -> crate::Result<BackupInfo> {
+    f.core
+        .commit(
+            &a.archive,
+            session.as_str(),
+            CommitRequest {
+                manifest,
+                blocks: vec![],
+                stats: Default::default(),
+            },
+        )
+        .await
+        .map(|(b, _)| b)
+}
+
 pub(crate) fn lha(name_: &str) -> Principal {
     Principal::new(name(name_), Role::LegalHoldAdmin, None, None)
 }
@@ -495,10 +524,7 @@ async fn a_tiers_policy_applies_the_stricter_of_it_and_the_org() {
 #[tokio::test]
 async fn a_release_waits_out_the_quarantine_before_anything_it_protected_goes() {
     let f = Fixture::new();
-    f.core.set_hold_settings(HoldSettings {
-        release_approvals: 1,
-        release_quarantine: std::time::Duration::from_secs(7 * 86_400),
-    });
+    release_rule(&f, 1, 7 * 86_400);
     let a = dev(&f, "acme", "ann", "laptop").await;
     short_tiers(&f, "acme").await;
     history(&f, &a, 4).await;
@@ -545,10 +571,7 @@ async fn a_release_waits_out_the_quarantine_before_anything_it_protected_goes() 
 #[tokio::test]
 async fn the_two_person_rule_needs_a_second_legal_hold_admin() {
     let f = Fixture::new();
-    f.core.set_hold_settings(HoldSettings {
-        release_approvals: 2,
-        release_quarantine: std::time::Duration::ZERO,
-    });
+    release_rule(&f, 2, 0);
     let a = dev(&f, "acme", "ann", "laptop").await;
     short_tiers(&f, "acme").await;
     history(&f, &a, 3).await;
@@ -596,10 +619,7 @@ async fn the_two_person_rule_needs_a_second_legal_hold_admin() {
 #[tokio::test]
 async fn two_matters_on_one_custodian_both_have_to_release() {
     let f = Fixture::new();
-    f.core.set_hold_settings(HoldSettings {
-        release_approvals: 1,
-        release_quarantine: std::time::Duration::from_secs(86_400),
-    });
+    release_rule(&f, 1, 86_400);
     let a = dev(&f, "acme", "ann", "laptop").await;
     short_tiers(&f, "acme").await;
     history(&f, &a, 3).await;
@@ -755,10 +775,7 @@ async fn a_deactivated_device_is_refused_and_comes_back_intact() {
 #[tokio::test]
 async fn cold_storage_purges_after_its_period_and_never_while_held() {
     let f = Fixture::new();
-    f.core.set_hold_settings(HoldSettings {
-        release_approvals: 1,
-        release_quarantine: std::time::Duration::from_secs(2 * 86_400),
-    });
+    release_rule(&f, 1, 2 * 86_400);
     let a = dev(&f, "acme", "ann", "laptop").await;
     let b = dev(&f, "acme", "bob", "pc").await;
     set(&f, "acme", "retention", &[("cold_storage", "30d")]).await;
@@ -1301,10 +1318,7 @@ async fn a_clock_set_back_a_year_never_makes_new_backups_look_old() {
 #[tokio::test]
 async fn a_clock_set_back_never_shortens_a_quarantine() {
     let f = Fixture::new();
-    f.core.set_hold_settings(HoldSettings {
-        release_approvals: 1,
-        release_quarantine: std::time::Duration::from_secs(7 * 86_400),
-    });
+    release_rule(&f, 1, 7 * 86_400);
     let a = dev(&f, "acme", "ann", "laptop").await;
     short_tiers(&f, "acme").await;
     history(&f, &a, 3).await;

@@ -42,7 +42,7 @@ use futures::StreamExt;
 use crate::access::{Permission, Principal};
 use crate::destroy::{Doomed, GateCtx, Verdict};
 use crate::workers::{StepFuture, Worker};
-use crate::{Coffer, CoreError, Result};
+use crate::{Coffer, Result};
 
 /// Record header size in a pack (magic, length, id).
 const PACK_HEADER: u64 = 40;
@@ -50,7 +50,7 @@ const PACK_HEADER: u64 = 40;
 const CONDEMN_BATCH: usize = 256;
 /// Blocks whose records are destroyed before the journal is made durable
 /// and their bytes deleted.
-const SWEEP_BATCH: usize = 1024;
+const SWEEP_BATCH: usize = 128;
 /// Deletes in flight at once (S3).
 const DELETE_CONCURRENCY: usize = 16;
 /// Times an archive's mark starts over when commits keep racing it.
@@ -83,7 +83,24 @@ pub(crate) struct GcState {
     /// Reference-list owners with no backup, and when first seen so.
     orphans: Mutex<HashMap<(Name, Name), UnixMillis>>,
     metrics: Mutex<GcReport>,
+    /// Uploads in progress: while any runs, the collector rests between
+    /// batches (three times as long as the batch took), so backups keep
+    /// most of the machine and of the metadata store's transaction lock.
+    pub(crate) uploads: std::sync::atomic::AtomicUsize,
 }
+
+/// Counts an upload in progress for as long as it lives.
+pub(crate) struct UploadGuard<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for UploadGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Rest after a batch of work that took `took` while uploads run.
+const YIELD_FACTOR: u32 = 3;
+const MAX_REST: Duration = Duration::from_secs(2);
 
 /// Totals since start, for the metrics.
 #[derive(Debug, Clone, Default)]
@@ -98,6 +115,27 @@ pub struct GcMetrics {
 }
 
 impl Coffer {
+    pub(crate) fn upload_started(&self) -> UploadGuard<'_> {
+        self.gc.uploads.fetch_add(1, Ordering::SeqCst);
+        UploadGuard(&self.gc.uploads)
+    }
+
+    /// On a blocking thread, between pages of the mark: rest a little
+    /// while uploads run.
+    fn pace_blocking(&self) {
+        if self.gc.uploads.load(Ordering::SeqCst) > 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// After a batch that started at `started`: rest while uploads run.
+    async fn pace(&self, started: std::time::Instant) {
+        if self.gc.uploads.load(Ordering::SeqCst) > 0 {
+            let rest = (started.elapsed() * YIELD_FACTOR).min(MAX_REST);
+            tokio::time::sleep(rest).await;
+        }
+    }
+
     pub fn set_gc_settings(&self, s: GcSettings) {
         *self.gc.settings.write().unwrap_or_else(|e| e.into_inner()) = s;
     }
@@ -238,6 +276,12 @@ impl Coffer {
                 tracing::info!(archive = %archive, "backups kept committing during collection; the archive waits for the next run");
             }
         }
+        if !dry_run {
+            let older = std::time::SystemTime::now()
+                .checked_sub(settings.grace.max(Duration::from_secs(60)))
+                .unwrap_or(std::time::UNIX_EPOCH);
+            report.uploads_aborted = self.storage.abort_stale_uploads(older).await?;
+        }
         report.finished_at = self.compliance_now();
         Ok(report)
     }
@@ -252,6 +296,7 @@ impl Coffer {
         settings: &GcSettings,
         report: &mut GcReport,
     ) -> Result<bool> {
+        let mark_started = std::time::Instant::now();
         let commits = self.meta.epochs(archive)?.commits;
         let a = archive.clone();
         let now = self.compliance_now();
@@ -262,9 +307,11 @@ impl Coffer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let core = self.clone();
         let mark = self
             .meta_blocking("mark blocks", move |m| {
-                mark(m, &a, cutoff, now, grace_ms, dry_run, &orphans_seen)
+                let pace = || core.pace_blocking();
+                mark(m, &a, cutoff, now, grace_ms, dry_run, &orphans_seen, &pace)
             })
             .await?;
         {
@@ -276,6 +323,8 @@ impl Coffer {
         }
         report.orphans_dropped += mark.orphans_dropped;
         report.marked += mark.candidates.len() as u64;
+        report.mark_ms += mark_started.elapsed().as_millis() as u64;
+        let sweep_started = std::time::Instant::now();
         if dry_run {
             report.swept += mark.candidates.len() as u64;
             report.swept_bytes += mark.candidates.iter().map(|(_, r)| r.size).sum::<u64>();
@@ -284,54 +333,55 @@ impl Coffer {
         // Condemn under the epoch the mark was read at.
         let ids: Vec<BlockId> = mark.candidates.iter().map(|(id, _)| *id).collect();
         for chunk in ids.chunks(CONDEMN_BATCH) {
+            let started = std::time::Instant::now();
             if !self.meta.condemn(archive, chunk, commits, now)? {
                 self.meta.uncondemn_all(archive)?;
                 return Ok(false);
             }
+            self.pace(started).await;
         }
         // Sweep, a batch at a time: records (and journal) first, durable,
         // then bytes.
         let mut ctx = GateCtx::default();
         let sys = Principal::system();
         for chunk in mark.candidates.chunks(SWEEP_BATCH) {
+            let started = std::time::Instant::now();
             let mut bytes: Vec<(BlockId, Vec<u8>)> = Vec::new();
             let mut freed = 0u64;
-            for (id, rec) in chunk {
-                let what = Doomed::Block {
-                    archive,
-                    id,
-                    commits,
-                    cutoff,
-                };
-                match self.destroy(&sys, &mut ctx, what, "garbage collection")? {
-                    (Verdict::Allow, true) => {
+            let ids: Vec<BlockId> = chunk.iter().map(|(id, _)| *id).collect();
+            let done = self.destroy_blocks(&sys, &mut ctx, archive, &ids, commits, cutoff)?;
+            for ((id, _), d) in chunk.iter().zip(done) {
+                match d {
+                    Some(rec) => {
                         report.swept += 1;
                         report.swept_bytes += rec.size;
                         freed += rec.size;
-                        bytes.push((*id, rec.location.clone()));
+                        bytes.push((*id, rec.location));
                     }
-                    (Verdict::Allow, false) => {}
-                    (Verdict::Deny { .. }, _) => report.refused += 1,
+                    None => report.refused += 1,
                 }
             }
-            // The intent is on stable storage before any byte goes.
-            self.meta.durable().await?;
+            // The intent is on stable storage before any byte goes. (A
+            // packed block's bytes go only with its pack's rewrite, which
+            // makes the index durable first: nothing to wait for here.)
+            let objects = bytes
+                .iter()
+                .any(|(_, loc)| !matches!(Location::decode(loc), Some(Location::Packed { .. })));
+            if objects {
+                self.meta.durable().await?;
+            }
             if freed > 0 {
                 self.uncount_stored(archive, freed)?;
             }
-            let deletes = bytes.into_iter().map(|(id, loc)| {
-                let (core, archive) = (self.clone(), archive.clone());
-                async move {
-                    match Location::decode(&loc) {
-                        // A packed block's bytes go with its pack's rewrite.
-                        Some(Location::Packed { .. }) => core
-                            .meta
-                            .journal_done(&archive, &id)
-                            .map_err(CoreError::from),
-                        _ => core.destroy_bytes(&archive, &id, &loc).await,
-                    }
-                }
-            });
+            // A packed block's bytes go with its pack's rewrite (it has no
+            // journal entry); the others' now.
+            let deletes = bytes
+                .into_iter()
+                .filter(|(_, loc)| !matches!(Location::decode(loc), Some(Location::Packed { .. })))
+                .map(|(id, loc)| {
+                    let (core, archive) = (self.clone(), archive.clone());
+                    async move { core.destroy_bytes(&archive, &id, &loc).await }
+                });
             let results: Vec<Result<()>> = futures::stream::iter(deletes)
                 .buffer_unordered(DELETE_CONCURRENCY)
                 .collect()
@@ -343,11 +393,17 @@ impl Coffer {
                     tracing::warn!(archive = %archive, error = %e, "a block's bytes could not be deleted yet; its journal entry stays");
                 }
             }
-            self.meta.durable().await?;
+            // Cleared journal entries need no flush of their own: one the
+            // next start finds again deletes nothing that is not gone.
+            self.pace(started).await;
         }
+        self.meta.durable().await?;
         self.meta.uncondemn_all(archive)?;
+        report.sweep_ms += sweep_started.elapsed().as_millis() as u64;
         if self.storage.packs() {
+            let started = std::time::Instant::now();
             self.repack_archive(p, archive, settings, report).await?;
+            report.repack_ms += started.elapsed().as_millis() as u64;
         }
         let _ = p;
         Ok(true)
@@ -403,7 +459,12 @@ impl Coffer {
                 })?;
             let records = self.storage.pack_records(archive.as_str(), pack).await?;
             let mut copied = 0u64;
-            for (id, offset, _len) in &records {
+            let mut started = std::time::Instant::now();
+            for (i, (id, offset, _len)) in records.iter().enumerate() {
+                if i % 256 == 255 {
+                    self.pace(started).await;
+                    started = std::time::Instant::now();
+                }
                 let Some(rec) = self.meta.block(archive, id)? else {
                     continue;
                 };
@@ -467,6 +528,17 @@ impl Coffer {
     }
 }
 
+/// Whether a session's pins keep its blocks from a sweep with `cutoff`:
+/// open, or aborted and active since the cutoff. (A commit releases its
+/// pins: what it uploaded is referenced, or garbage.)
+pub(crate) fn pins_protect(s: &coffer_meta::SessionRecord, cutoff: UnixMillis) -> bool {
+    match s.state {
+        SessionStatus::Open => true,
+        SessionStatus::Aborted => s.last_activity >= cutoff,
+        SessionStatus::Committed => false,
+    }
+}
+
 /// What the mark found in one archive.
 struct Mark {
     candidates: Vec<(BlockId, BlockRecord)>,
@@ -476,6 +548,7 @@ struct Mark {
 }
 
 /// The mark of one archive (blocking: plain reads of the metadata).
+#[allow(clippy::too_many_arguments)]
 fn mark(
     m: &coffer_meta::MetaStore,
     archive: &Name,
@@ -484,12 +557,16 @@ fn mark(
     grace_ms: u64,
     dry_run: bool,
     orphans_seen: &HashMap<(Name, Name), UnixMillis>,
+    pace: &dyn Fn(),
 ) -> Result<Mark> {
     let mut live: HashSet<BlockId> = HashSet::new();
     let backups: HashSet<Name> = m.backups(archive)?.into_iter().map(|b| b.id).collect();
     let mut orphans_dropped = 0;
     let mut orphans_waiting = Vec::new();
-    for owner in m.ref_owners(archive)? {
+    for (n, owner) in m.ref_owners(archive)?.into_iter().enumerate() {
+        if n % 64 == 63 {
+            pace();
+        }
         if !backups.contains(&owner) {
             // A commit in flight, or one a crash interrupted: live this
             // time; dropped once seen orphaned a grace apart.
@@ -509,12 +586,16 @@ fn mark(
         }
     }
     live.extend(m.named_blocks(archive)?);
-    // Sessions whose pins protect blocks: open, or active since the cutoff.
+    // Sessions whose pins protect blocks: open, or aborted and active since
+    // the cutoff (a commit releases its pins: its blocks are referenced).
     let mut live_sessions = Vec::new();
     for s in m.sessions(archive)? {
-        if s.state == SessionStatus::Open || s.last_activity >= cutoff {
+        if pins_protect(&s, cutoff) {
             live_sessions.push(s.id);
-        } else if !dry_run && m.pinned_count(archive, &s.id)? > 0 {
+        } else if !dry_run
+            && s.state == SessionStatus::Aborted
+            && m.pinned_count(archive, &s.id)? > 0
+        {
             orphans_dropped += m.release_pins(archive, &s.id)?;
         }
     }
@@ -527,6 +608,7 @@ fn mark(
         let page = m.archive_blocks_page(archive, after.as_ref(), 4096)?;
         let Some((last, _)) = page.last() else { break };
         after = Some(*last);
+        pace();
         for (id, rec) in page {
             if !live.contains(&id) && rec.stored_at < cutoff {
                 candidates.push((id, rec));

@@ -140,18 +140,7 @@ async fn blocks_pinned_by_an_open_session_are_never_swept() {
     let r = f.core.gc_run(&f.admin(), false).await.unwrap();
     assert_eq!(r.swept, 0, "{r:?}");
     // It commits after the sweep: every block is there.
-    f.core
-        .commit(
-            &a.archive,
-            s.session.as_str(),
-            CommitRequest {
-                manifest: old,
-                blocks: vec![],
-                stats: Default::default(),
-            },
-        )
-        .await
-        .unwrap();
+    commit_manifest(&f, &a, &s.session, old).await.unwrap();
     assert_eq!(all_restorable(&f, &a).await, 1);
 }
 
@@ -193,19 +182,7 @@ async fn a_condemned_block_reads_as_missing_and_an_upload_saves_it() {
         .unwrap();
     assert_eq!(m.missing, vec![id]);
     // A commit naming it is told to send it.
-    let e = f
-        .core
-        .commit(
-            &a.archive,
-            s.session.as_str(),
-            CommitRequest {
-                manifest: id,
-                blocks: vec![],
-                stats: Default::default(),
-            },
-        )
-        .await
-        .unwrap_err();
+    let e = commit_manifest(&f, &a, &s.session, id).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::MissingBlocks);
     // The upload lifts the mark: the sweep's destruction finds it wanted.
     put(&f, &a, Some(&s.session), b"condemned").await.unwrap();
@@ -231,18 +208,7 @@ async fn a_condemned_block_reads_as_missing_and_an_upload_saves_it() {
         ),
         "{v:?}"
     );
-    f.core
-        .commit(
-            &a.archive,
-            s.session.as_str(),
-            CommitRequest {
-                manifest: id,
-                blocks: vec![],
-                stats: Default::default(),
-            },
-        )
-        .await
-        .unwrap();
+    commit_manifest(&f, &a, &s.session, id).await.unwrap();
 }
 
 #[tokio::test]

@@ -117,6 +117,7 @@ impl Coffer {
         S: Stream<Item = std::result::Result<Bytes, std::io::Error>> + Unpin,
     {
         let id = parse_block_id(id)?;
+        let _upload = self.upload_started();
         let limit = self.limits.max_block_bytes;
         if content_length.is_some_and(|n| n > limit) {
             return Err(CoreError::BlockTooLarge { limit });

@@ -213,6 +213,80 @@ impl MetaStore {
             .map_err(tx_err("destroy a block record"))
     }
 
+    /// [`MetaStore::destroy_block_record`] for a batch, in one transaction
+    /// that also checks, per block, what the gate requires at the moment of
+    /// destruction: still condemned, stored before `cutoff`, and the
+    /// archive's commit epoch still `commits`. Per block: `Ok(record)`
+    /// destroyed (journaled), or `Err(code)` refused (`not_condemned`,
+    /// `grace`, `archive_changed`).
+    pub fn destroy_block_records(
+        &self,
+        archive: &Name,
+        ids: &[BlockId],
+        commits: u64,
+        cutoff: UnixMillis,
+    ) -> Result<Vec<std::result::Result<BlockRecord, &'static str>>> {
+        let a = archive.as_str().as_bytes();
+        let t = &self.t;
+        (
+            &t.blocks,
+            &t.condemned,
+            &t.gc_journal,
+            &t.archives,
+            &t.corrupt,
+            &t.epochs,
+        )
+            .transaction(|(blocks, condemned, journal, archives, corrupt, epochs)| {
+                let changed = tx_epochs(epochs, a)?.commits != commits;
+                let mut out = Vec::with_capacity(ids.len());
+                let (mut freed, mut gone) = (0u64, 0u64);
+                for id in ids {
+                    let k = key(&[a, id.as_bytes()]);
+                    if changed {
+                        out.push(Err("archive_changed"));
+                        continue;
+                    }
+                    if condemned.get(&k)?.is_none() {
+                        out.push(Err("not_condemned"));
+                        continue;
+                    }
+                    let Some(rec) = blocks.get(&k)?.and_then(|raw| BlockRecord::decode(&raw))
+                    else {
+                        condemned.remove(k.as_slice())?;
+                        out.push(Err("not_condemned"));
+                        continue;
+                    };
+                    if rec.stored_at >= cutoff {
+                        out.push(Err("grace"));
+                        continue;
+                    }
+                    blocks.remove(k.as_slice())?;
+                    condemned.remove(k.as_slice())?;
+                    if corrupt.get(&k)?.is_some() {
+                        corrupt.remove(k.as_slice())?;
+                    }
+                    // Only bytes of their own need a journal entry: a
+                    // packed block's bytes go with its pack's rewrite.
+                    if rec.location.is_empty() {
+                        journal.insert(k.as_slice(), rec.location.as_slice())?;
+                    }
+                    freed += rec.size;
+                    gone += 1;
+                    out.push(Ok(rec));
+                }
+                if gone > 0 {
+                    if let Some(raw) = archives.get(a)? {
+                        let mut ar: ArchiveRecord = tx_dec("archive", &raw)?;
+                        ar.bytes_stored = ar.bytes_stored.saturating_sub(freed);
+                        ar.block_count = ar.block_count.saturating_sub(gone);
+                        archives.insert(a, enc(&ar))?;
+                    }
+                }
+                Ok(out)
+            })
+            .map_err(tx_err("destroy block records"))
+    }
+
     /// The bytes of a journaled block are gone: drop its entry.
     pub fn journal_done(&self, archive: &Name, id: &BlockId) -> Result<()> {
         self.t

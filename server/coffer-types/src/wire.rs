@@ -1311,6 +1311,16 @@ pub struct GcReport {
     pub orphans_dropped: u64,
     /// Journal entries of an interrupted run finished at start.
     pub recovered: u64,
+    /// Multipart uploads (S3) a crash left unfinished, aborted.
+    #[serde(default)]
+    pub uploads_aborted: u64,
+    /// Time spent marking, sweeping and rewriting packs (ms).
+    #[serde(default)]
+    pub mark_ms: u64,
+    #[serde(default)]
+    pub sweep_ms: u64,
+    #[serde(default)]
+    pub repack_ms: u64,
 }
 
 /// `GET /admin/v1/gc`.

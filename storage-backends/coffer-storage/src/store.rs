@@ -106,6 +106,10 @@ pub(crate) struct Inner {
     /// With `disk`: blocks up to `pack_max` bytes go into pack files.
     pub(crate) packer: Option<Packer>,
     pub(crate) pack_max: u64,
+    /// With `s3`: the same client as `os`, for multipart uploads whose ids
+    /// are journaled (`DATA_DIR/spool/multipart`), so that an upload a
+    /// crash left behind is aborted by a later collection.
+    pub(crate) multipart: Option<Arc<dyn object_store::multipart::MultipartStore>>,
 }
 
 impl std::fmt::Debug for BlockStore {
@@ -123,6 +127,7 @@ impl BlockStore {
         let mkdir = |p: &FsPath| {
             std::fs::create_dir_all(p).map_err(StorageError::io("create storage directory"))
         };
+        let mut multipart: Option<Arc<dyn object_store::multipart::MultipartStore>> = None;
         let (os, dirs, spool_dir, prefix, part_size, slots, description): (
             Arc<dyn ObjectStore>,
             _,
@@ -212,8 +217,10 @@ impl BlockStore {
                     s3.bucket,
                     s3.endpoint.as_deref().unwrap_or("aws")
                 );
+                let os = Arc::new(os);
+                multipart = Some(os.clone());
                 (
-                    Arc::new(os),
+                    os,
                     None,
                     spool,
                     prefix,
@@ -230,6 +237,7 @@ impl BlockStore {
         };
         Ok(Self {
             inner: Arc::new(Inner {
+                multipart,
                 packer,
                 pack_max: cfg.pack_max_block_bytes,
                 backend: cfg.backend,
@@ -507,6 +515,51 @@ impl BlockStore {
         Ok(())
     }
 
+    /// Abort the multipart uploads this server started and a crash left
+    /// unfinished, journaled before `older_than` (S3 keeps, and bills, the
+    /// parts of an upload neither completed nor aborted). Returns how many.
+    pub async fn abort_stale_uploads(&self, older_than: std::time::SystemTime) -> Result<u64> {
+        let Some(mp) = &self.inner.multipart else {
+            return Ok(0);
+        };
+        let dir = crate::writer::multipart_journal_dir(&self.inner.spool_dir);
+        let entries = blocking(move || {
+            let mut out = Vec::new();
+            let rd = match std::fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(StorageError::io("read the multipart journal")(e)),
+            };
+            for e in rd.flatten() {
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < older_than);
+                if old {
+                    if let Ok(text) = std::fs::read_to_string(e.path()) {
+                        out.push((e.path(), text));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+        let mut n = 0;
+        for (path, text) in entries {
+            let Some((key, id)) = text.trim_end().split_once('\n') else {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            };
+            match mp.abort_multipart(&Path::from(key), &id.to_string()).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.classify("abort a multipart upload", e)),
+            }
+            let _ = std::fs::remove_file(&path);
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Whether this store packs small blocks (disk).
     pub fn packs(&self) -> bool {
         self.inner.packer.is_some()
@@ -546,40 +599,17 @@ impl BlockStore {
             .collect())
     }
 
-    /// The records of a pack: `(id, offset, length)`, read header by
-    /// header (a pack not found has none).
+    /// The records of a pack: `(id, offset, length)` (a pack not found has
+    /// none). Read whole, sequentially: far cheaper than a read per header.
     pub async fn pack_records(&self, archive: &str, pack: u64) -> Result<Vec<(BlockId, u64, u64)>> {
         let Some(root) = &self.inner.local_root else {
             return Ok(Vec::new());
         };
         let path = root.join(pack_key(archive, pack));
-        blocking(move || {
-            use std::os::unix::fs::FileExt;
-            let f = match std::fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-                Err(e) => return Err(StorageError::io("open pack")(e)),
-            };
-            let size = f.metadata().map_err(StorageError::io("read pack"))?.len();
-            let mut out = Vec::new();
-            let mut at = 0u64;
-            let mut h = [0u8; HEADER as usize];
-            while at + HEADER <= size {
-                f.read_exact_at(&mut h, at)
-                    .map_err(StorageError::io("read pack"))?;
-                if &h[..4] != b"CPK1" {
-                    break;
-                }
-                let len = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes")) as u64;
-                if at + HEADER + len > size {
-                    break;
-                }
-                let mut id = [0u8; 32];
-                id.copy_from_slice(&h[8..40]);
-                out.push((BlockId::from_bytes(id), at, len));
-                at += HEADER + len;
-            }
-            Ok(out)
+        blocking(move || match std::fs::read(&path) {
+            Ok(bytes) => Ok(records(&bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(StorageError::io("read pack")(e)),
         })
         .await
     }

@@ -294,6 +294,9 @@ impl BlockWriter {
         {
             return Ok(PutOutcome::Present);
         }
+        if let Some(mp) = self.store.inner.multipart.clone() {
+            return self.publish_journaled(mp, key, file).await;
+        }
         let upload = os
             .put_multipart(&key)
             .await
@@ -304,18 +307,7 @@ impl BlockWriter {
         let mut upload = Multipart(Some(upload));
         let mut file = Some(file);
         loop {
-            let f = file.take().ok_or_else(poisoned)?;
-            let (f, buf) = blocking(move || {
-                let mut f = f;
-                let mut buf = Vec::with_capacity(part);
-                (&mut f)
-                    .take(part as u64)
-                    .read_to_end(&mut buf)
-                    .map_err(StorageError::io("read spool file"))?;
-                Ok((f, buf))
-            })
-            .await?;
-            file = Some(f);
+            let buf = next_part(&mut file, part).await?;
             if buf.is_empty() {
                 break;
             }
@@ -329,6 +321,121 @@ impl BlockWriter {
             .await
             .map_err(|e| self.store.classify("complete multipart upload", e))?;
         Ok(PutOutcome::Created)
+    }
+}
+
+impl BlockWriter {
+    /// A multipart upload whose id is journaled (durably) before its first
+    /// part, and un-journaled once completed or aborted: a crash between
+    /// leaves the entry, and a later collection aborts the upload.
+    async fn publish_journaled(
+        &self,
+        mp: std::sync::Arc<dyn object_store::multipart::MultipartStore>,
+        key: object_store::path::Path,
+        file: File,
+    ) -> Result<PutOutcome> {
+        let part = self.store.inner.part_size;
+        let upload = mp
+            .create_multipart(&key)
+            .await
+            .map_err(|e| self.store.classify("start multipart upload", e))?;
+        let dir = multipart_journal_dir(&self.store.inner.spool_dir);
+        let entry = dir.join(
+            blake3::hash(format!("{key}\n{upload}").as_bytes())
+                .to_hex()
+                .as_str(),
+        );
+        let text = format!("{key}\n{upload}\n");
+        let e2 = entry.clone();
+        blocking(move || {
+            std::fs::create_dir_all(&dir)
+                .map_err(StorageError::io("create the multipart journal"))?;
+            let mut f =
+                File::create(&e2).map_err(StorageError::io("journal a multipart upload"))?;
+            f.write_all(text.as_bytes())
+                .and_then(|_| f.sync_all())
+                .map_err(StorageError::io("journal a multipart upload"))?;
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(StorageError::io("journal a multipart upload"))
+        })
+        .await?;
+        // Every way out but completion aborts it and clears the entry (a
+        // dropped future too, from a task of its own).
+        let mut guard = Journaled {
+            mp: Some(mp.clone()),
+            key: key.clone(),
+            upload: upload.clone(),
+            entry,
+        };
+        let mut file = Some(file);
+        let mut parts = Vec::new();
+        loop {
+            let buf = next_part(&mut file, part).await?;
+            if buf.is_empty() {
+                break;
+            }
+            let p = mp
+                .put_part(&key, &upload, parts.len(), PutPayload::from(buf))
+                .await
+                .map_err(|e| self.store.classify("upload block part", e))?;
+            parts.push(p);
+        }
+        mp.complete_multipart(&key, &upload, parts)
+            .await
+            .map_err(|e| self.store.classify("complete multipart upload", e))?;
+        guard.mp = None;
+        let _ = std::fs::remove_file(&guard.entry);
+        Ok(PutOutcome::Created)
+    }
+}
+
+/// The next `part` bytes of the spool file (empty at its end), read on the
+/// blocking pool.
+async fn next_part(file: &mut Option<File>, part: usize) -> Result<Vec<u8>> {
+    let f = file.take().ok_or_else(poisoned)?;
+    let (f, buf) = blocking(move || {
+        let mut f = f;
+        let mut buf = Vec::with_capacity(part);
+        (&mut f)
+            .take(part as u64)
+            .read_to_end(&mut buf)
+            .map_err(StorageError::io("read spool file"))?;
+        Ok((f, buf))
+    })
+    .await?;
+    *file = Some(f);
+    Ok(buf)
+}
+
+/// Where journaled multipart uploads are noted.
+pub(crate) fn multipart_journal_dir(spool: &FsPath) -> PathBuf {
+    spool.join("multipart")
+}
+
+struct Journaled {
+    mp: Option<std::sync::Arc<dyn object_store::multipart::MultipartStore>>,
+    key: object_store::path::Path,
+    upload: String,
+    entry: PathBuf,
+}
+
+impl Drop for Journaled {
+    fn drop(&mut self) {
+        let Some(mp) = self.mp.take() else { return };
+        let (key, upload, entry) = (self.key.clone(), self.upload.clone(), self.entry.clone());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                match mp.abort_multipart(&key, &upload).await {
+                    Ok(()) => {
+                        let _ = std::fs::remove_file(&entry);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not abort a multipart upload; garbage collection tries again after the grace")
+                    }
+                }
+            });
+        }
     }
 }
 

@@ -1,0 +1,564 @@
+//! Garbage collection at size: archives of 100 000 and 1 000 000 blocks in
+//! 1 000 and 10 000 backups, half of which expire, measured through the
+//! core on three stores — disk with packs, disk with a file per block, and
+//! S3 (a local s3s-fs) — at both sizes in one run:
+//!
+//! - retention (plan and expire half the backups through the gate),
+//! - the mark (a dry run), and the whole collection (mark, condemn, sweep,
+//!   pack rewrite), with the ratio from the small to the large size
+//!   (target ≤ 12× for 10× the work);
+//! - bytes given back against the bytes of the expired backups' blocks
+//!   (target: equal);
+//! - ingest through the core while a collection of the large packed archive
+//!   runs, against the same ingest with nothing else running (target ≥ 0.8).
+//!
+//! The archives are written straight into the store's layout and the
+//! metadata (as uploads would have left them) so that building a million
+//! blocks takes a minute, not an hour; everything measured goes through
+//! the server's own code.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use coffer_core::{Coffer, GcSettings, ManualClock, Principal};
+use coffer_meta::{
+    BackupRecord, BackupStatsRecord, BlockRecord, CommitOutcome, MetaStore, SessionRecord,
+    SessionStatus,
+};
+use coffer_storage::{Backend, BlockStore, Location, S3Config, StorageConfig};
+use coffer_types::wire::{EnrollDevice, SetOrgSettings};
+use coffer_types::{BlockId, Name};
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Blocks per archive, smallest first; backups are blocks / 100.
+    #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+    sizes: Vec<usize>,
+    /// Bytes per block.
+    #[arg(long, default_value_t = 1024)]
+    block_bytes: usize,
+    /// Stores to measure: packed, files, s3 (`none`: only the ingest
+    /// comparison).
+    #[arg(long, value_delimiter = ',', default_value = "packed,files,s3")]
+    stores: Vec<String>,
+    /// The s3s-fs binary (default: $COFFER_S3S_FS, or the copy the tests
+    /// install under ~/.cache/coffer-tools).
+    #[arg(long)]
+    s3s_fs: Option<PathBuf>,
+    /// 64 KiB blocks uploaded per ingest measurement.
+    #[arg(long, default_value_t = 3000)]
+    ingest_blocks: usize,
+    /// Where the scratch data goes (default: a directory under the current
+    /// one, removed after).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+const DAY: u64 = 86_400_000;
+
+fn name(s: &str) -> Name {
+    Name::new(s).expect("bench names are valid")
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Apparent bytes of the files under `dir`.
+fn du(dir: &Path) -> u64 {
+    let mut n = 0;
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if let Ok(m) = e.metadata() {
+                n += if m.is_dir() { du(&e.path()) } else { m.len() };
+            }
+        }
+    }
+    n
+}
+
+struct S3 {
+    child: std::process::Child,
+    endpoint: String,
+    root: PathBuf,
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_s3(bin: &Path, root: &Path) -> anyhow::Result<S3> {
+    std::fs::create_dir_all(root.join("coffer"))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let child = std::process::Command::new(bin)
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--access-key",
+            "bench",
+            "--secret-key",
+            "benchsecret",
+        ])
+        .arg(root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("start {}", bin.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "s3s-fs did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(S3 {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+        root: root.to_path_buf(),
+    })
+}
+
+/// A core over `store` in `dir` (a fresh metadata store), with one device
+/// whose org expires everything older than a day but the newest backup.
+struct Bench {
+    core: Coffer,
+    meta: Arc<MetaStore>,
+    p: Principal,
+    archive: Name,
+    /// Where the store's bytes are, for `du`.
+    bytes_dir: PathBuf,
+    _s3: Option<S3>,
+}
+
+fn setup(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    store: &str,
+    s3s: &Path,
+) -> anyhow::Result<Bench> {
+    let now = now_ms();
+    let meta = Arc::new(MetaStore::open_with(&dir.join("meta"), now, 1 << 30)?);
+    let (cfg, s3, bytes_dir) = match store {
+        "packed" | "files" => (
+            StorageConfig {
+                backend: Backend::Disk,
+                path: Some(dir.join("blocks")),
+                pack_max_block_bytes: if store == "packed" { 128 << 10 } else { 0 },
+                ..Default::default()
+            },
+            None,
+            dir.join("blocks"),
+        ),
+        _ => {
+            let s = start_s3(s3s, &dir.join("s3"))?;
+            let cfg = StorageConfig {
+                backend: Backend::S3,
+                // Through serde, for the defaults of the other keys.
+                s3: Some(serde_json::from_value::<S3Config>(serde_json::json!({
+                    "bucket": "coffer",
+                    "endpoint": s.endpoint,
+                    "path_style": true,
+                    "allow_http": true,
+                    "access_key_id": "bench",
+                    "secret_access_key": "benchsecret",
+                }))?),
+                ..Default::default()
+            };
+            let d = s.root.join("coffer");
+            (cfg, Some(s), d)
+        }
+    };
+    let storage = BlockStore::open(&cfg, dir)?;
+    let clock = Arc::new(ManualClock::new(now));
+    let core = Coffer::new(meta.clone(), storage, clock, Default::default())?;
+    core.set_gc_settings(GcSettings {
+        grace: Duration::ZERO,
+        repack_below: 0.5,
+    });
+    let token = rt
+        .block_on(core.bootstrap_admin())?
+        .context("a fresh store")?;
+    let p = core.authenticate_admin(&token)?;
+    rt.block_on(core.create_org(&p, name("acme"), None))?;
+    rt.block_on(core.add_user(&p, name("acme"), name("ann")))?;
+    let dev = rt.block_on(core.enroll_device(
+        &p,
+        EnrollDevice {
+            org: name("acme"),
+            user: name("ann"),
+            name: "server".into(),
+            os: None,
+        },
+    ))?;
+    let values = [
+        ("keep_all", "1d"),
+        ("daily", "1d"),
+        ("weekly", "1d"),
+        ("monthly", "1d"),
+        ("min_age", "1d"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), serde_json::Value::from(v)))
+    .collect();
+    rt.block_on(core.set_org_settings(
+        &p,
+        &name("acme"),
+        &SetOrgSettings {
+            group: "retention".into(),
+            values,
+            mode: None,
+        },
+    ))?;
+    Ok(Bench {
+        core,
+        meta,
+        p,
+        archive: dev.archive,
+        bytes_dir,
+        _s3: s3,
+    })
+}
+
+/// `n` blocks in `n / 100` backups of 100 each; the first half of the
+/// backups ten days old (they expire), the rest from now. Returns the bytes
+/// the expired backups' blocks hold in the store (what a collection must
+/// give back).
+fn populate(b: &Bench, store: &str, n: usize, size: usize) -> anyhow::Result<u64> {
+    let now = now_ms();
+    let backups = n / 100;
+    let a = b.archive.as_str();
+    let mut expected = 0u64;
+    let mut pack: Option<(u64, std::fs::File, u64)> = None;
+    let mut next_pack = 1u64;
+    for k in 0..backups {
+        let mut ids = Vec::with_capacity(100);
+        for j in 0..100 {
+            let i = (k * 100 + j) as u64;
+            let mut data = vec![0u8; size];
+            data[..8].copy_from_slice(&i.to_le_bytes());
+            data[8..16].copy_from_slice(&(n as u64).to_le_bytes());
+            let id = BlockId::of(&data);
+            let hex = id.to_hex();
+            let location = match store {
+                "packed" => {
+                    use std::io::Write;
+                    // Old backups' blocks in old packs: a new pack where
+                    // the young backups begin, as time would have cut them.
+                    let boundary = k == backups / 2 && j == 0;
+                    if boundary || pack.as_ref().is_none_or(|(_, _, len)| *len > 64 << 20) {
+                        let d = b.bytes_dir.join("packs").join(a);
+                        std::fs::create_dir_all(&d)?;
+                        let f = std::fs::File::create(d.join(format!("{next_pack:016x}.pack")))?;
+                        pack = Some((next_pack, f, 0));
+                        next_pack += 1;
+                    }
+                    let (pid, f, len) = pack.as_mut().expect("just opened");
+                    let mut rec = Vec::with_capacity(40 + size);
+                    rec.extend_from_slice(b"CPK1");
+                    rec.extend_from_slice(&(size as u32).to_le_bytes());
+                    rec.extend_from_slice(id.as_bytes());
+                    rec.extend_from_slice(&data);
+                    f.write_all(&rec)?;
+                    let at = Location::Packed {
+                        pack: *pid,
+                        offset: *len,
+                    };
+                    *len += rec.len() as u64;
+                    at
+                }
+                _ => {
+                    let d = b.bytes_dir.join("archives").join(a).join(&hex[..2]);
+                    std::fs::create_dir_all(&d)?;
+                    std::fs::write(d.join(&hex), &data)?;
+                    Location::Object
+                }
+            };
+            let stored_at = if k < backups / 2 { now - 10 * DAY } else { now };
+            b.meta.insert_block(
+                &b.archive,
+                &id,
+                &BlockRecord {
+                    size: size as u64,
+                    stored_at,
+                    location: location.encode(),
+                },
+                None,
+            )?;
+            if k < backups / 2 {
+                expected += size as u64 + if store == "packed" { 40 } else { 0 };
+            }
+            ids.push(id);
+        }
+        let committed_at = if k < backups / 2 {
+            now - 10 * DAY + k as u64
+        } else {
+            now + k as u64
+        };
+        let session = name(&format!("se_{k:08}"));
+        b.meta.create_session(&SessionRecord {
+            id: session.clone(),
+            archive: b.archive.clone(),
+            state: SessionStatus::Open,
+            opened_at: committed_at,
+            last_activity: committed_at,
+            percent: 0.0,
+            bytes: 0,
+            files: 0,
+            backup: None,
+        })?;
+        let rec = BackupRecord {
+            id: name(&format!("bk_{k:08}")),
+            archive: b.archive.clone(),
+            session,
+            committed_at,
+            manifest: ids[0],
+            block_count: ids.len() as u64,
+            stats: BackupStatsRecord {
+                files: 1,
+                bytes: 1,
+                percent: 100.0,
+            },
+        };
+        anyhow::ensure!(matches!(
+            b.meta.commit(&rec, &ids, true)?,
+            CommitOutcome::Committed(_)
+        ));
+    }
+    b.meta.durable_blocking()?;
+    Ok(expected)
+}
+
+/// 64 KiB blocks through the core, 16 at a time, for `n` blocks or until
+/// `until` says stop: MiB/s.
+async fn ingest(
+    core: &Coffer,
+    archive: &Name,
+    n: usize,
+    salt: u64,
+    until: Option<Arc<std::sync::atomic::AtomicBool>>,
+) -> f64 {
+    use futures::StreamExt;
+    let t = Instant::now();
+    let done = std::sync::atomic::AtomicU64::new(0);
+    futures::stream::iter(0..n)
+        .for_each_concurrent(16, |i| {
+            let done = &done;
+            let until = until.clone();
+            async move {
+                if until
+                    .as_ref()
+                    .is_some_and(|u| u.load(std::sync::atomic::Ordering::SeqCst))
+                {
+                    return;
+                }
+                let mut data = vec![7u8; 64 << 10];
+                data[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                data[8..16].copy_from_slice(&salt.to_le_bytes());
+                let body = bytes::Bytes::from(data);
+                let id = BlockId::of(&body);
+                core.put_block(
+                    archive,
+                    &id.to_hex(),
+                    Some(body.len() as u64),
+                    None,
+                    futures::stream::iter([Ok::<_, std::io::Error>(body)]),
+                )
+                .await
+                .expect("ingest");
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+        .await;
+    let n = done.load(std::sync::atomic::Ordering::SeqCst) as f64;
+    n * 64.0 / 1024.0 / t.elapsed().as_secs_f64()
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Figures {
+    build_s: f64,
+    retention_s: f64,
+    mark_s: f64,
+    gc_s: f64,
+    expired: u64,
+    swept: u64,
+    expected: u64,
+    reclaimed: u64,
+}
+
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    store: &str,
+    n: usize,
+    a: &Args,
+    s3s: &Path,
+) -> anyhow::Result<Figures> {
+    let b = setup(rt, dir, store, s3s)?;
+    let t = Instant::now();
+    let expected = populate(&b, store, n, a.block_bytes)?;
+    let build_s = t.elapsed().as_secs_f64();
+    let before = du(&b.bytes_dir);
+    let t = Instant::now();
+    let r = rt.block_on(b.core.retention_run(&b.p, b.archive.as_str()))?;
+    let retention_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    rt.block_on(b.core.gc_run(&b.p, true))?;
+    let mark_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let g = rt.block_on(b.core.gc_run(&b.p, false))?;
+    let gc_s = t.elapsed().as_secs_f64();
+    let after = du(&b.bytes_dir);
+    println!(
+        "        ({store} {n}: mark {} ms, sweep {} ms, repack {} ms; metadata {} MiB)",
+        g.mark_ms,
+        g.sweep_ms,
+        g.repack_ms,
+        b.meta.size_on_disk() >> 20
+    );
+    Ok(Figures {
+        build_s,
+        retention_s,
+        mark_s,
+        gc_s,
+        expired: r.expired,
+        swept: g.swept,
+        expected,
+        reclaimed: before.saturating_sub(after),
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let scratch = match &a.dir {
+        Some(d) => d.clone(),
+        None => std::env::current_dir()?.join("gc-bench-scratch"),
+    };
+    let s3s = a
+        .s3s_fs
+        .clone()
+        .or_else(|| std::env::var_os("COFFER_S3S_FS").map(PathBuf::from))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache/coffer-tools/s3s-fs-0.14.1/bin/s3s-fs")
+        });
+    println!(
+        "gc bench: {} B blocks, 100 per backup, half the backups expire",
+        a.block_bytes
+    );
+    println!(
+        "{:<7} {:>9} {:>8} {:>8} {:>10} {:>8} {:>8} {:>9} {:>12} {:>12}",
+        "store",
+        "blocks",
+        "backups",
+        "build s",
+        "retention s",
+        "mark s",
+        "gc s",
+        "swept",
+        "reclaimed",
+        "expected"
+    );
+    for store in a.stores.iter().filter(|s| *s != "none") {
+        let mut first: Option<Figures> = None;
+        for &n in &a.sizes {
+            let dir = scratch.join(format!("{store}-{n}"));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)?;
+            let f = measure(&rt, &dir, store, n, &a, &s3s)?;
+            let _ = std::fs::remove_dir_all(&dir);
+            println!(
+                "{:<7} {:>9} {:>8} {:>8.1} {:>10.2} {:>8.2} {:>8.2} {:>9} {:>12} {:>12}{}",
+                store,
+                n,
+                n / 100,
+                f.build_s,
+                f.retention_s,
+                f.mark_s,
+                f.gc_s,
+                f.swept,
+                f.reclaimed,
+                f.expected,
+                if f.reclaimed == f.expected {
+                    "  equal"
+                } else {
+                    "  DIFFERENT"
+                }
+            );
+            assert_eq!(f.expired as usize, n / 200, "half the backups expire");
+            match first {
+                None => first = Some(f),
+                Some(s) => println!(
+                    "{:<7} ratio for {}x the work: retention {:.2}x, mark {:.2}x, gc {:.2}x (target <= 12x)",
+                    store,
+                    n / a.sizes[0],
+                    f.retention_s / s.retention_s,
+                    f.mark_s / s.mark_s,
+                    f.gc_s / s.gc_s
+                ),
+            }
+        }
+    }
+    // Ingest while the large packed archive is collected, against ingest
+    // alone, in the same run.
+    let n = *a.sizes.last().unwrap_or(&100_000);
+    let dir = scratch.join("ingest");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let b = setup(&rt, &dir, "packed", &s3s)?;
+    populate(&b, "packed", n, a.block_bytes)?;
+    rt.block_on(b.core.retention_run(&b.p, b.archive.as_str()))?;
+    let alone = rt.block_on(ingest(&b.core, &b.archive, a.ingest_blocks, 1, None));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (core, p, archive) = (b.core.clone(), b.p.clone(), b.archive.clone());
+    let s2 = stop.clone();
+    let gc = rt.spawn(async move {
+        let t = Instant::now();
+        let r = core.gc_run(&p, false).await;
+        s2.store(true, std::sync::atomic::Ordering::SeqCst);
+        (r, t.elapsed().as_secs_f64())
+    });
+    // Rounds of the same ingest, five seconds apart, until the collection
+    // ends (at most ten: bounded bytes).
+    let mut rounds = Vec::new();
+    for round in 0..10u64 {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        rounds.push(rt.block_on(ingest(
+            &b.core,
+            &archive,
+            a.ingest_blocks,
+            10 + round,
+            Some(stop.clone()),
+        )));
+        rt.block_on(async { tokio::time::sleep(Duration::from_secs(5)).await });
+    }
+    let during = rounds.iter().sum::<f64>() / rounds.len().max(1) as f64;
+    let (r, gc_s) = rt.block_on(gc)?;
+    let r = r?;
+    let again = rt.block_on(ingest(&b.core, &b.archive, a.ingest_blocks, 3, None));
+    println!(
+        "ingest 64 KiB blocks, 16 at a time: alone {alone:.0} MiB/s (and {again:.0} after), \
+         while collecting {} blocks ({gc_s:.1} s) {during:.0} MiB/s over {} rounds: ratio {:.2} (target >= 0.8)",
+        r.swept,
+        rounds.len(),
+        during / ((alone + again) / 2.0)
+    );
+    drop(b);
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}
