@@ -705,6 +705,7 @@ async fn a_scoped_legal_hold_admin_holds_only_users_in_its_subtree() {
         code(f.core.close_matter(&scoped, "m", "x").await),
         ErrorCode::Forbidden
     );
+    assert_eq!(audited(&f, "hold.matter.close", "refused")[0].actor, "sam");
     assert_eq!(f.core.custodians(&scoped, None).await.unwrap().len(), 1);
 }
 

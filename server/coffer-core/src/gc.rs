@@ -343,13 +343,12 @@ impl Coffer {
         // Sweep, a batch at a time: records (and journal) first, durable,
         // then bytes.
         let mut ctx = GateCtx::default();
-        let sys = Principal::system();
         for chunk in mark.candidates.chunks(SWEEP_BATCH) {
             let started = std::time::Instant::now();
             let mut bytes: Vec<(BlockId, Vec<u8>)> = Vec::new();
             let mut freed = 0u64;
             let ids: Vec<BlockId> = chunk.iter().map(|(id, _)| *id).collect();
-            let done = self.destroy_blocks(&sys, &mut ctx, archive, &ids, commits, cutoff)?;
+            let done = self.destroy_blocks(p, &mut ctx, archive, &ids, commits, cutoff)?;
             for ((id, _), d) in chunk.iter().zip(done) {
                 match d {
                     Some(rec) => {
@@ -405,7 +404,6 @@ impl Coffer {
             self.repack_archive(p, archive, settings, report).await?;
             report.repack_ms += started.elapsed().as_millis() as u64;
         }
-        let _ = p;
         Ok(true)
     }
 
@@ -413,7 +411,7 @@ impl Coffer {
     /// threshold.
     async fn repack_archive(
         &self,
-        _p: &Principal,
+        p: &Principal,
         archive: &Name,
         settings: &GcSettings,
         report: &mut GcReport,
@@ -442,7 +440,6 @@ impl Coffer {
                 Ok(out)
             })
             .await?;
-        let sys = Principal::system();
         for (pack, size) in packs {
             if size == 0 || self.storage.pack_open(archive.as_str(), pack) {
                 continue;
@@ -503,7 +500,7 @@ impl Coffer {
                 pack,
                 records: &ids,
             };
-            match self.destroy(&sys, &mut GateCtx::default(), what, "pack rewrite")? {
+            match self.destroy(p, &mut GateCtx::default(), what, "pack rewrite")? {
                 (Verdict::Allow, _) => {
                     self.destroy_pack_bytes(archive, pack).await?;
                     report.packs_rewritten += 1;

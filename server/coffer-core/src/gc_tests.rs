@@ -12,7 +12,7 @@ use coffer_types::{BlockId, ErrorCode, Name, Role};
 use crate::access::DeviceAuth;
 use crate::destroy::{Doomed, GateCtx, Verdict};
 use crate::destroy_tests::*;
-use crate::testing::{name, Fixture};
+use crate::testing::Fixture;
 use crate::{CoreError, GcSettings};
 
 fn grace(f: &Fixture, secs: u64) {
@@ -429,14 +429,13 @@ async fn packs_below_the_live_fraction_are_rewritten_and_give_space_back() {
     let a = dev(&f, "acme", "ann", "laptop").await;
     short_tiers(&f, "acme").await;
     // 40 backups of 8 small blocks each, one shared by all.
-    let mut all = Vec::new();
     for i in 0..40u32 {
         let blocks: Vec<Vec<u8>> = (0..8u32)
             .map(|j| format!("backup {i} block {j} {}", "x".repeat(900)).into_bytes())
             .collect();
         let mut refs: Vec<&[u8]> = blocks.iter().map(|b| b.as_slice()).collect();
         refs.push(b"shared by all");
-        all.push(backup(&f, &a, &refs).await);
+        backup(&f, &a, &refs).await;
         f.clock.advance(DAY);
     }
     f.clock.advance(30 * DAY);
@@ -490,7 +489,6 @@ async fn packs_below_the_live_fraction_are_rewritten_and_give_space_back() {
     // Every byte of the swept blocks (and their record headers) came back.
     let swept_with_headers = r.swept_bytes + r.swept * 40;
     assert_eq!(r.pack_bytes_reclaimed, swept_with_headers);
-    let _ = all;
 }
 
 #[tokio::test]
@@ -696,5 +694,4 @@ async fn a_device_name_also_names_its_archive_for_retention() {
         code(f.core.retention_dry_run(&oa, a.archive.as_str()).await),
         ErrorCode::NotFound
     );
-    let _ = name("x");
 }

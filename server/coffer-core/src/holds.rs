@@ -372,9 +372,19 @@ impl Coffer {
         let reason = check_reason(reason, true, "closing a matter")?;
         let m = self.matter_named(n)?;
         if p.org().is_some() {
-            return Err(CoreError::Forbidden(
+            let e = CoreError::Forbidden(
                 "closing a matter releases custodians in every org: it needs an unscoped legal-hold-admin or admin".into(),
-            ));
+            );
+            let mut d = self.draft(
+                p,
+                "hold.matter.close",
+                format!("matter:{}", m.name),
+                [("matter", m.name.to_string()), ("reason", e.to_string())],
+            );
+            d.outcome = "refused".into();
+            self.meta.audit_append(&d)?;
+            self.meta.durable().await?;
+            return Err(e);
         }
         if m.status == MatterStatus::Closed {
             return Err(CoreError::Conflict(format!(

@@ -150,7 +150,6 @@ impl Coffer {
                     "block {id} was being removed by garbage collection as it arrived; send it again"
                 )));
             }
-            let _ = rec;
             self.settle_pins(archive, pin.as_ref()).await?;
             self.meta.durable().await?;
             return Ok(PutBlockResponse {
