@@ -360,23 +360,11 @@ impl Coffer {
                     }
                     _ => {}
                 }
-                if !ctx.live_sessions.contains_key(archive) {
-                    let live = self
-                        .meta
-                        .sessions(archive)?
-                        .into_iter()
-                        .filter(|s| crate::gc::pins_protect(s, cutoff))
-                        .map(|s| s.id)
-                        .collect();
-                    ctx.live_sessions.insert(archive.clone(), live);
-                }
-                for s in &ctx.live_sessions[archive] {
-                    if self.meta.pinned(archive, s, id)? {
-                        return Ok(Verdict::deny(
-                            "pinned",
-                            format!("block {id} is pinned by session {s}"),
-                        ));
-                    }
+                if let Some(s) = self.pinned_by(ctx, archive, id, cutoff)? {
+                    return Ok(Verdict::deny(
+                        "pinned",
+                        format!("block {id} is pinned by session {s}"),
+                    ));
                 }
                 Ok(Verdict::Allow)
             }
@@ -471,6 +459,33 @@ impl Coffer {
         Ok((Verdict::Allow, done))
     }
 
+    /// The session whose pin keeps `id` from a sweep with `cutoff`, if any
+    /// (the sessions that count are read once per batch).
+    fn pinned_by(
+        &self,
+        ctx: &mut GateCtx,
+        archive: &Name,
+        id: &BlockId,
+        cutoff: UnixMillis,
+    ) -> Result<Option<Name>> {
+        if !ctx.live_sessions.contains_key(archive) {
+            let live = self
+                .meta
+                .sessions(archive)?
+                .into_iter()
+                .filter(|s| crate::gc::pins_protect(s, cutoff))
+                .map(|s| s.id)
+                .collect();
+            ctx.live_sessions.insert(archive.clone(), live);
+        }
+        for s in &ctx.live_sessions[archive] {
+            if self.meta.pinned(archive, s, id)? {
+                return Ok(Some(s.clone()));
+            }
+        }
+        Ok(None)
+    }
+
     /// The gate for a batch of one archive's condemned blocks (the sweep):
     /// per block, the pins are checked here and the rest — still condemned,
     /// past the grace, no commit since the mark — inside the one
@@ -486,28 +501,11 @@ impl Coffer {
         commits: u64,
         cutoff: UnixMillis,
     ) -> Result<Vec<Option<BlockRecord>>> {
-        if !ctx.live_sessions.contains_key(archive) {
-            let live = self
-                .meta
-                .sessions(archive)?
-                .into_iter()
-                .filter(|s| crate::gc::pins_protect(s, cutoff))
-                .map(|s| s.id)
-                .collect();
-            ctx.live_sessions.insert(archive.clone(), live);
-        }
         let mut out: Vec<Option<BlockRecord>> = vec![None; ids.len()];
         let mut unpinned = Vec::with_capacity(ids.len());
         let mut at = Vec::with_capacity(ids.len());
         for (i, id) in ids.iter().enumerate() {
-            let mut pinned = None;
-            for s in &ctx.live_sessions[archive] {
-                if self.meta.pinned(archive, s, id)? {
-                    pinned = Some(s.clone());
-                    break;
-                }
-            }
-            match pinned {
+            match self.pinned_by(ctx, archive, id, cutoff)? {
                 Some(s) => {
                     let what = Doomed::Block {
                         archive,

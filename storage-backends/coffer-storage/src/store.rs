@@ -535,10 +535,15 @@ impl BlockStore {
                     .metadata()
                     .and_then(|m| m.modified())
                     .is_ok_and(|t| t < older_than);
-                if old {
-                    if let Ok(text) = std::fs::read_to_string(e.path()) {
-                        out.push((e.path(), text));
-                    }
+                if !old {
+                    continue;
+                }
+                if e.file_name().to_string_lossy().starts_with('.') {
+                    // An entry a crash cut before its rename: nothing was
+                    // uploaded under it yet.
+                    let _ = std::fs::remove_file(e.path());
+                } else if let Ok(text) = std::fs::read_to_string(e.path()) {
+                    out.push((e.path(), text));
                 }
             }
             Ok(out)

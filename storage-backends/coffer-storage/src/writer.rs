@@ -348,12 +348,18 @@ impl BlockWriter {
         let text = format!("{key}\n{upload}\n");
         let e2 = entry.clone();
         blocking(move || {
+            // Whole or absent: written aside, synced, then renamed in.
             std::fs::create_dir_all(&dir)
                 .map_err(StorageError::io("create the multipart journal"))?;
+            let tmp = dir.join(format!(
+                ".{}",
+                e2.file_name().and_then(|n| n.to_str()).unwrap_or("entry")
+            ));
             let mut f =
-                File::create(&e2).map_err(StorageError::io("journal a multipart upload"))?;
+                File::create(&tmp).map_err(StorageError::io("journal a multipart upload"))?;
             f.write_all(text.as_bytes())
                 .and_then(|_| f.sync_all())
+                .and_then(|_| std::fs::rename(&tmp, &e2))
                 .map_err(StorageError::io("journal a multipart upload"))?;
             File::open(&dir)
                 .and_then(|d| d.sync_all())
