@@ -121,7 +121,9 @@ impl MetaStore {
                 }
                 // Stored (again) by an upload: whatever a sweep condemned,
                 // this block is wanted.
-                condemned.remove(bk.as_slice())?;
+                if condemned.get(&bk)?.is_some() {
+                    condemned.remove(bk.as_slice())?;
+                }
                 let created = blocks.get(&bk)?.is_none();
                 if created {
                     blocks.insert(bk.as_slice(), encoded.as_slice())?;
@@ -168,7 +170,9 @@ impl MetaStore {
                 if journal.get(&bk)?.is_some() || blocks.get(&bk)?.is_none() {
                     return Ok(false);
                 }
-                condemned.remove(bk.as_slice())?;
+                if condemned.get(&bk)?.is_some() {
+                    condemned.remove(bk.as_slice())?;
+                }
                 if let Some(raw) = archives.get(archive.as_str().as_bytes())? {
                     let mut a: ArchiveRecord = tx_dec("archive", &raw)?;
                     a.last_activity = Some(a.last_activity.map_or(at, |t| t.max(at)));
@@ -358,7 +362,9 @@ impl MetaStore {
                 if journal.get(&k)?.is_some() {
                     return abort(MetaError::BeingDestroyed(*id));
                 }
-                condemned.remove(k.as_slice())?;
+                if condemned.get(&k)?.is_some() {
+                    condemned.remove(k.as_slice())?;
+                }
                 blocks.insert(k.as_slice(), encoded.as_slice())?;
                 corrupt.remove(k.as_slice())?;
                 if let Some(pk) = &pin_key {

@@ -296,15 +296,6 @@ impl MetaStore {
         Ok(())
     }
 
-    /// Whether a journal entry for `id` waits (its bytes may be deleted
-    /// any moment).
-    pub fn journaled(&self, archive: &Name, id: &BlockId) -> Result<bool> {
-        self.t
-            .gc_journal
-            .contains_key(key(&[archive.as_str().as_bytes(), id.as_bytes()]))
-            .map_err(engine("read the destruction journal"))
-    }
-
     /// Every journal entry (a crash left them; replayed at start).
     pub fn journal(&self) -> Result<Vec<JournalEntry>> {
         let mut out = Vec::new();
@@ -507,15 +498,6 @@ impl MetaStore {
             self.remove_refs_of(a, id)?;
         }
         Ok(done)
-    }
-
-    /// Append audit entries in one transaction each (for refusals and run
-    /// summaries).
-    pub fn audit_many(&self, drafts: &[AuditDraft]) -> Result<()> {
-        for d in drafts {
-            self.audit_append(d)?;
-        }
-        Ok(())
     }
 
     /// The compliance clock's persisted high-water mark.
