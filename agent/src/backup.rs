@@ -47,6 +47,43 @@ pub struct Options {
     pub one_file_system: bool,
     pub streams: usize,
     pub cache_file: PathBuf,
+    pub keep_deleted: KeepDeleted,
+}
+
+/// How long a file gone from the selection stays in the backups that
+/// follow (`device_defaults.keep_deleted`): a legal hold's preservation
+/// policy sets it to forever on the custodian's devices.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KeepDeleted {
+    /// Not carried: a deleted file lives on only in the older backups the
+    /// server's retention keeps.
+    #[default]
+    Off,
+    /// Carried while it has been gone for less than this.
+    For(Duration),
+    Forever,
+}
+
+impl KeepDeleted {
+    /// From the setting's value: seconds, `0` (off), or `null` / `"forever"`.
+    pub fn from_value(v: &serde_json::Value) -> Self {
+        match v {
+            serde_json::Value::Number(n) => match n.as_u64() {
+                Some(0) | None => Self::Off,
+                Some(s) => Self::For(Duration::from_secs(s)),
+            },
+            serde_json::Value::String(t) if t == "forever" => Self::Forever,
+            _ => Self::Off,
+        }
+    }
+
+    fn keeps(self, deleted_ms: u64, now_ms: u64) -> bool {
+        match self {
+            Self::Off => false,
+            Self::Forever => true,
+            Self::For(d) => now_ms.saturating_sub(deleted_ms) < d.as_millis() as u64,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -57,6 +94,8 @@ pub struct Summary {
     pub bytes: u64,
     pub skipped: u64,
     pub skipped_paths: Vec<String>,
+    /// Files gone from the selection, kept in this backup as deleted.
+    pub deleted_kept: u64,
     pub files_read: u64,
     pub files_from_cache: u64,
     pub blocks_uploaded: u64,
@@ -69,6 +108,10 @@ pub struct Summary {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Cache {
     files: HashMap<String, CachedFile>,
+    /// Files gone from the selection and still carried (keep_deleted), by
+    /// the same key: their last entry, with when they went.
+    #[serde(default)]
+    deleted: HashMap<String, Entry>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,6 +122,51 @@ struct CachedFile {
     ino: u64,
     ctime_sec: i64,
     chunks: Vec<BlockId>,
+    /// Permission bits (for a deleted file's entry).
+    #[serde(default = "default_mode")]
+    mode: u32,
+}
+
+fn default_mode() -> u32 {
+    0o644
+}
+
+/// The files of the previous backup (the cache) that are not in this one,
+/// as deleted entries, with those already carried, while `keep` keeps them.
+fn carry_deleted(
+    cache: &Cache,
+    present: &HashSet<Vec<u8>>,
+    keep: KeepDeleted,
+    now_ms: u64,
+) -> Vec<Entry> {
+    if keep == KeepDeleted::Off {
+        return Vec::new();
+    }
+    let gone = |k: &String| hex::decode(k).ok().filter(|p| !present.contains(p));
+    let mut out: Vec<Entry> = Vec::new();
+    for (k, c) in &cache.files {
+        if let Some(p) = gone(k) {
+            out.push(Entry {
+                path: PathRepr::from_bytes(&p),
+                kind: Kind::File,
+                mode: c.mode,
+                mtime_sec: c.mtime_sec,
+                mtime_nsec: c.mtime_nsec,
+                size: c.size,
+                target: None,
+                chunks: c.chunks.clone(),
+                deleted_ms: Some(now_ms),
+            });
+        }
+    }
+    for (k, e) in &cache.deleted {
+        if gone(k).is_some() && !cache.files.contains_key(k) {
+            out.push(e.clone());
+        }
+    }
+    out.retain(|e| keep.keeps(e.deleted_ms.unwrap_or(now_ms), now_ms));
+    out.sort_by_key(|e| e.path.bytes());
+    out
 }
 
 impl Cache {
@@ -192,6 +280,18 @@ pub async fn run(
     let mut entries: Vec<Entry> = entries.into_iter().flatten().collect();
     entries.sort_by_key(|e| e.path.bytes());
 
+    // Files gone since the last backup, kept as deleted entries: their
+    // chunks are asked about (and pinned) like a cached file's.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let present: HashSet<Vec<u8>> = entries.iter().map(|e| e.path.bytes()).collect();
+    let mut carried = carry_deleted(&cache, &present, opts.keep_deleted, now_ms);
+    for e in &carried {
+        reused.add(api, &session, e.chunks.clone());
+    }
+
     // Chunks reused from the cache must still be on the server: they were
     // asked about while the tree was read (which also pins them to this
     // session); re-read any file that lost one.
@@ -206,6 +306,18 @@ pub async fn run(
             ));
             e.chunks = reread(&path, &keys, &mut up).await?;
         }
+        // A deleted file cannot be read again: one whose blocks the server
+        // lost is no longer carried.
+        carried.retain(|e| {
+            let whole = !e.chunks.iter().any(|c| missing.contains(c));
+            if !whole {
+                progress.warn(&format!(
+                    "deleted file {} is no longer kept: the server lost some of its blocks",
+                    e.path.display()
+                ));
+            }
+            whole
+        });
     }
 
     let stats = Stats {
@@ -217,7 +329,14 @@ pub async fn run(
             .map(|e| e.size)
             .sum(),
         skipped: skipped.len() as u64,
+        deleted: carried.len() as u64,
     };
+    let mut kept = Cache::default();
+    for e in &carried {
+        kept.deleted.insert(hex::encode(e.path.bytes()), e.clone());
+    }
+    entries.extend(carried);
+    entries.sort_by_key(|e| e.path.bytes());
     let manifest = Manifest {
         version: 1,
         created_ms: std::time::SystemTime::now()
@@ -264,8 +383,12 @@ pub async fn run(
     // Remember what was read, for the next run: saved while the commit is
     // on its way (a cache entry only spares a read; its chunks are checked
     // with the server before they are reused).
-    let mut new_cache = Cache::default();
-    for e in manifest.entries.iter().filter(|e| e.kind == Kind::File) {
+    let mut new_cache = kept;
+    for e in manifest
+        .entries
+        .iter()
+        .filter(|e| e.kind == Kind::File && e.deleted_ms.is_none())
+    {
         if let Some(c) = read_stats.identity.get(&e.path.bytes()) {
             new_cache.files.insert(
                 hex::encode(e.path.bytes()),
@@ -294,6 +417,7 @@ pub async fn run(
         bytes: stats.bytes,
         skipped: stats.skipped,
         skipped_paths: skipped,
+        deleted_kept: stats.deleted,
         files_read: read_stats.read,
         files_from_cache: read_stats.reused.len() as u64,
         blocks_uploaded: up.uploaded_blocks,
@@ -466,6 +590,7 @@ fn read_tree(
             size: 0,
             target: None,
             chunks: Vec::new(),
+            deleted_ms: None,
         };
         if m.file_type().is_symlink() {
             e.kind = Kind::Symlink;
@@ -486,6 +611,7 @@ fn read_tree(
                 ino: m.ino(),
                 ctime_sec: m.ctime(),
                 chunks: Vec::new(),
+                mode: m.mode() & 0o7777,
             };
             let cached = cache.files.get(&hex::encode(&rel)).filter(|c| {
                 c.size == identity.size
@@ -869,6 +995,81 @@ impl Uploader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cached(chunk: &[u8]) -> CachedFile {
+        CachedFile {
+            size: chunk.len() as u64,
+            mtime_sec: 1,
+            mtime_nsec: 0,
+            ino: 1,
+            ctime_sec: 1,
+            chunks: vec![BlockId::of(chunk)],
+            mode: 0o600,
+        }
+    }
+
+    fn key(p: &str) -> String {
+        hex::encode(p.as_bytes())
+    }
+
+    #[test]
+    fn deleted_files_are_carried_while_keep_deleted_says_and_not_otherwise() {
+        let day = 86_400_000u64;
+        let mut cache = Cache::default();
+        cache
+            .files
+            .insert(key("home/ann/gone.txt"), cached(b"gone"));
+        cache
+            .files
+            .insert(key("home/ann/here.txt"), cached(b"here"));
+        let present: HashSet<Vec<u8>> = [b"home/ann/here.txt".to_vec()].into();
+        // Off (the default): nothing is carried.
+        assert!(carry_deleted(&cache, &present, KeepDeleted::Off, 10 * day).is_empty());
+        // On: the file gone since the last backup, stamped now, with what
+        // restoring it needs.
+        let keep = KeepDeleted::For(Duration::from_secs(30 * 86_400));
+        let c = carry_deleted(&cache, &present, keep, 10 * day);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].path.bytes(), b"home/ann/gone.txt");
+        assert_eq!(
+            (c[0].deleted_ms, c[0].mode, c[0].kind),
+            (Some(10 * day), 0o600, Kind::File)
+        );
+        assert_eq!(c[0].chunks, vec![BlockId::of(b"gone")]);
+        // The next backup: carried again with the time it went, until the
+        // period ends.
+        let mut next = Cache::default();
+        next.files.insert(key("home/ann/here.txt"), cached(b"here"));
+        next.deleted.insert(key("home/ann/gone.txt"), c[0].clone());
+        let again = carry_deleted(&next, &present, keep, 39 * day);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].deleted_ms, Some(10 * day));
+        assert!(carry_deleted(&next, &present, keep, 40 * day).is_empty());
+        // Forever keeps it whatever the time; a file that comes back is not
+        // carried as deleted.
+        assert_eq!(
+            carry_deleted(&next, &present, KeepDeleted::Forever, 4000 * day).len(),
+            1
+        );
+        let back: HashSet<Vec<u8>> =
+            [b"home/ann/here.txt".to_vec(), b"home/ann/gone.txt".to_vec()].into();
+        assert!(carry_deleted(&next, &back, KeepDeleted::Forever, 41 * day).is_empty());
+    }
+
+    #[test]
+    fn keep_deleted_reads_the_settings_value() {
+        use serde_json::json;
+        assert_eq!(KeepDeleted::from_value(&json!(0)), KeepDeleted::Off);
+        assert_eq!(KeepDeleted::from_value(&json!(null)), KeepDeleted::Off);
+        assert_eq!(
+            KeepDeleted::from_value(&json!("forever")),
+            KeepDeleted::Forever
+        );
+        assert_eq!(
+            KeepDeleted::from_value(&json!(60)),
+            KeepDeleted::For(Duration::from_secs(60))
+        );
+    }
 
     /// The windowed chunker cuts where fastcdc's own stream chunker does, so
     /// chunks keep deduplicating against blocks stored before it.

@@ -82,6 +82,19 @@ struct BackupArgs {
     /// default: the org's device_defaults.bandwidth_limit).
     #[arg(long, value_parser = parse_rate)]
     bandwidth_limit: Option<u64>,
+    /// Keep files gone from the selection in the following backups, as
+    /// deleted files: "forever", a duration ("90d"), or 0 (default: the
+    /// org's device_defaults.keep_deleted; a legal hold may lock it).
+    #[arg(long, value_parser = parse_keep_deleted)]
+    keep_deleted: Option<String>,
+}
+
+fn parse_keep_deleted(s: &str) -> Result<String, String> {
+    match settings::keep_deleted_value(&serde_json::Value::from(s)) {
+        serde_json::Value::Number(_) => Ok(s.trim().to_string()),
+        serde_json::Value::String(t) if t == "forever" => Ok(t),
+        _ => Err(format!("{s:?} is not forever, 0, or a duration like 90d")),
+    }
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -132,6 +145,10 @@ enum Command {
         /// a restore must not plant privileged programs)
         #[arg(long)]
         keep_setuid: bool,
+        /// Restore the files the backup keeps as deleted too (gone from the
+        /// disk before it ran; see --keep-deleted)
+        #[arg(long)]
+        include_deleted: bool,
     },
     /// Download and check every block of a backup (default: the latest).
     Verify {
@@ -417,6 +434,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 one_file_system: w.one_file_system.then_some(true),
                 streams: w.streams,
                 bandwidth_limit: w.bandwidth_limit,
+                keep_deleted: w.keep_deleted.clone(),
                 ..settings::Local::default()
             },
             _ => settings::Local::default(),
@@ -489,9 +507,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let cache_dir = profile.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let compress = resolved.as_ref().is_none_or(|r| r.compression);
+    let keep_deleted = resolved
+        .as_ref()
+        .map(|r| r.keep_deleted)
+        .unwrap_or_default();
     let agent = Agent::open(api, &passphrase, &cache_dir)
         .await?
-        .with_compression(compress);
+        .with_compression(compress)
+        .with_keep_deleted(keep_deleted);
     if let Some(s) = &security {
         escrow_now(&agent, s).await;
     }
@@ -552,6 +575,9 @@ async fn command(
                     "backup {}: {} files, {} dirs, {} MiB; read {} files ({} unchanged), uploaded {} blocks ({} MiB) in {:.1} s",
                     s.backup, s.files, s.dirs, s.bytes >> 20, s.files_read, s.files_from_cache, s.blocks_uploaded, s.bytes_uploaded >> 20, s.seconds
                 );
+                if s.deleted_kept > 0 {
+                    println!("kept {} deleted file(s) (keep_deleted)", s.deleted_kept);
+                }
                 if s.skipped > 0 {
                     println!(
                         "skipped {} unreadable path(s): {}",
@@ -603,6 +629,7 @@ async fn command(
             include,
             streams,
             keep_setuid,
+            include_deleted,
         } => {
             let include = if include.is_empty() {
                 None
@@ -621,6 +648,7 @@ async fn command(
                         include,
                         streams,
                         keep_setuid,
+                        include_deleted,
                     },
                     &progress,
                 )

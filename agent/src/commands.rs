@@ -27,6 +27,7 @@ pub struct Agent {
     keys: Arc<Keys>,
     key_block: BlockId,
     cache_dir: PathBuf,
+    keep_deleted: backup::KeepDeleted,
 }
 
 impl Agent {
@@ -39,6 +40,7 @@ impl Agent {
             keys: Arc::new(keys),
             key_block,
             cache_dir: cache_dir.to_path_buf(),
+            keep_deleted: backup::KeepDeleted::Off,
         })
     }
 
@@ -69,6 +71,7 @@ impl Agent {
             keys: Arc::new(Keys::from_master(master)),
             key_block,
             cache_dir: cache_dir.to_path_buf(),
+            keep_deleted: backup::KeepDeleted::Off,
         })
     }
 
@@ -105,6 +108,13 @@ impl Agent {
         self
     }
 
+    /// Keep files gone from the selection in the backups that follow
+    /// (`device_defaults.keep_deleted`).
+    pub fn with_keep_deleted(mut self, keep: backup::KeepDeleted) -> Self {
+        self.keep_deleted = keep;
+        self
+    }
+
     pub async fn backup(
         &self,
         paths: Vec<PathBuf>,
@@ -119,6 +129,7 @@ impl Agent {
             one_file_system,
             streams,
             cache_file: self.cache_dir.join(format!("{}.json", self.api.archive)),
+            keep_deleted: self.keep_deleted,
         };
         backup::run(&self.api, self.keys.clone(), self.key_block, opts, progress).await
     }

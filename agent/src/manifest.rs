@@ -85,6 +85,12 @@ pub struct Entry {
     /// With `file`: the blocks of its chunks, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chunks: Vec<BlockId>,
+    /// A file gone from the backup selection (deleted, or no longer
+    /// selected), carried forward from an earlier backup while
+    /// `device_defaults.keep_deleted` says so: when the agent first found it
+    /// gone (ms). A restore skips it unless asked for deleted files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -93,6 +99,9 @@ pub struct Stats {
     pub dirs: u64,
     pub bytes: u64,
     pub skipped: u64,
+    /// Deleted files carried forward (not counted in `files` and `bytes`).
+    #[serde(default)]
+    pub deleted: u64,
 }
 
 /// The tree of one backup.

@@ -120,6 +120,9 @@ pub struct RestoreOptions {
     pub streams: usize,
     /// Keep files' setuid and setgid bits (by default they are removed).
     pub keep_setuid: bool,
+    /// Restore files the backup keeps as deleted too (by default only what
+    /// was on the disk when it ran).
+    pub include_deleted: bool,
 }
 
 /// Where a restore writes, and how.
@@ -153,6 +156,9 @@ pub struct RestoreSummary {
     pub failed: Vec<(String, String)>,
     /// Manifest paths refused as unsafe.
     pub refused: Vec<String>,
+    /// Deleted files the backup keeps that were left out (no
+    /// `--include-deleted`).
+    pub deleted_skipped: u64,
 }
 
 pub async fn restore(
@@ -175,6 +181,10 @@ pub async fn restore(
     // descriptors (see `confined`), never by resolving a whole path.
     let mut chosen: Vec<(&Entry, PathBuf)> = Vec::new();
     for e in &m.entries {
+        if e.deleted_ms.is_some() && !opts.include_deleted {
+            sum.deleted_skipped += 1;
+            continue;
+        }
         let Some(rel) = e.path.safe_relative() else {
             progress.warn(&format!(
                 "refusing unsafe path in the manifest: {:?}",

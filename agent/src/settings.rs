@@ -31,6 +31,9 @@ pub struct Local {
     /// `"on"` or `"off"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<String>,
+    /// `"forever"`, a duration (`"30d"`), or `"0"` (not kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_deleted: Option<String>,
     /// Setting → the `pushed_at` of the last push applied.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub applied: BTreeMap<String, u64>,
@@ -50,19 +53,46 @@ pub struct Resolved {
     pub streams: usize,
     pub bandwidth_limit: u64,
     pub compression: bool,
+    pub keep_deleted: crate::backup::KeepDeleted,
     /// Setting → (value as text, where it came from).
     pub origin: BTreeMap<String, (String, String)>,
 }
 
 /// The keys the agent applies, with the flag that sets each (compression
 /// has none: the profile's `[settings]` or the server decide).
-const KEYS: [(&str, &str); 5] = [
+const KEYS: [(&str, &str); 6] = [
     ("excludes", "--exclude"),
     ("one_file_system", "--one-file-system"),
     ("streams", "--streams"),
     ("bandwidth_limit", "--bandwidth-limit"),
     ("compression", "compression"),
+    ("keep_deleted", "--keep-deleted"),
 ];
+
+/// `keep_deleted` as the agent compares it: seconds, or `"forever"` (the
+/// server says forever with `null`; the profile and the flag in words).
+pub fn keep_deleted_value(v: &Value) -> Value {
+    match v {
+        Value::Null => Value::from("forever"),
+        Value::String(t) if t.trim() == "forever" => Value::from("forever"),
+        Value::String(t) => match t.trim().parse::<u64>() {
+            Ok(n) => Value::from(n),
+            Err(_) => humantime::parse_duration(t.trim())
+                .map(|d| Value::from(d.as_secs()))
+                .unwrap_or_else(|_| v.clone()),
+        },
+        other => other.clone(),
+    }
+}
+
+/// A server value as the agent compares it.
+fn normalized(key: &str, v: &Value) -> Value {
+    if key == "keep_deleted" {
+        keep_deleted_value(v)
+    } else {
+        v.clone()
+    }
+}
 
 fn get(l: &Local, key: &str) -> Option<Value> {
     match key {
@@ -71,6 +101,10 @@ fn get(l: &Local, key: &str) -> Option<Value> {
         "streams" => l.streams.map(Value::from),
         "bandwidth_limit" => l.bandwidth_limit.map(Value::from),
         "compression" => l.compression.clone().map(Value::from),
+        "keep_deleted" => l
+            .keep_deleted
+            .as_ref()
+            .map(|t| keep_deleted_value(&Value::from(t.as_str()))),
         _ => None,
     }
 }
@@ -88,6 +122,13 @@ fn set(l: &mut Local, key: &str, v: &Value) {
         "streams" => l.streams = v.as_u64().map(|n| n as usize),
         "bandwidth_limit" => l.bandwidth_limit = v.as_u64(),
         "compression" => l.compression = v.as_str().map(str::to_string),
+        "keep_deleted" => {
+            l.keep_deleted = match keep_deleted_value(v) {
+                Value::Number(n) => Some(format!("{n}s")),
+                Value::String(t) => Some(t),
+                _ => None,
+            }
+        }
         _ => {}
     }
 }
@@ -130,7 +171,12 @@ pub fn resolve(
     let mut changed = false;
     let mut out = BTreeMap::new();
     for (key, flag) in KEYS {
-        let s = server.and_then(|s| s.values.get(key));
+        let s = server.and_then(|s| s.values.get(key)).map(|s| {
+            let mut s = s.clone();
+            s.value = normalized(key, &s.value);
+            s
+        });
+        let s = s.as_ref();
         if let Some(s) = s.filter(|s| s.pushed_at > profile.applied.get(key).copied().unwrap_or(0))
         {
             set(profile, key, &s.value);
@@ -139,10 +185,17 @@ pub fn resolve(
         }
         let (v, from) = match (s, get(flags, key), get(profile, key)) {
             (Some(s), given, own) if s.locked => {
+                // An org's lock, or a legal hold's (its preservation
+                // policy's deleted-file handling).
                 let by = s.locked_by.as_deref().unwrap_or(&s.from);
+                let by = if by.starts_with("legal hold") {
+                    by.to_string()
+                } else {
+                    format!("org {by}")
+                };
                 if let Some(g) = given.filter(|g| !same(g, &s.value)) {
                     anyhow::bail!(
-                        "device_defaults.{key} is locked at {} by org {by}: {flag} {} is refused; \
+                        "device_defaults.{key} is locked at {} by {by}: {flag} {} is refused; \
                          drop it",
                         s.text,
                         text(&g)
@@ -150,13 +203,13 @@ pub fn resolve(
                 }
                 if let Some(o) = own.filter(|o| !same(o, &s.value)) {
                     anyhow::bail!(
-                        "device_defaults.{key} is locked at {} by org {by}: the profile's \
+                        "device_defaults.{key} is locked at {} by {by}: the profile's \
                          [settings] {key} = {} is refused; remove it",
                         s.text,
                         text(&o)
                     );
                 }
-                (s.value.clone(), format!("locked by org {by}"))
+                (s.value.clone(), format!("locked by {by}"))
             }
             (_, Some(g), _) => (g, format!("flag {flag}")),
             (s, None, Some(o)) => {
@@ -189,6 +242,7 @@ pub fn resolve(
             .map_or(16, |n| n.clamp(1, 256) as usize),
         bandwidth_limit: val("bandwidth_limit").as_u64().unwrap_or(0),
         compression: val("compression").as_str() != Some("off"),
+        keep_deleted: crate::backup::KeepDeleted::from_value(&val("keep_deleted")),
         origin: out
             .iter()
             .map(|(k, (v, from))| (k.clone(), (text(v), from.clone())))
@@ -254,6 +308,53 @@ mod tests {
         };
         assert_eq!(resolve(Some(&next), &mut p, &flags).unwrap().0.streams, 1);
         assert_eq!(p.streams, Some(6));
+    }
+
+    #[test]
+    fn a_legal_holds_keep_deleted_is_forever_locked_and_named_and_a_release_lets_go() {
+        // The server says forever with null, locked by the hold.
+        let mut s = server("keep_deleted", Value::Null, true, 100);
+        let v = s.values.get_mut("keep_deleted").unwrap();
+        v.locked_by = Some("legal hold m1".into());
+        v.from = "legal hold".into();
+        v.text = "forever".into();
+        let mut p = Local::default();
+        let (r, changed) = resolve(Some(&s), &mut p, &Local::default()).unwrap();
+        assert!(changed);
+        assert_eq!(r.keep_deleted, crate::backup::KeepDeleted::Forever);
+        assert_eq!(r.origin["keep_deleted"].1, "locked by legal hold m1");
+        assert_eq!(p.keep_deleted.as_deref(), Some("forever"));
+        // The same value as a flag is no contradiction; another is refused.
+        let same_flag = Local {
+            keep_deleted: Some("forever".into()),
+            ..Local::default()
+        };
+        assert!(resolve(Some(&s), &mut p, &same_flag).is_ok());
+        let off = Local {
+            keep_deleted: Some("0".into()),
+            ..Local::default()
+        };
+        let e = resolve(Some(&s), &mut p, &off).unwrap_err().to_string();
+        assert!(
+            e.contains("device_defaults.keep_deleted is locked at forever by legal hold m1"),
+            "{e}"
+        );
+        // Released: the org's value comes back as a push, and replaces the
+        // hold's in the profile.
+        let back = server("keep_deleted", Value::from(0), false, 200);
+        let (r, changed) = resolve(Some(&back), &mut p, &Local::default()).unwrap();
+        assert!(changed);
+        assert_eq!(r.keep_deleted, crate::backup::KeepDeleted::Off);
+        // A duration given as a flag.
+        let flag = Local {
+            keep_deleted: Some("90d".into()),
+            ..Local::default()
+        };
+        let (r, _) = resolve(Some(&back), &mut p, &flag).unwrap();
+        assert_eq!(
+            r.keep_deleted,
+            crate::backup::KeepDeleted::For(std::time::Duration::from_secs(90 * 86_400))
+        );
     }
 
     #[test]

@@ -111,6 +111,7 @@ async fn restore_with(
         include: None,
         streams: 8,
         keep_setuid,
+        include_deleted: false,
     };
     dev.restore(None, &opts, &Progress::quiet()).await.unwrap()
 }
@@ -416,6 +417,7 @@ fn forged_entry(path: &str, kind: Kind, size: u64, chunks: Vec<BlockId>) -> Entr
         size,
         target: None,
         chunks,
+        deleted_ms: None,
     }
 }
 

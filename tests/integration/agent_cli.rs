@@ -506,3 +506,120 @@ async fn run_backs_up_every_backup_interval_and_waits_out_an_unreachable_server(
         .unwrap();
     assert_eq!(d.backup_count, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_makes_the_custodians_agent_keep_deleted_files_until_released() {
+    let (server, enrolled) = tls_server_with_device().await;
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let src = work.join("src");
+    std::fs::create_dir_all(src.join("dir")).unwrap();
+    std::fs::write(src.join("a.txt"), b"evidence a").unwrap();
+    std::fs::write(src.join("b.txt"), b"before the hold").unwrap();
+    std::fs::write(src.join("dir/c.txt"), b"stays").unwrap();
+    init(work, &server, &enrolled);
+    let backup = || {
+        let o = ok(agent(work)
+            .args(["backup", "--json"])
+            .arg(&src)
+            .output()
+            .unwrap());
+        summary(&o)["summary"].clone()
+    };
+    backup();
+    // Without a hold (keep_deleted 0 by default) a deleted file lives on
+    // only in the older backups.
+    std::fs::remove_file(src.join("b.txt")).unwrap();
+    assert_eq!(backup()["deleted_kept"], 0);
+
+    // A hold under a policy that keeps deleted files (forever, the default).
+    let p: Value = serde_json::from_str(&cli_ok(
+        &server.cli(&["hold", "policy", "create", "preserve", "--json"]),
+    ))
+    .unwrap();
+    assert_eq!(p["keep_deleted"], "forever");
+    cli_ok(&server.cli(&["hold", "matter", "create", "m1", "--policy", "preserve"]));
+    cli_ok(&server.cli(&[
+        "hold",
+        "custodian",
+        "add",
+        "--matter",
+        "m1",
+        "--user",
+        "ann",
+        "--reason",
+        "litigation",
+    ]));
+    let o = ok(agent(work).arg("settings").output().unwrap());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.lines().any(|l| l.starts_with("keep_deleted")
+            && l.contains("forever")
+            && l.contains("locked by legal hold m1")),
+        "{out}"
+    );
+    // The agent may not turn it off.
+    let o = agent(work)
+        .args(["backup", "--keep-deleted", "0"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("device_defaults.keep_deleted is locked at forever by legal hold m1"),
+        "{err}"
+    );
+    // a.txt is deleted while held: every later backup keeps it, marked.
+    backup();
+    std::fs::remove_file(src.join("a.txt")).unwrap();
+    let s = backup();
+    assert_eq!(
+        (s["deleted_kept"].clone(), s["files"].clone()),
+        (1.into(), 1.into()),
+        "{s}"
+    );
+    std::fs::write(src.join("d.txt"), b"new").unwrap();
+    assert_eq!(backup()["deleted_kept"], 1);
+    let restored = |name: &str, extra: &[&str]| {
+        let t = work.join(name);
+        ok(agent(work)
+            .args(["restore", "--target"])
+            .arg(&t)
+            .args(extra)
+            .output()
+            .unwrap());
+        t.join(src.strip_prefix("/").unwrap())
+    };
+    let plain = restored("plain", &[]);
+    assert!(!plain.join("a.txt").exists() && !plain.join("b.txt").exists());
+    assert_eq!(std::fs::read(plain.join("dir/c.txt")).unwrap(), b"stays");
+    let all = restored("all", &["--include-deleted"]);
+    assert_eq!(std::fs::read(all.join("a.txt")).unwrap(), b"evidence a");
+    assert!(
+        !all.join("b.txt").exists(),
+        "gone before the hold: not carried"
+    );
+
+    // Released: the org's value is pushed back, and the next backup lets
+    // the deleted file go (the older backups still hold it, for retention).
+    cli_ok(&server.cli(&[
+        "hold",
+        "custodian",
+        "release",
+        "--matter",
+        "m1",
+        "--user",
+        "ann",
+        "--reason",
+        "settled",
+    ]));
+    let o = ok(agent(work).arg("settings").output().unwrap());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("keep_deleted") && !l.contains("legal hold")),
+        "{out}"
+    );
+    assert_eq!(backup()["deleted_kept"], 0);
+}

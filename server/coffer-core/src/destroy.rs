@@ -373,7 +373,11 @@ impl Coffer {
                 pack,
                 records,
             } => {
-                for id in records {
+                // In key order: neighbouring probes share the index's pages
+                // (a pack's records are in upload order, which is random).
+                let mut ids: Vec<&BlockId> = records.iter().collect();
+                ids.sort_unstable();
+                for id in ids {
                     if let Some(rec) = self.meta.block(archive, id)? {
                         if matches!(Location::decode(&rec.location), Some(Location::Packed { pack: p, .. }) if p == pack)
                         {
@@ -429,7 +433,7 @@ impl Coffer {
     /// verdict, with the destruction done (and its audit entry written in
     /// its transaction, for records) when allowed, and the refusal audited
     /// when not. Blocks and packs are journaled and destroyed by the
-    /// collector through [`Coffer::destroy_bytes`].
+    /// collector through [`Coffer::destroy_bytes_many`].
     pub(crate) fn destroy(
         &self,
         p: &Principal,
@@ -543,30 +547,46 @@ impl Coffer {
         Ok(out)
     }
 
-    /// Delete the bytes of a block whose record the gate destroyed (its
-    /// journal entry written), then clear the entry. The only caller of
-    /// `BlockStore::delete`.
-    pub(crate) async fn destroy_bytes(
+    /// Delete the bytes of blocks of `archive` whose records the gate
+    /// destroyed (their journal entries durable), then clear the entries of
+    /// those deleted. Each failed delete is tried again a few times; one
+    /// that still fails keeps its entry, for the next run or start. Returns
+    /// how many still failed. The only caller of `BlockStore::delete`.
+    pub(crate) async fn destroy_bytes_many(
         &self,
         archive: &Name,
-        id: &BlockId,
-        location: &[u8],
-    ) -> Result<()> {
-        let at = Location::decode(location).unwrap_or(Location::Object);
+        blocks: &[(BlockId, Vec<u8>)],
+    ) -> Result<u64> {
+        let mut left: Vec<(BlockId, Location)> = blocks
+            .iter()
+            .map(|(id, loc)| (*id, Location::decode(loc).unwrap_or(Location::Object)))
+            .collect();
         let mut tries = 0;
         loop {
-            match self.storage.delete(archive.as_str(), id, at).await {
-                Ok(()) => break,
-                Err(e) if tries < 4 => {
-                    tries += 1;
-                    tracing::warn!(archive = %archive, block = %id, error = %e, "block delete failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(100 << tries)).await;
+            let results = self.storage.delete(archive.as_str(), &left).await;
+            let mut done = Vec::new();
+            let mut failed = Vec::new();
+            for (b, r) in left.into_iter().zip(results) {
+                match r {
+                    Ok(()) => done.push(b.0),
+                    Err(e) => failed.push((b, e)),
                 }
-                Err(e) => return Err(e.into()),
             }
+            self.meta.journal_done_many(archive, &done)?;
+            if failed.is_empty() {
+                return Ok(0);
+            }
+            if tries == 4 {
+                for ((id, _), e) in &failed {
+                    tracing::warn!(archive = %archive, block = %id, error = %e, "a block's bytes could not be deleted yet; its journal entry stays");
+                }
+                return Ok(failed.len() as u64);
+            }
+            tries += 1;
+            tracing::warn!(archive = %archive, blocks = failed.len(), error = %failed[0].1, "block deletes failed; retrying");
+            tokio::time::sleep(std::time::Duration::from_millis(100 << tries)).await;
+            left = failed.into_iter().map(|(b, _)| b).collect();
         }
-        self.meta.journal_done(archive, id)?;
-        Ok(())
     }
 
     /// Delete a pack the gate allowed. The only caller of

@@ -159,6 +159,7 @@ pub(crate) async fn policy(f: &Fixture, p: &Principal, n: &str) {
                 name: n.into(),
                 keep: None,
                 retention: Default::default(),
+                keep_deleted: None,
             },
         )
         .await;
@@ -258,6 +259,7 @@ async fn only_legal_hold_admins_and_admins_manage_holds() {
                     name: "p".into(),
                     keep: None,
                     retention: Default::default(),
+                    keep_deleted: None,
                 },
             )
             .await;
@@ -370,6 +372,7 @@ async fn matters_policies_and_custodians_refuse_bad_requests_clearly() {
                     ("weekly".to_string(), "1h".to_string()),
                 ]
                 .into(),
+                keep_deleted: None,
             },
         )
         .await;
@@ -382,6 +385,7 @@ async fn matters_policies_and_custodians_refuse_bad_requests_clearly() {
                 name: "t".into(),
                 keep: Some("tiers".into()),
                 retention: [("hourly".to_string(), "1d".to_string())].into(),
+                keep_deleted: None,
             },
         )
         .await;
@@ -490,6 +494,7 @@ async fn a_tiers_policy_applies_the_stricter_of_it_and_the_org() {
                     ("daily".to_string(), "60d".to_string()),
                 ]
                 .into(),
+                keep_deleted: None,
             },
         )
         .await
@@ -519,6 +524,142 @@ async fn a_tiers_policy_applies_the_stricter_of_it_and_the_org() {
         .unwrap();
     assert_eq!(run.kept, 10, "{run:?}");
     assert_eq!(run.expired, 10);
+}
+
+#[tokio::test]
+async fn a_hold_locks_keeping_deleted_files_on_the_custodians_devices_until_released() {
+    let f = Fixture::new();
+    release_rule(&f, 1, 0);
+    let a = dev(&f, "acme", "ann", "laptop").await;
+    let b = dev(&f, "acme", "bob", "desktop").await;
+    let kd = |d: &DeviceAuth| f.core.device_settings(d).unwrap().values["keep_deleted"].clone();
+    let before = kd(&a);
+    assert_eq!(
+        (before.value.clone(), before.locked),
+        (serde_json::json!(0), false)
+    );
+    // The org keeps deleted files 90 days (pushed: saved values reach only
+    // devices enrolled later), a policy 30: the stricter holds.
+    f.clock.advance(SEC);
+    f.core
+        .set_org_settings(
+            &f.admin(),
+            &name("acme"),
+            &SetOrgSettings {
+                group: "device_defaults".into(),
+                values: [("keep_deleted".to_string(), serde_json::Value::from("90d"))].into(),
+                mode: Some("push".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let p = lha("lena");
+    let bad = f
+        .core
+        .create_hold_policy(
+            &p,
+            CreateHoldPolicy {
+                name: "vague".into(),
+                keep: None,
+                retention: Default::default(),
+                keep_deleted: Some("a while".into()),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), ErrorCode::InvalidRequest);
+    assert!(bad.to_string().contains("keep_deleted"), "{bad}");
+    let d30 = f
+        .core
+        .create_hold_policy(
+            &p,
+            CreateHoldPolicy {
+                name: "d30".into(),
+                keep: None,
+                retention: Default::default(),
+                keep_deleted: Some("30d".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(d30.keep_deleted, "30d");
+    f.core
+        .create_matter(
+            &p,
+            CreateMatter {
+                name: "m30".into(),
+                policy: "d30".into(),
+                description: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    f.clock.advance(SEC);
+    f.core
+        .add_custodian(&p, req("m30", "ann", ""))
+        .await
+        .unwrap();
+    let held = kd(&a);
+    assert!(held.locked, "{held:?}");
+    assert_eq!(held.value, serde_json::json!(90 * 86_400));
+    assert_eq!(held.locked_by.as_deref(), Some("legal hold m30"));
+    assert!(held.pushed_at > before.pushed_at, "a hold is a push");
+    // A second hold under a keep-all policy (deleted files kept forever by
+    // default) wins; bob, not held, keeps the org's value, unlocked.
+    f.clock.advance(SEC);
+    hold(&f, "m-all", "ann").await;
+    let held2 = kd(&a);
+    assert_eq!(
+        (held2.value.clone(), held2.text.as_str()),
+        (serde_json::Value::Null, "forever")
+    );
+    let by = held2.locked_by.clone().unwrap();
+    assert!(by.contains("m30") && by.contains("m-all"), "{by}");
+    assert!(held2.pushed_at > held.pushed_at);
+    assert!(!kd(&b).locked);
+    assert_eq!(kd(&b).value, serde_json::json!(90 * 86_400));
+    // The version a device polls moves with it.
+    assert!(f.core.device_settings(&a).unwrap().version >= held2.pushed_at);
+    // Released from the keep-all matter: 90 days again, still locked, and
+    // pushed anew (the agent holds the earlier value in its profile).
+    f.clock.advance(SEC);
+    f.core
+        .release_custodian(&p, req("m-all", "ann", "matter settled"))
+        .await
+        .unwrap();
+    let one = kd(&a);
+    assert_eq!(
+        (one.value.clone(), one.locked),
+        (serde_json::json!(90 * 86_400), true)
+    );
+    assert!(one.pushed_at > held2.pushed_at, "{one:?} after {held2:?}");
+    // Released from both: the org's value again, pushed (the agent took the
+    // hold's value into its profile and must be told to let it go).
+    f.clock.advance(SEC);
+    f.core
+        .release_custodian(&p, req("m30", "ann", "matter settled"))
+        .await
+        .unwrap();
+    let after = kd(&a);
+    assert!(!after.locked, "{after:?}");
+    assert_eq!(after.value, serde_json::json!(90 * 86_400));
+    assert!(
+        after.pushed_at > held2.pushed_at,
+        "{after:?} after {held2:?}"
+    );
+    let listed = f.core.hold_policies(&p).await.unwrap();
+    let of = |n: &str| {
+        listed
+            .iter()
+            .find(|x| x.name.as_str() == n)
+            .unwrap()
+            .keep_deleted
+            .clone()
+    };
+    assert_eq!(
+        (of("d30"), of("keep-all")),
+        ("30d".to_string(), "forever".to_string())
+    );
 }
 
 #[tokio::test]

@@ -37,7 +37,6 @@ use coffer_meta::{BlockRecord, SessionStatus};
 use coffer_storage::Location;
 use coffer_types::wire::{GcReport, GcStatus};
 use coffer_types::{BlockId, Name, UnixMillis};
-use futures::StreamExt;
 
 use crate::access::{Permission, Principal};
 use crate::destroy::{Doomed, GateCtx, Verdict};
@@ -51,8 +50,9 @@ const CONDEMN_BATCH: usize = 256;
 /// Blocks whose records are destroyed before the journal is made durable
 /// and their bytes deleted.
 const SWEEP_BATCH: usize = 128;
-/// Deletes in flight at once (S3).
-const DELETE_CONCURRENCY: usize = 16;
+/// Blocks whose bytes are deleted together, once their journal entries are
+/// durable (one S3 `DeleteObjects` request holds a thousand keys).
+const DELETE_BATCH: usize = 1000;
 /// Times an archive's mark starts over when commits keep racing it.
 const RESTARTS: usize = 5;
 
@@ -189,9 +189,18 @@ impl Coffer {
     /// moved out of it). Run at start, before serving.
     pub async fn gc_recover(&self) -> Result<u64> {
         let mut n = 0;
+        let mut by_archive: HashMap<Name, Vec<(BlockId, Vec<u8>)>> = HashMap::new();
         for e in self.meta.journal()? {
-            self.destroy_bytes(&e.archive, &e.id, &e.location).await?;
-            n += 1;
+            by_archive
+                .entry(e.archive)
+                .or_default()
+                .push((e.id, e.location));
+        }
+        for (archive, blocks) in by_archive {
+            for chunk in blocks.chunks(DELETE_BATCH) {
+                let failed = self.destroy_bytes_many(&archive, chunk).await?;
+                n += chunk.len() as u64 - failed;
+            }
         }
         for j in self.meta.pack_journal()? {
             self.meta.pack_journal_done(&j.archive, j.pack)?;
@@ -250,6 +259,8 @@ impl Coffer {
         if !dry_run {
             self.persist_compliance()?;
             self.meta.durable().await?;
+            // Deletes an earlier run could not finish.
+            self.gc_recover().await?;
         }
         let now = self.compliance_now();
         let cutoff = now.saturating_sub(settings.grace.as_millis() as u64);
@@ -343,13 +354,15 @@ impl Coffer {
         // Sweep, a batch at a time: records (and journal) first, durable,
         // then bytes.
         let mut ctx = GateCtx::default();
+        let mut live_packs = mark.pack_bytes;
+        let mut pending: Vec<(BlockId, Vec<u8>)> = Vec::new();
         for chunk in mark.candidates.chunks(SWEEP_BATCH) {
             let started = std::time::Instant::now();
             let mut bytes: Vec<(BlockId, Vec<u8>)> = Vec::new();
             let mut freed = 0u64;
             let ids: Vec<BlockId> = chunk.iter().map(|(id, _)| *id).collect();
             let done = self.destroy_blocks(p, &mut ctx, archive, &ids, commits, cutoff)?;
-            for ((id, _), d) in chunk.iter().zip(done) {
+            for ((id, cand), d) in chunk.iter().zip(done) {
                 match d {
                     Some(rec) => {
                         report.swept += 1;
@@ -357,54 +370,60 @@ impl Coffer {
                         freed += rec.size;
                         bytes.push((*id, rec.location));
                     }
-                    None => report.refused += 1,
+                    None => {
+                        report.refused += 1;
+                        // It stays: it counts in its pack's live bytes.
+                        if let Some(Location::Packed { pack, .. }) =
+                            Location::decode(&cand.location)
+                        {
+                            *live_packs.entry(pack).or_default() += cand.size + PACK_HEADER;
+                        }
+                    }
                 }
-            }
-            // The intent is on stable storage before any byte goes. (A
-            // packed block's bytes go only with its pack's rewrite, which
-            // makes the index durable first: nothing to wait for here.)
-            let objects = bytes
-                .iter()
-                .any(|(_, loc)| !matches!(Location::decode(loc), Some(Location::Packed { .. })));
-            if objects {
-                self.meta.durable().await?;
             }
             if freed > 0 {
                 self.uncount_stored(archive, freed)?;
             }
             // A packed block's bytes go with its pack's rewrite (it has no
-            // journal entry); the others' now.
-            let deletes = bytes
-                .into_iter()
-                .filter(|(_, loc)| !matches!(Location::decode(loc), Some(Location::Packed { .. })))
-                .map(|(id, loc)| {
-                    let (core, archive) = (self.clone(), archive.clone());
-                    async move { core.destroy_bytes(&archive, &id, &loc).await }
-                });
-            let results: Vec<Result<()>> = futures::stream::iter(deletes)
-                .buffer_unordered(DELETE_CONCURRENCY)
-                .collect()
-                .await;
-            for r in results {
-                // An entry left by a failed delete is finished at the next
-                // start (or run: the journal is replayed by `gc_recover`).
-                if let Err(e) = r {
-                    tracing::warn!(archive = %archive, error = %e, "a block's bytes could not be deleted yet; its journal entry stays");
-                }
+            // journal entry); the others' once enough wait.
+            pending.extend(bytes.into_iter().filter(|(_, loc)| {
+                !matches!(Location::decode(loc), Some(Location::Packed { .. }))
+            }));
+            if pending.len() >= DELETE_BATCH {
+                self.sweep_bytes(archive, &mut pending).await?;
             }
-            // Cleared journal entries need no flush of their own: one the
-            // next start finds again deletes nothing that is not gone.
             self.pace(started).await;
         }
+        self.sweep_bytes(archive, &mut pending).await?;
         self.meta.durable().await?;
         self.meta.uncondemn_all(archive)?;
         report.sweep_ms += sweep_started.elapsed().as_millis() as u64;
         if self.storage.packs() {
             let started = std::time::Instant::now();
-            self.repack_archive(p, archive, settings, report).await?;
+            self.repack_archive(p, archive, &live_packs, settings, report)
+                .await?;
             report.repack_ms += started.elapsed().as_millis() as u64;
         }
         Ok(true)
+    }
+
+    /// Delete the bytes of the swept blocks in `pending`: their journal
+    /// entries are made durable first, then the bytes go, then the entries
+    /// (a failed delete keeps its entry for the next run or start; cleared
+    /// entries need no flush of their own, as one found again deletes
+    /// nothing that is not gone).
+    async fn sweep_bytes(
+        &self,
+        archive: &Name,
+        pending: &mut Vec<(BlockId, Vec<u8>)>,
+    ) -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.meta.durable().await?;
+        self.destroy_bytes_many(archive, pending).await?;
+        pending.clear();
+        Ok(())
     }
 
     /// Rewrite the archive's packs whose live fraction is below the
@@ -413,6 +432,7 @@ impl Coffer {
         &self,
         p: &Principal,
         archive: &Name,
+        live: &HashMap<u64, u64>,
         settings: &GcSettings,
         report: &mut GcReport,
     ) -> Result<()> {
@@ -420,26 +440,6 @@ impl Coffer {
         if packs.is_empty() {
             return Ok(());
         }
-        // Live bytes per pack, from the block records.
-        let a = archive.clone();
-        let live: HashMap<u64, u64> = self
-            .meta_blocking("count live pack bytes", move |m| {
-                let mut out: HashMap<u64, u64> = HashMap::new();
-                let mut after = None;
-                loop {
-                    let page = m.archive_blocks_page(&a, after.as_ref(), 4096)?;
-                    let Some((last, _)) = page.last() else { break };
-                    after = Some(*last);
-                    for (_, rec) in &page {
-                        if let Some(Location::Packed { pack, .. }) = Location::decode(&rec.location)
-                        {
-                            *out.entry(pack).or_default() += rec.size + PACK_HEADER;
-                        }
-                    }
-                }
-                Ok(out)
-            })
-            .await?;
         for (pack, size) in packs {
             if size == 0 || self.storage.pack_open(archive.as_str(), pack) {
                 continue;
@@ -457,7 +457,10 @@ impl Coffer {
             let records = self.storage.pack_records(archive.as_str(), pack).await?;
             let mut copied = 0u64;
             let mut started = std::time::Instant::now();
-            for (i, (id, offset, _len)) in records.iter().enumerate() {
+            // A pack with no live bytes has nothing to copy (the gate still
+            // checks every record before it goes).
+            let to_copy = if l == 0 { &records[..0] } else { &records[..] };
+            for (i, (id, offset, _len)) in to_copy.iter().enumerate() {
                 if i % 256 == 255 {
                     self.pace(started).await;
                     started = std::time::Instant::now();
@@ -536,9 +539,64 @@ pub(crate) fn pins_protect(s: &coffer_meta::SessionRecord, cutoff: UnixMillis) -
     }
 }
 
+/// A set of block ids built by appending (backups share most of their
+/// blocks, so far more are added than are distinct), read as one sorted
+/// list. Added ids wait in a buffer that is sorted and merged in once it is
+/// as long as the set: each id costs a logarithmic share of sorting, and
+/// memory stays within about twice the distinct ids.
+#[derive(Default)]
+struct SortedIds {
+    sorted: Vec<BlockId>,
+    pending: Vec<BlockId>,
+}
+
+impl SortedIds {
+    fn extend(&mut self, ids: impl IntoIterator<Item = BlockId>) {
+        self.pending.extend(ids);
+        if self.pending.len() >= self.sorted.len().max(1 << 16) {
+            self.merge();
+        }
+    }
+
+    fn merge(&mut self) {
+        let mut p = std::mem::take(&mut self.pending);
+        p.sort_unstable();
+        p.dedup();
+        let old = std::mem::take(&mut self.sorted);
+        let mut out = Vec::with_capacity(old.len() + p.len());
+        let (mut a, mut b) = (old.into_iter().peekable(), p.into_iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x < y => a.next(),
+                (Some(x), Some(y)) if x > y => b.next(),
+                (Some(_), Some(_)) => {
+                    b.next();
+                    a.next()
+                }
+                (Some(_), None) => a.next(),
+                (None, Some(_)) => b.next(),
+                (None, None) => break,
+            };
+            out.extend(next);
+        }
+        self.sorted = out;
+    }
+
+    fn finish(mut self) -> Vec<BlockId> {
+        self.merge();
+        self.sorted
+    }
+}
+
 /// What the mark found in one archive.
 struct Mark {
     candidates: Vec<(BlockId, BlockRecord)>,
+    /// Bytes (record headers included) per pack of the blocks that stay:
+    /// the live fraction the pack rewrite starts from. Candidates a sweep
+    /// refuses are added back; blocks stored after the mark go to the pack
+    /// being appended to, which is not rewritten. An estimate for choosing
+    /// packs only: the gate checks every record before a pack goes.
+    pack_bytes: HashMap<u64, u64>,
     orphans_dropped: u64,
     /// Orphaned reference lists seen, not dropped yet, with when first seen.
     orphans_waiting: Vec<(Name, UnixMillis)>,
@@ -556,7 +614,10 @@ fn mark(
     orphans_seen: &HashMap<(Name, Name), UnixMillis>,
     pace: &dyn Fn(),
 ) -> Result<Mark> {
-    let mut live: HashSet<BlockId> = HashSet::new();
+    // The live set as a sorted list, merged against the block records
+    // (which are scanned in id order): sequential work, where a hash set of
+    // a large archive's blocks misses the processor's caches at every probe.
+    let mut live = SortedIds::default();
     let backups: HashSet<Name> = m.backups(archive)?.into_iter().map(|b| b.id).collect();
     let mut orphans_dropped = 0;
     let mut orphans_waiting = Vec::new();
@@ -599,7 +660,10 @@ fn mark(
     for s in &live_sessions {
         live.extend(m.pins_of(archive, s)?);
     }
+    let live = live.finish();
     let mut candidates = Vec::new();
+    let mut pack_bytes: HashMap<u64, u64> = HashMap::new();
+    let mut next = 0usize;
     let mut after = None;
     loop {
         let page = m.archive_blocks_page(archive, after.as_ref(), 4096)?;
@@ -607,13 +671,20 @@ fn mark(
         after = Some(*last);
         pace();
         for (id, rec) in page {
-            if !live.contains(&id) && rec.stored_at < cutoff {
+            while live.get(next).is_some_and(|l| *l < id) {
+                next += 1;
+            }
+            let is_live = live.get(next) == Some(&id);
+            if !is_live && rec.stored_at < cutoff {
                 candidates.push((id, rec));
+            } else if let Some(Location::Packed { pack, .. }) = Location::decode(&rec.location) {
+                *pack_bytes.entry(pack).or_default() += rec.size + PACK_HEADER;
             }
         }
     }
     Ok(Mark {
         candidates,
+        pack_bytes,
         orphans_dropped,
         orphans_waiting,
     })

@@ -263,10 +263,12 @@ async fn a_block_being_destroyed_is_refused_for_a_retry_not_lost() {
     let e = put(&f, &a, None, b"journaled").await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::ServerBusy);
     assert!(e.code().retryable());
-    f.core
-        .destroy_bytes(&a.archive, &id, &rec.location)
+    let failed = f
+        .core
+        .destroy_bytes_many(&a.archive, &[(id, rec.location)])
         .await
         .unwrap();
+    assert_eq!(failed, 0);
     put(&f, &a, None, b"journaled").await.unwrap();
     assert!(readable(&f, &a.archive, &id).await);
 }
@@ -328,6 +330,7 @@ async fn a_block_shared_by_a_held_backup_and_an_expired_one_stays() {
                     ("daily".to_string(), "60d".to_string()),
                 ]
                 .into(),
+                keep_deleted: None,
             },
         )
         .await

@@ -48,6 +48,16 @@ impl Default for HoldSettings {
     }
 }
 
+/// What the holds on a user make of `device_defaults.keep_deleted`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct HeldKeepDeleted {
+    /// With an active hold: seconds (`None` forever), when the newest was
+    /// placed, and the matters.
+    pub held: Option<(Option<u64>, UnixMillis, Vec<Name>)>,
+    /// The newest release (0: none).
+    pub released_at: UnixMillis,
+}
+
 /// A hold that protects a user's data now.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct HoldOn {
@@ -125,6 +135,7 @@ fn policy_info(r: PolicyRecord) -> HoldPolicyInfo {
         name: r.name,
         keep,
         retention,
+        keep_deleted: r.keep_deleted.map_or("forever".to_string(), fmt),
         created_by: r.created_by,
         created_at: r.created_at,
     }
@@ -261,9 +272,22 @@ impl Coffer {
                 )))
             }
         };
+        let keep_deleted = match req.keep_deleted.as_deref().map(str::trim) {
+            None | Some("forever") => None,
+            Some(t) => Some(
+                crate::duration::parse(t)
+                    .map_err(|e| {
+                        CoreError::InvalidRequest(format!(
+                            "keep_deleted: {e}; it is forever or a duration (90d)"
+                        ))
+                    })?
+                    .as_secs(),
+            ),
+        };
         let rec = PolicyRecord {
             name: n.clone(),
             keep,
+            keep_deleted,
             created_by: p.account().to_string(),
             created_at: self.now(),
         };
@@ -271,7 +295,14 @@ impl Coffer {
             p,
             "hold.policy.create",
             format!("policy:{n}"),
-            [("keep", serde_json::to_string(&rec.keep).unwrap_or_default())],
+            [
+                ("keep", serde_json::to_string(&rec.keep).unwrap_or_default()),
+                (
+                    "keep_deleted",
+                    rec.keep_deleted
+                        .map_or("forever".to_string(), |s| s.to_string()),
+                ),
+            ],
         );
         match self.meta.create_hold_policy(&rec, &d)? {
             Created::Created => {}
@@ -649,6 +680,36 @@ impl Coffer {
                 keep,
                 quarantine_until,
             });
+        }
+        Ok(out)
+    }
+
+    /// What the active holds on user `org/user` make of its devices'
+    /// `keep_deleted` (seconds, `None` forever): the most preserving of their
+    /// policies', and when the newest was placed — `None` without an active
+    /// hold. Also the newest release, which pushes the org's value back.
+    pub(crate) fn held_keep_deleted(&self, org: &Name, user: &Name) -> Result<HeldKeepDeleted> {
+        let mut out = HeldKeepDeleted::default();
+        for c in self.meta.custodians_of(org, user)? {
+            match c.released_at {
+                Some(r) => out.released_at = out.released_at.max(r),
+                None => {
+                    let policy = self
+                        .meta
+                        .matter(&c.matter)?
+                        .and_then(|m| self.meta.hold_policy(&m.policy).ok().flatten());
+                    // A matter whose policy is gone keeps everything.
+                    let secs = policy.and_then(|p| p.keep_deleted);
+                    let (keep, since, mut matters) =
+                        out.held.take().unwrap_or((Some(0), 0, vec![]));
+                    let keep = match (keep, secs) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        _ => None,
+                    };
+                    matters.push(c.matter.clone());
+                    out.held = Some((keep, since.max(c.added_at), matters));
+                }
+            }
         }
         Ok(out)
     }

@@ -389,7 +389,7 @@ impl Coffer {
             .device_settings(&d.device)?
             .and_then(|v| serde_json::from_value(v).ok());
         let group = Group::DeviceDefaults;
-        let values: BTreeMap<String, DeviceSetting> =
+        let mut values: BTreeMap<String, DeviceSetting> =
             device_settings::for_device(&refs, snapshot.as_ref())
                 .into_iter()
                 .map(|(k, v)| {
@@ -407,6 +407,7 @@ impl Coffer {
                     )
                 })
                 .collect();
+        self.hold_device_settings(d, &mut values)?;
         Ok(DeviceSettings {
             device: d.device.clone(),
             org: d.org.clone(),
@@ -414,6 +415,58 @@ impl Coffer {
             values,
             security: Some(self.device_security(d)?),
         })
+    }
+
+    /// A legal hold's part in a custodian's device settings: while the user
+    /// is held, `keep_deleted` is the most preserving of the holds'
+    /// policies and the org's, locked, pushed when the newest hold was
+    /// placed; a release pushes the org's value back (the agent applies a
+    /// push once, so the value it took from the hold would otherwise stay).
+    fn hold_device_settings(
+        &self,
+        d: &crate::access::DeviceAuth,
+        values: &mut BTreeMap<String, DeviceSetting>,
+    ) -> Result<()> {
+        let Some(dev) = self.meta.device(&d.device)? else {
+            return Ok(());
+        };
+        let Some(cur) = values.get_mut("keep_deleted") else {
+            return Ok(());
+        };
+        let h = self.held_keep_deleted(&dev.org, &dev.user)?;
+        match h.held {
+            Some((secs, placed_at, matters)) => {
+                // `null` is forever, on either side.
+                let keep = match (secs, cur.value.as_u64()) {
+                    (Some(a), Some(org)) if !cur.value.is_null() => Some(a.max(org)),
+                    _ => None,
+                };
+                let value = keep.map_or(serde_json::Value::Null, serde_json::Value::from);
+                let spec = Group::DeviceDefaults
+                    .spec("keep_deleted")
+                    .expect("a device default");
+                *cur = DeviceSetting {
+                    text: spec.text(&value),
+                    value,
+                    from: "legal hold".into(),
+                    locked: true,
+                    locked_by: Some(format!(
+                        "legal hold {}",
+                        matters
+                            .iter()
+                            .map(Name::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                    // Any change of the holds is a push: a release of
+                    // one of several changes the value the agent holds.
+                    pushed_at: placed_at.max(h.released_at).max(cur.pushed_at),
+                };
+            }
+            None if h.released_at > cur.pushed_at => cur.pushed_at = h.released_at,
+            None => {}
+        }
+        Ok(())
     }
 
     /// The check of a settings change of `org` by `p`; the audit target.

@@ -243,6 +243,12 @@ const DEVICE_DEFAULTS: &[Spec] = &[
         default: "on",
         about: "compress blocks before sealing them",
     },
+    Spec {
+        key: "keep_deleted",
+        kind: Kind::DurationOrForever,
+        default: "0",
+        about: "how long the agent keeps a file gone from its selection in the backups that follow (0: not at all; a legal hold's policy may lock it)",
+    },
 ];
 
 const SECURITY: &[Spec] = &[

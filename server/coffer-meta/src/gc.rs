@@ -287,13 +287,16 @@ impl MetaStore {
             .map_err(tx_err("destroy block records"))
     }
 
-    /// The bytes of a journaled block are gone: drop its entry.
-    pub fn journal_done(&self, archive: &Name, id: &BlockId) -> Result<()> {
+    /// The bytes of these journaled blocks are gone: drop their entries.
+    pub fn journal_done_many(&self, archive: &Name, ids: &[BlockId]) -> Result<()> {
+        let mut b = sled::Batch::default();
+        for id in ids {
+            b.remove(key(&[archive.as_str().as_bytes(), id.as_bytes()]));
+        }
         self.t
             .gc_journal
-            .remove(key(&[archive.as_str().as_bytes(), id.as_bytes()]))
-            .map_err(engine("clear a journal entry"))?;
-        Ok(())
+            .apply_batch(b)
+            .map_err(engine("clear journal entries"))
     }
 
     /// Every journal entry (a crash left them; replayed at start).

@@ -35,6 +35,12 @@ pub struct PolicyRecord {
     pub name: Name,
     #[serde(flatten)]
     pub keep: KeepRecord,
+    /// How long the custodians' agents keep files gone from their backup
+    /// selection (seconds; `None`, the default, forever): pushed to their
+    /// devices as `device_defaults.keep_deleted`, the stricter of it and
+    /// the org's.
+    #[serde(default)]
+    pub keep_deleted: Option<u64>,
     pub created_by: String,
     pub created_at: UnixMillis,
 }

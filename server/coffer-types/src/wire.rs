@@ -1151,6 +1151,10 @@ pub struct HoldPolicyInfo {
     /// durations (`monthly` may be `forever`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub retention: BTreeMap<String, String>,
+    /// Deleted-file handling pushed to the custodians' agents
+    /// (`device_defaults.keep_deleted`): `forever` or a duration.
+    #[serde(default)]
+    pub keep_deleted: String,
     pub created_by: String,
     pub created_at: UnixMillis,
 }
@@ -1167,6 +1171,10 @@ pub struct CreateHoldPolicy {
     /// With `keep = tiers`: any of `keep_all`, `daily`, `weekly`, `monthly`.
     #[serde(default)]
     pub retention: BTreeMap<String, String>,
+    /// How long the custodians' agents keep files gone from their backup
+    /// selection: `forever` (the default) or a duration.
+    #[serde(default)]
+    pub keep_deleted: Option<String>,
 }
 
 /// A legal matter.

@@ -216,11 +216,18 @@ pub async fn run(store: &BlockStore, archive: &str) {
         "list is per archive"
     );
 
-    // delete: an object block is gone; deleting again is fine
-    store
-        .delete(archive, &big_id, Location::Object)
-        .await
-        .unwrap();
+    // delete: per block; an object block is gone, one never stored and a
+    // packed one (its bytes go with its pack) are fine, and so is deleting
+    // again
+    let never = BlockId::of(b"never stored");
+    let batch = [
+        (big_id, Location::Object),
+        (never, Location::Object),
+        (never, Location::Packed { pack: 1, offset: 0 }),
+    ];
+    for r in store.delete(archive, &batch).await {
+        r.unwrap();
+    }
     assert_eq!(
         store
             .head(archive, &big_id, Location::Object)
@@ -229,10 +236,9 @@ pub async fn run(store: &BlockStore, archive: &str) {
         None,
         "deleted"
     );
-    store
-        .delete(archive, &big_id, Location::Object)
-        .await
-        .unwrap();
+    let again = store.delete(archive, &batch[..1]).await;
+    assert_eq!(again.len(), 1);
+    again.into_iter().for_each(|r| r.unwrap());
 
     store.check().await.expect("readiness check");
 }

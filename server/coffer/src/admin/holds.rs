@@ -44,6 +44,11 @@ pub(crate) enum PolicyCommand {
         /// A tier: keep_all=D, daily=D, weekly=D, monthly=D|forever.
         #[arg(long = "retention", value_name = "TIER=DURATION")]
         retention: Vec<String>,
+        /// How long the custodians' agents keep files gone from their
+        /// backup selection: forever (the default) or a duration; pushed
+        /// to their devices as device_defaults.keep_deleted, locked.
+        #[arg(long, value_name = "forever|DURATION")]
+        keep_deleted: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -214,6 +219,7 @@ pub(crate) async fn hold(client: &Client, command: HoldCommand) -> anyhow::Resul
                 name,
                 keep,
                 retention,
+                keep_deleted,
                 json,
             } => {
                 let mut tiers = BTreeMap::new();
@@ -233,12 +239,16 @@ pub(crate) async fn hold(client: &Client, command: HoldCommand) -> anyhow::Resul
                         name,
                         keep: Some(keep),
                         retention: tiers,
+                        keep_deleted,
                     })
                     .await?;
                 if json {
                     return print_json(&p);
                 }
-                println!("created preservation policy {} (keep {})", p.name, p.keep);
+                println!(
+                    "created preservation policy {} (keep {}; deleted files kept {})",
+                    p.name, p.keep, p.keep_deleted
+                );
             }
             PolicyCommand::List { json } => {
                 let l = client.hold_policies().await?;
@@ -246,7 +256,7 @@ pub(crate) async fn hold(client: &Client, command: HoldCommand) -> anyhow::Resul
                     return print_json(&l);
                 }
                 table(
-                    &["POLICY", "KEEP", "TIERS", "CREATED", "BY"],
+                    &["POLICY", "KEEP", "TIERS", "DELETED FILES", "CREATED", "BY"],
                     l.policies.iter().map(|p| {
                         vec![
                             p.name.to_string(),
@@ -260,6 +270,7 @@ pub(crate) async fn hold(client: &Client, command: HoldCommand) -> anyhow::Resul
                                     .collect::<Vec<_>>()
                                     .join(" ")
                             },
+                            p.keep_deleted.clone(),
                             time(Some(p.created_at)),
                             p.created_by.clone(),
                         ]
