@@ -80,6 +80,19 @@ fn summary(o: &Output) -> Value {
     v
 }
 
+/// `coffer-agent backup FLAGS SRC`, which must fail: its stderr.
+fn refused_backup(work: &Path, src: &Path, flags: &[&str]) -> String {
+    let o = agent(work)
+        .arg("backup")
+        .args(flags)
+        .arg(src)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "{err}");
+    err
+}
+
 async fn stored_blocks(admin: &coffer_http::client::Client) -> (u64, u64) {
     let d: DeviceList = admin.get(&paths::devices()).await.unwrap().json().unwrap();
     (d.devices[0].block_count, d.devices[0].backup_count)
@@ -358,13 +371,7 @@ async fn the_agent_applies_pushed_and_locked_settings_and_keeps_to_the_bandwidth
     assert!(profile.contains("streams = 4"), "{profile}");
 
     // A flag against the lock is refused, naming it and the org.
-    let o = agent(work)
-        .args(["backup", "--bandwidth-limit", "0"])
-        .arg(&src)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{err}");
+    let err = refused_backup(work, &src, &["--bandwidth-limit", "0"]);
     assert!(
         err.contains("device_defaults.bandwidth_limit is locked at 8MiB by org acme"),
         "{err}"
@@ -559,13 +566,7 @@ async fn a_hold_makes_the_custodians_agent_keep_deleted_files_until_released() {
         "{out}"
     );
     // The agent may not turn it off.
-    let o = agent(work)
-        .args(["backup", "--keep-deleted", "0"])
-        .arg(&src)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{err}");
+    let err = refused_backup(work, &src, &["--keep-deleted", "0"]);
     assert!(
         err.contains("device_defaults.keep_deleted is locked at forever by legal hold m1"),
         "{err}"

@@ -51,6 +51,10 @@ struct Args {
     /// 64 KiB blocks uploaded per ingest measurement.
     #[arg(long, default_value_t = 3000)]
     ingest_blocks: usize,
+    /// The metadata store's cache, MiB (the server's `[meta] cache_bytes`;
+    /// default its default).
+    #[arg(long, default_value_t = coffer_meta::DEFAULT_CACHE_BYTES >> 20)]
+    meta_cache_mib: u64,
     /// Where the scratch data goes (default: a directory under the current
     /// one, removed after).
     #[arg(long)]
@@ -145,10 +149,15 @@ fn setup(
     rt: &tokio::runtime::Runtime,
     dir: &Path,
     store: &str,
+    a: &Args,
     s3s: &Path,
 ) -> anyhow::Result<Bench> {
     let now = now_ms();
-    let meta = Arc::new(MetaStore::open(&dir.join("meta"), now)?);
+    let meta = Arc::new(MetaStore::open_with(
+        &dir.join("meta"),
+        now,
+        a.meta_cache_mib << 20,
+    )?);
     let (cfg, s3, bytes_dir) = match store {
         "packed" | "files" => (
             StorageConfig {
@@ -404,7 +413,7 @@ fn measure(
     a: &Args,
     s3s: &Path,
 ) -> anyhow::Result<Figures> {
-    let b = setup(rt, dir, store, s3s)?;
+    let b = setup(rt, dir, store, a, s3s)?;
     let t = Instant::now();
     let expected = populate(&b, store, n, a.block_bytes)?;
     // On a server every block is on stable storage before it is
@@ -523,7 +532,7 @@ fn main() -> anyhow::Result<()> {
     let dir = scratch.join("ingest");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let b = setup(&rt, &dir, "packed", &s3s)?;
+    let b = setup(&rt, &dir, "packed", &a, &s3s)?;
     populate(&b, "packed", n, a.block_bytes)?;
     rustix::fs::sync();
     rt.block_on(b.core.retention_run(&b.p, b.archive.as_str()))?;

@@ -554,34 +554,21 @@ async fn a_hold_locks_keeping_deleted_files_on_the_custodians_devices_until_rele
         .await
         .unwrap();
     let p = lha("lena");
-    let bad = f
-        .core
-        .create_hold_policy(
+    let keeping_deleted = |n: &str, keep: &str| {
+        f.core.create_hold_policy(
             &p,
             CreateHoldPolicy {
-                name: "vague".into(),
+                name: n.into(),
                 keep: None,
                 retention: Default::default(),
-                keep_deleted: Some("a while".into()),
+                keep_deleted: Some(keep.into()),
             },
         )
-        .await
-        .unwrap_err();
+    };
+    let bad = keeping_deleted("vague", "a while").await.unwrap_err();
     assert_eq!(bad.code(), ErrorCode::InvalidRequest);
     assert!(bad.to_string().contains("keep_deleted"), "{bad}");
-    let d30 = f
-        .core
-        .create_hold_policy(
-            &p,
-            CreateHoldPolicy {
-                name: "d30".into(),
-                keep: None,
-                retention: Default::default(),
-                keep_deleted: Some("30d".into()),
-            },
-        )
-        .await
-        .unwrap();
+    let d30 = keeping_deleted("d30", "30d").await.unwrap();
     assert_eq!(d30.keep_deleted, "30d");
     f.core
         .create_matter(

@@ -728,3 +728,28 @@ impl Worker for GcWorker {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SortedIds;
+    use coffer_types::BlockId;
+
+    /// Many overlapping backups' blocks, added in pieces across several
+    /// merges: the result is the distinct ids, sorted, as a set would have
+    /// them.
+    #[test]
+    fn sorted_ids_hold_each_id_once_in_order() {
+        let id = |n: u32| BlockId::of(&n.to_le_bytes());
+        let mut s = SortedIds::default();
+        let mut want = std::collections::BTreeSet::new();
+        for backup in 0..40u32 {
+            // Each backup shares most blocks with the ones before.
+            let ids: Vec<BlockId> = (backup * 1_000..backup * 1_000 + 9_000).map(id).collect();
+            want.extend(ids.iter().copied());
+            s.extend(ids);
+        }
+        let got = s.finish();
+        assert_eq!(got.len(), want.len());
+        assert!(got.iter().copied().eq(want.into_iter()));
+    }
+}
