@@ -131,10 +131,11 @@ fn default_mode() -> u32 {
     0o644
 }
 
-/// The files of the previous backup (the cache) that are not in this one,
-/// as deleted entries, with those already carried, while `keep` keeps them.
+/// The files of the previous backup that are not in this one, as deleted
+/// entries (stamped `now_ms` when newly gone; those already carried keep
+/// their time), while `keep` keeps them.
 fn carry_deleted(
-    cache: &Cache,
+    previous: &[Entry],
     present: &HashSet<Vec<u8>>,
     keep: KeepDeleted,
     now_ms: u64,
@@ -142,31 +143,48 @@ fn carry_deleted(
     if keep == KeepDeleted::Off {
         return Vec::new();
     }
-    let gone = |k: &String| hex::decode(k).ok().filter(|p| !present.contains(p));
-    let mut out: Vec<Entry> = Vec::new();
-    for (k, c) in &cache.files {
-        if let Some(p) = gone(k) {
-            out.push(Entry {
-                path: PathRepr::from_bytes(&p),
-                kind: Kind::File,
-                mode: c.mode,
-                mtime_sec: c.mtime_sec,
-                mtime_nsec: c.mtime_nsec,
-                size: c.size,
-                target: None,
-                chunks: c.chunks.clone(),
-                deleted_ms: Some(now_ms),
-            });
-        }
-    }
-    for (k, e) in &cache.deleted {
-        if gone(k).is_some() && !cache.files.contains_key(k) {
-            out.push(e.clone());
-        }
-    }
-    out.retain(|e| keep.keeps(e.deleted_ms.unwrap_or(now_ms), now_ms));
+    let mut out: Vec<Entry> = previous
+        .iter()
+        .filter(|e| e.kind == Kind::File && !present.contains(&e.path.bytes()))
+        .map(|e| Entry {
+            deleted_ms: Some(e.deleted_ms.unwrap_or(now_ms)),
+            ..e.clone()
+        })
+        .filter(|e| keep.keeps(e.deleted_ms.unwrap_or(now_ms), now_ms))
+        .collect();
     out.sort_by_key(|e| e.path.bytes());
+    out.dedup_by_key(|e| e.path.bytes());
     out
+}
+
+/// The previous backup's files, as the local cache remembers them: what
+/// [`carry_deleted`] starts from when the previous manifest cannot be read.
+fn cached_entries(cache: &Cache) -> Vec<Entry> {
+    let mut out: Vec<Entry> = cache.deleted.values().cloned().collect();
+    for (k, c) in &cache.files {
+        let Ok(p) = hex::decode(k) else { continue };
+        out.push(Entry {
+            path: PathRepr::from_bytes(&p),
+            kind: Kind::File,
+            mode: c.mode,
+            mtime_sec: c.mtime_sec,
+            mtime_nsec: c.mtime_nsec,
+            size: c.size,
+            target: None,
+            chunks: c.chunks.clone(),
+            deleted_ms: None,
+        });
+    }
+    out
+}
+
+/// The entries of the archive's newest backup (none yet: empty).
+async fn previous_entries(api: &Api, keys: &Keys) -> anyhow::Result<Vec<Entry>> {
+    let Some(latest) = api.backups().await?.pop() else {
+        return Ok(Vec::new());
+    };
+    let b = api.backup(latest.backup.as_str()).await?;
+    Ok(crate::restore::manifest(api, keys, &b).await?.entries)
 }
 
 impl Cache {
@@ -280,14 +298,31 @@ pub async fn run(
     let mut entries: Vec<Entry> = entries.into_iter().flatten().collect();
     entries.sort_by_key(|e| e.path.bytes());
 
-    // Files gone since the last backup, kept as deleted entries: their
-    // chunks are asked about (and pinned) like a cached file's.
+    // Files of the previous backup gone from this one, kept as deleted
+    // entries: their chunks are asked about (and pinned) like a cached
+    // file's. The previous backup's own manifest says what it held (the
+    // local cache may be gone or stale); the cache stands in only when the
+    // manifest cannot be read.
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
+    let previous = if opts.keep_deleted == KeepDeleted::Off {
+        Vec::new()
+    } else {
+        match previous_entries(api, &keys).await {
+            Ok(p) => p,
+            Err(e) => {
+                progress.warn(&format!(
+                    "could not read the previous backup's manifest ({e:#}): deleted files are \
+                     carried as the local cache remembers them"
+                ));
+                cached_entries(&cache)
+            }
+        }
+    };
     let present: HashSet<Vec<u8>> = entries.iter().map(|e| e.path.bytes()).collect();
-    let mut carried = carry_deleted(&cache, &present, opts.keep_deleted, now_ms);
+    let mut carried = carry_deleted(&previous, &present, opts.keep_deleted, now_ms);
     for e in &carried {
         reused.add(api, &session, e.chunks.clone());
     }
@@ -1023,12 +1058,15 @@ mod tests {
             .files
             .insert(key("home/ann/here.txt"), cached(b"here"));
         let present: HashSet<Vec<u8>> = [b"home/ann/here.txt".to_vec()].into();
+        // The previous backup as the cache remembers it (the stand-in for
+        // its manifest).
+        let previous = cached_entries(&cache);
         // Off (the default): nothing is carried.
-        assert!(carry_deleted(&cache, &present, KeepDeleted::Off, 10 * day).is_empty());
+        assert!(carry_deleted(&previous, &present, KeepDeleted::Off, 10 * day).is_empty());
         // On: the file gone since the last backup, stamped now, with what
         // restoring it needs.
         let keep = KeepDeleted::For(Duration::from_secs(30 * 86_400));
-        let c = carry_deleted(&cache, &present, keep, 10 * day);
+        let c = carry_deleted(&previous, &present, keep, 10 * day);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].path.bytes(), b"home/ann/gone.txt");
         assert_eq!(
@@ -1036,11 +1074,15 @@ mod tests {
             (Some(10 * day), 0o600, Kind::File)
         );
         assert_eq!(c[0].chunks, vec![BlockId::of(b"gone")]);
-        // The next backup: carried again with the time it went, until the
-        // period ends.
-        let mut next = Cache::default();
-        next.files.insert(key("home/ann/here.txt"), cached(b"here"));
-        next.deleted.insert(key("home/ann/gone.txt"), c[0].clone());
+        // The next backup, from the previous manifest (the file still
+        // there, the deleted one as carried): carried again with the time
+        // it went, until the period ends.
+        let here = previous
+            .iter()
+            .find(|e| e.path.bytes() == b"home/ann/here.txt")
+            .unwrap()
+            .clone();
+        let next = vec![here, c[0].clone()];
         let again = carry_deleted(&next, &present, keep, 39 * day);
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].deleted_ms, Some(10 * day));

@@ -582,6 +582,10 @@ async fn a_hold_makes_the_custodians_agent_keep_deleted_files_until_released() {
     );
     std::fs::write(src.join("d.txt"), b"new").unwrap();
     assert_eq!(backup()["deleted_kept"], 1);
+    // What the previous backup held comes from its manifest: a lost local
+    // cache loses nothing.
+    std::fs::remove_dir_all(work.join("cache")).unwrap();
+    assert_eq!(backup()["deleted_kept"], 1);
     let restored = |name: &str, extra: &[&str]| {
         let t = work.join(name);
         ok(agent(work)
