@@ -452,9 +452,16 @@ impl Coffer {
             Doomed::Backup {
                 archive, backup, ..
             } => self.meta.destroy_backup(archive, backup, &draft)?.is_some(),
-            Doomed::Block { archive, id, .. } => {
-                self.meta.destroy_block_record(archive, id)?.is_some()
-            }
+            Doomed::Block {
+                archive,
+                id,
+                commits,
+                cutoff,
+            } => self
+                .meta
+                .destroy_block_records(archive, &[*id], commits, cutoff)?
+                .into_iter()
+                .all(|r| r.is_ok()),
             Doomed::Pack { .. } => true,
         };
         if done && matches!(what, Doomed::EscrowKey { .. } | Doomed::Backup { .. }) {

@@ -256,8 +256,9 @@ async fn a_block_being_destroyed_is_refused_for_a_retry_not_lost() {
     let rec = f
         .core
         .meta
-        .destroy_block_record(&a.archive, &id)
+        .destroy_block_records(&a.archive, &[id], commits, u64::MAX)
         .unwrap()
+        .remove(0)
         .unwrap();
     // Its bytes are about to go: an upload now must come back later.
     let e = put(&f, &a, None, b"journaled").await.unwrap_err();
@@ -286,8 +287,9 @@ async fn a_crash_between_the_journal_and_the_bytes_is_finished_at_start() {
         .unwrap();
     f.core
         .meta
-        .destroy_block_record(&a.archive, &gone)
+        .destroy_block_records(&a.archive, &[gone], commits, u64::MAX)
         .unwrap()
+        .remove(0)
         .unwrap();
     // "Crash": the bytes are still there, the journal says they go.
     assert!(f

@@ -167,56 +167,13 @@ impl MetaStore {
         Ok(n)
     }
 
-    /// Destroy the record of condemned block `id`: its record and mark go,
-    /// the archive's counters drop, and a journal entry says its bytes are
-    /// to be deleted, in one transaction. `None` (nothing written) if the
-    /// block is no longer condemned (an upload stored it again) or has no
-    /// record.
-    pub fn destroy_block_record(
-        &self,
-        archive: &Name,
-        id: &BlockId,
-    ) -> Result<Option<BlockRecord>> {
-        let a = archive.as_str().as_bytes();
-        let k = key(&[a, id.as_bytes()]);
-        let t = &self.t;
-        (
-            &t.blocks,
-            &t.condemned,
-            &t.gc_journal,
-            &t.archives,
-            &t.corrupt,
-        )
-            .transaction(|(blocks, condemned, journal, archives, corrupt)| {
-                if condemned.get(&k)?.is_none() {
-                    return Ok(None);
-                }
-                let Some(raw) = blocks.get(&k)? else {
-                    condemned.remove(k.as_slice())?;
-                    return Ok(None);
-                };
-                let Some(rec) = BlockRecord::decode(&raw) else {
-                    return Ok(None);
-                };
-                blocks.remove(k.as_slice())?;
-                condemned.remove(k.as_slice())?;
-                corrupt.remove(k.as_slice())?;
-                journal.insert(k.as_slice(), rec.location.as_slice())?;
-                if let Some(raw) = archives.get(a)? {
-                    let mut ar: ArchiveRecord = tx_dec("archive", &raw)?;
-                    ar.bytes_stored = ar.bytes_stored.saturating_sub(rec.size);
-                    ar.block_count = ar.block_count.saturating_sub(1);
-                    archives.insert(a, enc(&ar))?;
-                }
-                Ok(Some(rec))
-            })
-            .map_err(tx_err("destroy a block record"))
-    }
-
-    /// [`MetaStore::destroy_block_record`] for a batch, in one transaction
-    /// that also checks, per block, what the gate requires at the moment of
-    /// destruction: still condemned, stored before `cutoff`, and the
-    /// archive's commit epoch still `commits`. Per block: `Ok(record)`
+    /// Destroy the records of condemned blocks of `archive`: each record
+    /// and its mark go, the archive's counters drop, and blocks with bytes
+    /// of their own get a journal entry saying those are to be deleted, in
+    /// one transaction that also checks, per block, what the gate requires
+    /// at the moment of destruction: still condemned (an upload that stored
+    /// it again lifted the mark), stored before `cutoff`, and the archive's
+    /// commit epoch still `commits`. Per block: `Ok(record)`
     /// destroyed (journaled), or `Err(code)` refused (`not_condemned`,
     /// `grace`, `archive_changed`).
     pub fn destroy_block_records(
