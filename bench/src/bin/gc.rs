@@ -5,8 +5,8 @@
 //!
 //! - retention (plan and expire half the backups through the gate),
 //! - the mark (a dry run), and the whole collection (mark, condemn, sweep,
-//!   pack rewrite), with the ratio from the small to the large size
-//!   (target ≤ 12× for 10× the work);
+//!   pack rewrite), with the ratio from the small to the large size, of
+//!   the medians of three runs at each (target ≤ 12× for 10× the work);
 //! - bytes given back against the bytes of the expired backups' blocks
 //!   (target: equal);
 //! - ingest through the core while a collection of the large packed archive
@@ -55,11 +55,19 @@ struct Args {
     /// default its default).
     #[arg(long, default_value_t = coffer_meta::DEFAULT_CACHE_BYTES >> 20)]
     meta_cache_mib: u64,
+    /// Runs at each size; the ratios compare the medians (the machine is
+    /// shared, and one run at the small size can be off by 40 %).
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
     /// Where the scratch data goes (default: a directory under the current
     /// one, removed after).
     #[arg(long)]
     dir: Option<PathBuf>,
 }
+
+/// The server binary's allocator, so the core runs as it does there.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const DAY: u64 = 86_400_000;
 
@@ -487,43 +495,58 @@ fn main() -> anyhow::Result<()> {
         "expected"
     );
     for store in a.stores.iter().filter(|s| *s != "none") {
-        let mut first: Option<Figures> = None;
-        for &n in &a.sizes {
-            let dir = scratch.join(format!("{store}-{n}"));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir)?;
-            let f = measure(&rt, &dir, store, n, &a, &s3s)?;
-            let _ = std::fs::remove_dir_all(&dir);
-            println!(
-                "{:<7} {:>9} {:>8} {:>8.1} {:>10.2} {:>8.2} {:>8.2} {:>9} {:>12} {:>12}{}",
-                store,
-                n,
-                n / 100,
-                f.build_s,
-                f.retention_s,
-                f.mark_s,
-                f.gc_s,
-                f.swept,
-                f.reclaimed,
-                f.expected,
-                if f.reclaimed == f.expected {
-                    "  equal"
-                } else {
-                    "  DIFFERENT"
-                }
-            );
-            assert_eq!(f.expired as usize, n / 200, "half the backups expire");
-            match first {
-                None => first = Some(f),
-                Some(s) => println!(
-                    "{:<7} ratio for {}x the work: retention {:.2}x, mark {:.2}x, gc {:.2}x (target <= 12x)",
+        // Each run's figures, per size; sizes alternate within a round so
+        // that a slow spell of the machine does not land on one size only.
+        let mut runs: Vec<Vec<Figures>> = vec![Vec::new(); a.sizes.len()];
+        for _ in 0..a.repeat.max(1) {
+            for (i, &n) in a.sizes.iter().enumerate() {
+                let dir = scratch.join(format!("{store}-{n}"));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir)?;
+                let f = measure(&rt, &dir, store, n, &a, &s3s)?;
+                let _ = std::fs::remove_dir_all(&dir);
+                println!(
+                    "{:<7} {:>9} {:>8} {:>8.1} {:>10.2} {:>8.2} {:>8.2} {:>9} {:>12} {:>12}{}",
                     store,
-                    n / a.sizes[0],
-                    f.retention_s / s.retention_s,
-                    f.mark_s / s.mark_s,
-                    f.gc_s / s.gc_s
-                ),
+                    n,
+                    n / 100,
+                    f.build_s,
+                    f.retention_s,
+                    f.mark_s,
+                    f.gc_s,
+                    f.swept,
+                    f.reclaimed,
+                    f.expected,
+                    if f.reclaimed == f.expected {
+                        "  equal"
+                    } else {
+                        "  DIFFERENT"
+                    }
+                );
+                assert_eq!(f.expired as usize, n / 200, "half the backups expire");
+                runs[i].push(f);
             }
+        }
+        let med = |i: usize, f: fn(&Figures) -> f64| {
+            let mut v: Vec<f64> = runs[i].iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        for (i, &n) in a.sizes.iter().enumerate().skip(1) {
+            println!(
+                "{:<7} medians of {} runs: gc {:.2} s at {} blocks, {:.2} s at {}; \
+                 ratio for {}x the work: retention {:.2}x, mark {:.2}x, gc {:.2}x (target <= 12x)",
+                store,
+                runs[i].len(),
+                med(0, |f| f.gc_s),
+                a.sizes[0],
+                med(i, |f| f.gc_s),
+                n,
+                n / a.sizes[0],
+                med(i, |f| f.retention_s) / med(0, |f| f.retention_s),
+                med(i, |f| f.mark_s) / med(0, |f| f.mark_s),
+                med(i, |f| f.gc_s) / med(0, |f| f.gc_s),
+            );
         }
     }
     // Ingest while the large packed archive is collected, against ingest
@@ -563,13 +586,18 @@ fn main() -> anyhow::Result<()> {
         rt.block_on(async { tokio::time::sleep(Duration::from_secs(5)).await });
     }
     let during = rounds.iter().sum::<f64>() / rounds.len().max(1) as f64;
+    println!("ingest rounds while collecting (MiB/s): {rounds:.0?}");
     let (r, gc_s) = rt.block_on(gc)?;
     let r = r?;
     let again = rt.block_on(ingest(&b.core, &b.archive, a.ingest_blocks, 3, None));
     println!(
         "ingest 64 KiB blocks, 16 at a time: alone {alone:.0} MiB/s (and {again:.0} after), \
-         while collecting {} blocks ({gc_s:.1} s) {during:.0} MiB/s over {} rounds: ratio {:.2} (target >= 0.8)",
+         while collecting {} blocks ({gc_s:.1} s: mark {} ms, sweep {} ms, repack {} ms) \
+         {during:.0} MiB/s over {} rounds: ratio {:.2} (target >= 0.8)",
         r.swept,
+        r.mark_ms,
+        r.sweep_ms,
+        r.repack_ms,
         rounds.len(),
         during / ((alone + again) / 2.0)
     );

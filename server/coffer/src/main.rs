@@ -14,6 +14,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than glibc's malloc: sled copies a metadata leaf node on
+/// every write, and under glibc a million-block collection spent a third of
+/// its time searching fragmented free lists (bench/README.md, GC).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "coffer",
