@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use coffer_bench::quantile;
 use coffer_core::{Coffer, GcSettings, ManualClock, Principal};
 use coffer_meta::{
     BackupRecord, BackupStatsRecord, BlockRecord, CommitOutcome, MetaStore, SessionRecord,
@@ -528,9 +529,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
         let med = |i: usize, f: fn(&Figures) -> f64| {
-            let mut v: Vec<f64> = runs[i].iter().map(f).collect();
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
+            quantile(&runs[i].iter().map(f).collect::<Vec<_>>(), 0.5)
         };
         for (i, &n) in a.sizes.iter().enumerate().skip(1) {
             println!(
