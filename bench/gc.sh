@@ -6,8 +6,10 @@
 # the expired backups' bytes; ingest while a collection runs against ingest
 # alone. Options go to coffer-gc-bench (see `--help`), e.g.
 #   bench/gc.sh --sizes 10000,100000 --stores packed,files
-# Needs about 12 GB of free disk for the default sizes, and about half an
-# hour on a 2-core machine (three runs at each size: `--repeat 1` for one).
+# Needs about 12 GB of free disk for the default sizes, and up to 32 GB more
+# for the ingest rounds while collecting (fewer rounds with less), and about
+# 35 minutes on a 2-core machine (three runs at each size: `--repeat 1` for
+# one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"

@@ -64,6 +64,9 @@ pub struct GcSettings {
     pub grace: Duration,
     /// Packs whose live share of bytes falls below this are rewritten.
     pub repack_below: f64,
+    /// While uploads run, the collector rests this many times as long as
+    /// each piece of its work took (0: it never rests).
+    pub rest_factor: u32,
 }
 
 impl Default for GcSettings {
@@ -71,6 +74,7 @@ impl Default for GcSettings {
         Self {
             grace: Duration::from_secs(24 * 3600),
             repack_below: 0.5,
+            rest_factor: REST_FACTOR,
         }
     }
 }
@@ -84,8 +88,9 @@ pub(crate) struct GcState {
     orphans: Mutex<HashMap<(Name, Name), UnixMillis>>,
     metrics: Mutex<GcReport>,
     /// Uploads in progress: while any runs, the collector rests between
-    /// batches (three times as long as the batch took), so backups keep
-    /// most of the machine and of the metadata store's transaction lock.
+    /// batches (`rest_factor` times as long as the batch took), so backups
+    /// keep most of the machine and of the metadata store's transaction
+    /// lock.
     pub(crate) uploads: std::sync::atomic::AtomicUsize,
 }
 
@@ -98,8 +103,13 @@ impl Drop for UploadGuard<'_> {
     }
 }
 
-/// Rest after a batch of work that took `took` while uploads run.
-const YIELD_FACTOR: u32 = 3;
+/// The default rest after a piece of work while uploads run, in times the
+/// work took: the collector works at most a seventh of the time. On a
+/// 2-core machine any work on the second core, even a thread that only
+/// spins at nice 19, costs 16 concurrent uploads about a third of their
+/// throughput (bench/README.md), so its share of the time is what counts.
+pub const REST_FACTOR: u32 = 6;
+/// The longest rest after one piece of work.
 const MAX_REST: Duration = Duration::from_secs(2);
 
 /// Totals since start, for the metrics.
@@ -120,18 +130,29 @@ impl Coffer {
         UploadGuard(&self.gc.uploads)
     }
 
-    /// On a blocking thread, between pages of the mark: rest a little
-    /// while uploads run.
-    fn pace_blocking(&self) {
-        if self.gc.uploads.load(Ordering::SeqCst) > 0 {
-            std::thread::sleep(Duration::from_millis(5));
+    /// How long to rest after work that started at `started`: nothing
+    /// while no upload runs, else the work's time times the factor.
+    pub(crate) fn rest_after(&self, started: std::time::Instant) -> Duration {
+        if self.gc.uploads.load(Ordering::SeqCst) == 0 {
+            return Duration::ZERO;
         }
+        (started.elapsed() * self.gc_settings().rest_factor).min(MAX_REST)
+    }
+
+    /// On a blocking thread, between pages of the mark: rest after the
+    /// page that started at `started` (and start the next).
+    fn pace_blocking(&self, started: &mut std::time::Instant) {
+        let rest = self.rest_after(*started);
+        if !rest.is_zero() {
+            std::thread::sleep(rest);
+        }
+        *started = std::time::Instant::now();
     }
 
     /// After a batch that started at `started`: rest while uploads run.
     async fn pace(&self, started: std::time::Instant) {
-        if self.gc.uploads.load(Ordering::SeqCst) > 0 {
-            let rest = (started.elapsed() * YIELD_FACTOR).min(MAX_REST);
+        let rest = self.rest_after(started);
+        if !rest.is_zero() {
             tokio::time::sleep(rest).await;
         }
     }
@@ -321,8 +342,18 @@ impl Coffer {
         let core = self.clone();
         let mark = self
             .meta_blocking("mark blocks", move |m| {
-                let pace = || core.pace_blocking();
-                mark(m, &a, cutoff, now, grace_ms, dry_run, &orphans_seen, &pace)
+                let mut page = std::time::Instant::now();
+                let mut pace = || core.pace_blocking(&mut page);
+                mark(
+                    m,
+                    &a,
+                    cutoff,
+                    now,
+                    grace_ms,
+                    dry_run,
+                    &orphans_seen,
+                    &mut pace,
+                )
             })
             .await?;
         {
@@ -612,7 +643,7 @@ fn mark(
     grace_ms: u64,
     dry_run: bool,
     orphans_seen: &HashMap<(Name, Name), UnixMillis>,
-    pace: &dyn Fn(),
+    pace: &mut dyn FnMut(),
 ) -> Result<Mark> {
     // The live set as a sorted list, merged against the block records
     // (which are scanned in id order): sequential work, where a hash set of

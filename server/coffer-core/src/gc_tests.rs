@@ -19,6 +19,7 @@ fn grace(f: &Fixture, secs: u64) {
     f.core.set_gc_settings(GcSettings {
         grace: Duration::from_secs(secs),
         repack_below: 0.5,
+        ..GcSettings::default()
     });
 }
 
@@ -477,6 +478,7 @@ async fn packs_below_the_live_fraction_are_rewritten_and_give_space_back() {
     core.set_gc_settings(GcSettings {
         grace: Duration::ZERO,
         repack_below: 0.5,
+        ..GcSettings::default()
     });
     let r = core.gc_run(&f.admin(), false).await.unwrap();
     assert_eq!(r.swept, 39 * 8, "{r:?}");
@@ -699,4 +701,24 @@ async fn a_device_name_also_names_its_archive_for_retention() {
         code(f.core.retention_dry_run(&oa, a.archive.as_str()).await),
         ErrorCode::NotFound
     );
+}
+
+#[tokio::test]
+async fn the_collector_rests_only_while_uploads_run() {
+    let f = Fixture::new();
+    let started = std::time::Instant::now() - Duration::from_millis(10);
+    assert_eq!(f.core.rest_after(started), Duration::ZERO, "no upload runs");
+    let upload = f.core.upload_started();
+    let rest = f.core.rest_after(started);
+    let factor = GcSettings::default().rest_factor;
+    assert!(rest >= Duration::from_millis(10) * factor, "{rest:?}");
+    assert!(rest <= Duration::from_secs(2), "capped: {rest:?}");
+    let long_ago = std::time::Instant::now() - Duration::from_secs(10);
+    assert_eq!(f.core.rest_after(long_ago), Duration::from_secs(2));
+    f.core.set_gc_settings(GcSettings {
+        rest_factor: 0,
+        ..GcSettings::default()
+    });
+    assert_eq!(f.core.rest_after(started), Duration::ZERO, "factor 0");
+    drop(upload);
 }

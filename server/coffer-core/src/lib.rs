@@ -55,7 +55,7 @@ pub use alerts::ALERT_PAGE_MAX;
 pub use audit::{AuditQuery, AUDIT_PAGE_MAX};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::CoreError;
-pub use gc::{GcMetrics, GcSettings};
+pub use gc::{GcMetrics, GcSettings, REST_FACTOR as GC_REST_FACTOR};
 pub use holds::HoldSettings;
 pub use ingest::{BlockRead, PutBlock};
 pub use monitor::HealthMetrics;

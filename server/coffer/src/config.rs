@@ -98,6 +98,10 @@ pub struct GcConfig {
     /// Packs (small blocks on disk) whose live share of bytes falls below
     /// this are rewritten. Default 0.5.
     pub repack_below: f64,
+    /// While uploads run, a collection rests this many times as long as
+    /// each batch of its work took (0 to 100; 0: it never rests). Default
+    /// 6: it works a seventh of the time.
+    pub rest_factor: u32,
     /// Time between collections (a duration). Default `"6h"`.
     pub interval: String,
     /// Time between retention passes over every archive. Default `"1h"`.
@@ -112,6 +116,7 @@ impl Default for GcConfig {
         Self {
             grace: "24h".into(),
             repack_below: 0.5,
+            rest_factor: coffer_core::GC_REST_FACTOR,
             interval: "6h".into(),
             retention_interval: "1h".into(),
             cold_storage_interval: "24h".into(),
@@ -135,9 +140,16 @@ impl GcConfig {
                 self.repack_below
             ));
         }
+        if self.rest_factor > 100 {
+            return Err(format!(
+                "gc.rest_factor is {}; it is a whole number from 0 to 100",
+                self.rest_factor
+            ));
+        }
         Ok(coffer_core::GcSettings {
             grace: self.duration("grace", &self.grace)?,
             repack_below: self.repack_below,
+            rest_factor: self.rest_factor,
         })
     }
 
@@ -543,6 +555,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("tape"), "{err}");
+        let cfg = parse("[gc]\nrest_factor = 101\n").unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("gc.rest_factor"), "{err}");
+        let cfg = parse("[gc]\nrest_factor = 0\n").unwrap();
+        assert_eq!(cfg.gc.settings().unwrap().rest_factor, 0);
     }
 
     #[test]
