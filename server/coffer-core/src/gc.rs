@@ -53,6 +53,8 @@ const SWEEP_BATCH: usize = 128;
 /// Blocks whose bytes are deleted together, once their journal entries are
 /// durable (one S3 `DeleteObjects` request holds a thousand keys).
 const DELETE_BATCH: usize = 1000;
+/// Live records copied out of a pack at a time.
+const REPACK_BATCH: usize = 256;
 /// Times an archive's mark starts over when commits keep racing it.
 const RESTARTS: usize = 5;
 
@@ -487,44 +489,54 @@ impl Coffer {
                 })?;
             let records = self.storage.pack_records(archive.as_str(), pack).await?;
             let mut copied = 0u64;
-            let mut started = std::time::Instant::now();
             // A pack with no live bytes has nothing to copy (the gate still
-            // checks every record before it goes).
+            // checks every record before it goes). The live records go in
+            // batches: read and checked one by one, then handed to the
+            // packer together, so that they share its group commits (one
+            // at a time, each waited for a commit of its own, which under
+            // uploads is a commit of theirs).
             let to_copy = if l == 0 { &records[..0] } else { &records[..] };
-            for (i, (id, offset, _len)) in to_copy.iter().enumerate() {
-                if i % 256 == 255 {
-                    self.pace(started).await;
-                    started = std::time::Instant::now();
+            for batch in to_copy.chunks(REPACK_BATCH) {
+                let started = std::time::Instant::now();
+                let mut moving = Vec::with_capacity(batch.len());
+                for (id, offset, _len) in batch {
+                    let Some(rec) = self.meta.block(archive, id)? else {
+                        continue;
+                    };
+                    let from = Location::Packed {
+                        pack,
+                        offset: *offset,
+                    };
+                    if Location::decode(&rec.location) != Some(from) {
+                        continue;
+                    }
+                    let bytes = self.storage.read(archive.as_str(), id, from).await?;
+                    if BlockId::of(&bytes) != *id {
+                        // A damaged copy is not carried over as good: record
+                        // it, and its device sends it again.
+                        self.meta.mark_damaged(
+                            archive,
+                            id,
+                            coffer_meta::Damage::Corrupt,
+                            self.now(),
+                        )?;
+                        continue;
+                    }
+                    moving.push((*id, rec.size, from, bytes));
                 }
-                let Some(rec) = self.meta.block(archive, id)? else {
-                    continue;
-                };
-                let from = Location::Packed {
-                    pack,
-                    offset: *offset,
-                };
-                if Location::decode(&rec.location) != Some(from) {
-                    continue;
+                let copies = futures::future::join_all(moving.iter().map(|(id, _, _, bytes)| {
+                    self.storage.repack(archive.as_str(), *id, bytes.clone())
+                }))
+                .await;
+                for ((id, size, from, _), to) in moving.iter().zip(copies) {
+                    if self
+                        .meta
+                        .move_block(archive, id, &from.encode(), &to?.encode())?
+                    {
+                        copied += size + PACK_HEADER;
+                    }
                 }
-                let bytes = self.storage.read(archive.as_str(), id, from).await?;
-                if BlockId::of(&bytes) != *id {
-                    // A damaged copy is not carried over as good: record it,
-                    // and its device sends it again.
-                    self.meta.mark_damaged(
-                        archive,
-                        id,
-                        coffer_meta::Damage::Corrupt,
-                        self.now(),
-                    )?;
-                    continue;
-                }
-                let to = self.storage.repack(archive.as_str(), *id, bytes).await?;
-                if self
-                    .meta
-                    .move_block(archive, id, &from.encode(), &to.encode())?
-                {
-                    copied += rec.size + PACK_HEADER;
-                }
+                self.pace(started).await;
             }
             // The index switch is durable before the old pack can go.
             self.meta.durable().await?;
