@@ -60,6 +60,11 @@ struct Args {
     /// Ingest rounds alone before the collection, and again after it.
     #[arg(long, default_value_t = 4)]
     ingest_rounds: usize,
+    /// Ingest into a second device's archive, which the collection finds
+    /// nothing in, instead of into the archive collected (whose index
+    /// halves over the collection).
+    #[arg(long)]
+    ingest_elsewhere: bool,
     /// At most this many ingest rounds while the collection runs (each
     /// writes `--ingest-blocks` × 64 KiB; fewer if the disk has not room
     /// for them and 4 GB more).
@@ -592,13 +597,27 @@ fn main() -> anyhow::Result<()> {
     populate(&b, "packed", n, a.block_bytes)?;
     rustix::fs::sync();
     rt.block_on(b.core.retention_run(&b.p, b.archive.as_str()))?;
+    let target = if a.ingest_elsewhere {
+        rt.block_on(b.core.enroll_device(
+            &b.p,
+            EnrollDevice {
+                org: name("acme"),
+                user: name("ann"),
+                name: "laptop".into(),
+                os: None,
+            },
+        ))?
+        .archive
+    } else {
+        b.archive.clone()
+    };
     let done = std::sync::Mutex::new(Vec::new());
     let mut salt = 1u64;
     let mut round = |until: Option<&std::sync::atomic::AtomicBool>| {
         salt += 1;
         rt.block_on(ingest(
             &b.core,
-            &b.archive,
+            &target,
             a.ingest_blocks,
             salt,
             until,
