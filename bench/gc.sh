@@ -7,9 +7,9 @@
 # alone. Options go to coffer-gc-bench (see `--help`), e.g.
 #   bench/gc.sh --sizes 10000,100000 --stores packed,files
 # Needs about 12 GB of free disk for the default sizes, and up to 32 GB more
-# for the ingest rounds while collecting (fewer rounds with less), and about
-# 35 minutes on a 2-core machine (three runs at each size: `--repeat 1` for
-# one).
+# for the ingest rounds while collecting (fewer rounds with less). The
+# collections took about half an hour on a 2-core machine (three runs at each
+# size: `--repeat 1` for one); the ingest comparison alone, about five minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
