@@ -186,6 +186,14 @@ impl Coffer {
         if !heal && content_length.is_none() {
             self.check_quota(archive, size)?;
         }
+        // Not where a sweep is about to delete: the insert checks the
+        // journal too, but only after the bytes are in place, and a sweep
+        // that deleted them and cleared its entry in between would leave
+        // the record without its bytes (a block stored as a file or an
+        // object has one place, named by its id).
+        if self.meta.being_destroyed(archive, &id)? {
+            return Err(coffer_meta::MetaError::BeingDestroyed(id).into());
+        }
         let published = writer.publish(id).await?;
         let rec = BlockRecord {
             size,

@@ -244,6 +244,15 @@ impl MetaStore {
             .map_err(tx_err("destroy block records"))
     }
 
+    /// Whether a sweep has journaled this block's bytes for deletion and
+    /// not yet deleted them.
+    pub fn being_destroyed(&self, archive: &Name, id: &BlockId) -> Result<bool> {
+        self.t
+            .gc_journal
+            .contains_key(key(&[archive.as_str().as_bytes(), id.as_bytes()]))
+            .map_err(engine("read the journal"))
+    }
+
     /// The bytes of these journaled blocks are gone: drop their entries.
     pub fn journal_done_many(&self, archive: &Name, ids: &[BlockId]) -> Result<()> {
         let mut b = sled::Batch::default();
