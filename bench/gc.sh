@@ -4,12 +4,13 @@
 # file per block, and on S3 (a local s3s-fs, installed like the tests do),
 # both sizes in one run with the ratios printed; bytes given back against
 # the expired backups' bytes; ingest while a collection runs against ingest
-# alone. Options go to coffer-gc-bench (see `--help`), e.g.
+# with the collection held, in alternating rounds. Options go to
+# coffer-gc-bench (see `--help`), e.g.
 #   bench/gc.sh --sizes 10000,100000 --stores packed,files
-# Needs about 12 GB of free disk for the default sizes, and up to 32 GB more
+# Needs about 12 GB of free disk for the default sizes, and up to 37 GB more
 # for the ingest rounds while collecting (fewer rounds with less). The
 # collections took about half an hour on a 2-core machine (three runs at each
-# size: `--repeat 1` for one); the ingest comparison alone, about five minutes.
+# size: `--repeat 1` for one); the ingest comparison alone, about seven minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"

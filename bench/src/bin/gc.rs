@@ -10,8 +10,9 @@
 //! - bytes given back against the bytes of the expired backups' blocks
 //!   (target: equal);
 //! - ingest through the core while a collection of the large packed archive
-//!   runs, against the same ingest with nothing else running (target ≥ 0.8),
-//!   in rounds back to back after a warm-up (bench/README.md says why).
+//!   runs, against the same ingest with the collection held (target ≥ 0.8):
+//!   rounds alternate between the two, so both see the same disk and the
+//!   same index (bench/README.md says why).
 //!
 //! The archives are written straight into the store's layout and the
 //! metadata (as uploads would have left them) so that building a million
@@ -57,7 +58,8 @@ struct Args {
     /// its write burst.
     #[arg(long, default_value_t = 8)]
     ingest_warmup: usize,
-    /// Ingest rounds alone before the collection, and again after it.
+    /// Ingest rounds alone before the collection (for the record; the
+    /// ratio compares rounds interleaved with the collection's).
     #[arg(long, default_value_t = 4)]
     ingest_rounds: usize,
     /// Ingest into a second device's archive, which the collection finds
@@ -65,11 +67,15 @@ struct Args {
     /// halves over the collection).
     #[arg(long)]
     ingest_elsewhere: bool,
-    /// At most this many ingest rounds while the collection runs (each
-    /// writes `--ingest-blocks` × 64 KiB; fewer if the disk has not room
-    /// for them and 4 GB more).
+    /// At most this many measured ingest rounds while the collection runs
+    /// (each writes `--ingest-blocks` × 64 KiB; fewer if the disk has not
+    /// room for them and 4 GB more).
     #[arg(long, default_value_t = 150)]
     ingest_during: usize,
+    /// Between cycles of rounds, the collection runs this long with no
+    /// upload, so that the rounds sample every phase of it, ms.
+    #[arg(long, default_value_t = 500)]
+    ingest_gap_ms: u64,
     /// The collection's rest while uploads run (the server's `[gc]
     /// rest_factor`).
     #[arg(long, default_value_t = coffer_core::GC_REST_FACTOR)]
@@ -381,22 +387,23 @@ fn populate(b: &Bench, store: &str, n: usize, size: usize) -> anyhow::Result<u64
 }
 
 /// 64 KiB blocks through the core, 16 at a time, for `n` blocks or until
-/// `until` says stop: MiB/s. Each upload's completion time goes to `done`.
+/// `until` says stop: MiB/s. Each upload runs as its own task on the
+/// runtime's workers, as the server runs each HTTP/2 stream.
 async fn ingest(
     core: &Coffer,
     archive: &Name,
     n: usize,
     salt: u64,
-    until: Option<&std::sync::atomic::AtomicBool>,
-    done: &std::sync::Mutex<Vec<Instant>>,
+    until: Option<Arc<std::sync::atomic::AtomicBool>>,
 ) -> f64 {
     use futures::StreamExt;
     let t = Instant::now();
-    let count = std::sync::atomic::AtomicU64::new(0);
+    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
     futures::stream::iter(0..n)
         .for_each_concurrent(16, |i| {
-            let count = &count;
-            async move {
+            let (core, archive) = (core.clone(), archive.clone());
+            let (count, until) = (count.clone(), until.clone());
+            let upload = tokio::spawn(async move {
                 if until.is_some_and(|u| u.load(std::sync::atomic::Ordering::SeqCst)) {
                     return;
                 }
@@ -406,7 +413,7 @@ async fn ingest(
                 let body = bytes::Bytes::from(data);
                 let id = BlockId::of(&body);
                 core.put_block(
-                    archive,
+                    &archive,
                     &id.to_hex(),
                     Some(body.len() as u64),
                     None,
@@ -415,25 +422,12 @@ async fn ingest(
                 .await
                 .expect("ingest");
                 count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                done.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(Instant::now());
-            }
+            });
+            async move { upload.await.expect("upload task") }
         })
         .await;
     let n = count.load(std::sync::atomic::Ordering::SeqCst) as f64;
     n * 64.0 / 1024.0 / t.elapsed().as_secs_f64()
-}
-
-/// MiB/s of the 64 KiB uploads that completed in `[from, to)`.
-fn rate(done: &[Instant], from: Instant, to: Instant) -> f64 {
-    let n = done.iter().filter(|&&t| t >= from && t < to).count() as f64;
-    let secs = to.saturating_duration_since(from).as_secs_f64();
-    if secs > 0.0 {
-        n * 64.0 / 1024.0 / secs
-    } else {
-        0.0
-    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -583,12 +577,17 @@ fn main() -> anyhow::Result<()> {
         }
     }
     // Ingest while the large packed archive is collected, against ingest
-    // alone, in the same run. This machine's disk takes a burst of about a
-    // gigabyte faster than it sustains writes (`dd bs=1M oflag=dsync`: the
-    // first GB at 1 GB/s, then about 300 MB/s), and it earns the burst
-    // back while idle: so the ingest warms up past the burst first, and
-    // every measurement after that runs back to back, never after a pause
-    // — alone, while collecting, alone again.
+    // with the collection held, in the same run. This machine's disk takes
+    // a burst of about a gigabyte faster than it sustains writes (`dd
+    // bs=1M oflag=dsync`: the first GB at 1 GB/s, then about 300 MB/s) and
+    // earns it back while idle, and its sustained rate drifts over tens of
+    // gigabytes; uploads into the collected archive get faster as its index
+    // halves. So the ingest warms up past the burst first, and then rounds
+    // alternate — collection going, collection held — so that both kinds
+    // see the same disk and index. A cycle is a round to settle (held, not
+    // counted), then going, held, going, held; between cycles the
+    // collection runs a moment with no upload, so the cycles sample every
+    // phase of it.
     let n = *a.sizes.last().unwrap_or(&100_000);
     let dir = scratch.join("ingest");
     let _ = std::fs::remove_dir_all(&dir);
@@ -611,18 +610,10 @@ fn main() -> anyhow::Result<()> {
     } else {
         b.archive.clone()
     };
-    let done = std::sync::Mutex::new(Vec::new());
     let mut salt = 1u64;
-    let mut round = |until: Option<&std::sync::atomic::AtomicBool>| {
+    let mut round = |until: Option<Arc<std::sync::atomic::AtomicBool>>| {
         salt += 1;
-        rt.block_on(ingest(
-            &b.core,
-            &target,
-            a.ingest_blocks,
-            salt,
-            until,
-            &done,
-        ))
+        rt.block_on(ingest(&b.core, &target, a.ingest_blocks, salt, until))
     };
     let warmup: Vec<f64> = (0..a.ingest_warmup).map(|_| round(None)).collect();
     let before: Vec<f64> = (0..a.ingest_rounds).map(|_| round(None)).collect();
@@ -634,34 +625,49 @@ fn main() -> anyhow::Result<()> {
         s2.store(true, std::sync::atomic::Ordering::SeqCst);
         (r, Instant::now())
     });
-    // Rounds until the collection ends, or at most `--ingest-during`
-    // (bounded in bytes and time; the collection then finishes alone and
-    // the figure covers the phases the rounds saw).
     let round_bytes = a.ingest_blocks as u64 * (64 << 10);
     let room = rustix::fs::statvfs(&dir)
         .map(|v| v.f_bavail * v.f_frsize)
         .unwrap_or(0)
         .saturating_sub(4 << 30);
-    let most = a.ingest_during.min((room / round_bytes) as usize);
-    let mut rounds = Vec::new();
-    while !stop.load(std::sync::atomic::Ordering::SeqCst) && rounds.len() < most {
-        rounds.push(round(Some(&stop)));
+    // Measured rounds, and the one that settles each cycle, within room.
+    let most = a.ingest_during.min((room / round_bytes) as usize * 4 / 5);
+    // (when it started, MiB/s, whether the collection was going)
+    let mut rounds: Vec<(Instant, f64, bool)> = Vec::new();
+    let ended = || stop.load(std::sync::atomic::Ordering::SeqCst);
+    'cycles: while !ended() && rounds.len() < most {
+        b.core.hold_gc(true);
+        round(None);
+        for going in [true, false, true, false] {
+            b.core.hold_gc(!going);
+            let t = Instant::now();
+            let r = round(going.then(|| stop.clone()));
+            if going && ended() {
+                // The collection ended within the round: its uploads
+                // stopped when it did; it is not counted.
+                break 'cycles;
+            }
+            rounds.push((t, r, going));
+        }
+        b.core.hold_gc(false);
+        std::thread::sleep(Duration::from_millis(a.ingest_gap_ms));
     }
+    b.core.hold_gc(false);
     let rounds_end = Instant::now();
     let (r, gc_end) = rt.block_on(gc)?;
     let r = r?;
-    // If the collection outlived the rounds, the disk idled and earned its
-    // burst back: warm up again.
-    let rewarm: Vec<f64> = if gc_end > rounds_end {
-        (0..a.ingest_warmup).map(|_| round(None)).collect()
-    } else {
-        Vec::new()
+    let median = |going: bool, from: Instant, to: Instant| {
+        let v: Vec<f64> = rounds
+            .iter()
+            .filter(|(t, _, g)| *g == going && *t >= from && *t < to)
+            .map(|(_, r, _)| *r)
+            .collect();
+        (quantile(&v, 0.5), v.len())
     };
-    let after: Vec<f64> = (0..a.ingest_rounds).map(|_| round(None)).collect();
-    let done = done.into_inner().unwrap_or_else(|e| e.into_inner());
     let seen = gc_end.min(rounds_end);
-    let during = rate(&done, gc_start, seen);
-    // Each phase's share of the window the rounds saw.
+    let (going, n_going) = median(true, gc_start, seen);
+    let (held, n_held) = median(false, gc_start, seen);
+    // Each phase's rounds, by when they started.
     let ms = Duration::from_millis;
     let mark_end = gc_start + ms(r.mark_ms);
     let sweep_end = mark_end + ms(r.sweep_ms);
@@ -672,27 +678,39 @@ fn main() -> anyhow::Result<()> {
     ]
     .iter()
     .filter(|(_, from, _)| *from < seen)
-    .map(|(name, from, to)| {
-        let to = (*to).min(seen);
-        format!(
-            "{name} {:.1} s at {:.0} MiB/s",
-            (to - *from).as_secs_f64(),
-            rate(&done, *from, to)
-        )
+    .map(|(phase, from, to)| {
+        let ((g, ng), (h, nh)) = (median(true, *from, *to), median(false, *from, *to));
+        format!("{phase} {g:.0} vs {h:.0} MiB/s ({ng} and {nh} rounds)")
     })
     .collect::<Vec<_>>()
     .join(", ");
-    let alone = quantile(&[before.as_slice(), after.as_slice()].concat(), 0.5);
+    let list = |going: bool| -> Vec<f64> {
+        rounds
+            .iter()
+            .filter(|(_, _, g)| *g == going)
+            .map(|(_, r, _)| *r)
+            .collect()
+    };
     println!("ingest rounds to warm up (MiB/s): {warmup:.0?}");
-    println!("ingest rounds alone before (MiB/s): {before:.0?}");
-    println!("ingest rounds while collecting (MiB/s): {rounds:.0?}");
-    println!("ingest rounds to warm up again (MiB/s): {rewarm:.0?}");
-    println!("ingest rounds alone after (MiB/s): {after:.0?}");
+    println!("ingest rounds alone before the collection (MiB/s): {before:.0?}");
     println!(
-        "ingest 64 KiB blocks, 16 at a time: alone {alone:.0} MiB/s (median of {} rounds); \
-         collection (rest factor {}) of {} blocks {:.1} s (mark {} ms, sweep {} ms, repack {} ms), \
-         the first {:.1} s with ingest: {during:.0} MiB/s ({phases}); ratio {:.2} (target >= 0.8)",
-        before.len() + after.len(),
+        "ingest rounds, collection going (MiB/s): {:.0?}",
+        list(true)
+    );
+    println!(
+        "ingest rounds, collection held (MiB/s): {:.0?}",
+        list(false)
+    );
+    println!(
+        "ingest 64 KiB blocks, 16 at a time{}: collection (rest factor {}) of {} blocks {:.1} s \
+         (mark {} ms, sweep {} ms, repack {} ms; {:.1} s of it with rounds); medians going \
+         {going:.0} MiB/s ({n_going} rounds), held {held:.0} MiB/s ({n_held} rounds) ({phases}); \
+         ratio {:.2} (target >= 0.8)",
+        if a.ingest_elsewhere {
+            " into a second archive"
+        } else {
+            " into the archive collected"
+        },
         a.rest_factor,
         r.swept,
         (gc_end - gc_start).as_secs_f64(),
@@ -700,7 +718,7 @@ fn main() -> anyhow::Result<()> {
         r.sweep_ms,
         r.repack_ms,
         (seen - gc_start).as_secs_f64(),
-        during / alone
+        going / held
     );
     drop(b);
     let _ = std::fs::remove_dir_all(&scratch);

@@ -94,6 +94,8 @@ pub(crate) struct GcState {
     /// keep most of the machine and of the metadata store's transaction
     /// lock.
     pub(crate) uploads: std::sync::atomic::AtomicUsize,
+    /// Set by [`Coffer::hold_gc`]: the collector waits at its next rest.
+    held: AtomicBool,
 }
 
 /// Counts an upload in progress for as long as it lives.
@@ -113,6 +115,8 @@ impl Drop for UploadGuard<'_> {
 pub const REST_FACTOR: u32 = 6;
 /// The longest rest after one piece of work.
 const MAX_REST: Duration = Duration::from_secs(2);
+/// How often a held collection looks whether it may go on.
+const HELD_POLL: Duration = Duration::from_millis(5);
 
 /// Totals since start, for the metrics.
 #[derive(Debug, Clone, Default)]
@@ -141,12 +145,23 @@ impl Coffer {
         (started.elapsed() * self.gc_settings().rest_factor).min(MAX_REST)
     }
 
+    /// Hold a running collection at its next rest (between two batches,
+    /// holding no lock an upload waits for), or let it go on. The GC
+    /// benchmark alternates upload rounds with the collection going and
+    /// held, so both see the same disk and index (bench/README.md).
+    pub fn hold_gc(&self, held: bool) {
+        self.gc.held.store(held, Ordering::SeqCst);
+    }
+
     /// On a blocking thread, between pages of the mark: rest after the
     /// page that started at `started` (and start the next).
     fn pace_blocking(&self, started: &mut std::time::Instant) {
         let rest = self.rest_after(*started);
         if !rest.is_zero() {
             std::thread::sleep(rest);
+        }
+        while self.gc.held.load(Ordering::SeqCst) {
+            std::thread::sleep(HELD_POLL);
         }
         *started = std::time::Instant::now();
     }
@@ -156,6 +171,9 @@ impl Coffer {
         let rest = self.rest_after(started);
         if !rest.is_zero() {
             tokio::time::sleep(rest).await;
+        }
+        while self.gc.held.load(Ordering::SeqCst) {
+            tokio::time::sleep(HELD_POLL).await;
         }
     }
 

@@ -722,3 +722,32 @@ async fn the_collector_rests_only_while_uploads_run() {
     assert_eq!(f.core.rest_after(started), Duration::ZERO, "factor 0");
     drop(upload);
 }
+
+#[tokio::test]
+async fn a_held_collection_waits_at_its_next_rest_and_then_finishes() {
+    let f = Fixture::new();
+    grace(&f, 3600);
+    let a = dev(&f, "acme", "ann", "laptop").await;
+    short_tiers(&f, "acme").await;
+    history(&f, &a, 5).await;
+    f.core
+        .retention_run(&f.admin(), a.archive.as_str())
+        .await
+        .unwrap();
+    let before = bytes_on_store(&f, &a);
+    f.core.hold_gc(true);
+    let (core, admin) = (f.core.clone(), f.admin());
+    let run = tokio::spawn(async move { core.gc_run(&admin, false).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!run.is_finished(), "a held collection went on");
+    assert_eq!(bytes_on_store(&f, &a), before, "a held collection swept");
+    f.core.hold_gc(false);
+    let r = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the collection goes on once let go")
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.marked, r.swept), (4, 4), "{r:?}");
+    assert!(bytes_on_store(&f, &a) < before);
+    all_restorable(&f, &a).await;
+}
